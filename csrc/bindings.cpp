@@ -1,0 +1,47 @@
+// The op schemas of the pyadv torch library and the pybind11 module pyadv._C that loads
+// them. No math here: each kernel registers its own CPU / CUDA implementation.
+#include <torch/extension.h>
+#include <torch/library.h>
+
+#include "build_config.h"
+#include "common/cpu_isa.h"
+#include "emu/emu_module.h"
+
+TORCH_LIBRARY(pyadv, m) {
+  m.def("pixel_fi(Tensor jac, Tensor probs, Tensor target, float eps=0., float rank_tol=0.) -> Tensor");
+  m.def("fi_accumulate(Tensor jac, Tensor probs, Tensor target, int k_offset, float eps, Tensor(a!) num, "
+        "Tensor(b!) den) -> ()");
+  m.def("fi_finish(Tensor num, Tensor den, float rank_tol=0.) -> Tensor");
+}
+
+namespace py = pybind11;
+
+PYBIND11_MODULE(_C, m) {
+  m.doc() = "pyadv compiled kernels; the ops live in torch.ops.pyadv, typed wrappers in pyadv.ops";
+  m.def("build_info", [] {
+    py::dict d;
+    d["version"] = PYADV_VERSION;
+    d["cuda_compiled"] = bool(PYADV_WITH_CUDA);
+    d["cuda_archs"] = PYADV_CUDA_ARCHS;
+    d["emulator"] = true;
+    d["compiler"] = PYADV_COMPILER;
+    d["build_type"] = PYADV_BUILD_TYPE;
+    d["torch_version"] = PYADV_TORCH_VERSION;
+    d["cxx11_abi"] = bool(PYADV_CXX11_ABI);
+    py::list isas;
+    for (auto isa : pyadv::cpu_isa_compiled()) isas.append(pyadv::cpu_isa_name(isa));
+    d["cpu_isa_compiled"] = isas;
+    return d;
+  }, "What this build compiled in.");
+  m.def("cpu_isa", [] { return std::string(pyadv::cpu_isa_name(pyadv::cpu_isa())); },
+        "The instruction-set variant the CPU kernels use now.");
+  m.def("cpu_isa_supported", [] {
+    py::list l;
+    for (auto isa : pyadv::cpu_isa_compiled())
+      if (pyadv::cpu_isa_supported(isa)) l.append(pyadv::cpu_isa_name(isa));
+    return l;
+  }, "Compiled variants this CPU can run.");
+  m.def("set_cpu_isa", &pyadv::set_cpu_isa, py::arg("name"),
+        "Selects the CPU kernel variant (baseline, avx2, avx512) for this process.");
+  pyadv::register_emulated(m);
+}

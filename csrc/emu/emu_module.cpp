@@ -1,0 +1,129 @@
+// pyadv._C.emulated: runs the CUDA kernels on the CPU through the emulator, for tests.
+// Tensors are CPU tensors standing in for device memory; argument checks are the ops' own.
+#include <torch/extension.h>
+
+#include <climits>
+
+#include "../common/cuda_emu.h"
+#include "../common/emu_selftest.h"
+#include "../fi/fi_gpu.h"
+#include "../fi/fi_op.h"
+#include "emu_module.h"
+
+namespace pyadv {
+namespace {
+
+namespace py = pybind11;
+
+void check(int err, const char* what) { TORCH_CHECK(err == 0, "emulated ", what, " returned error ", err); }
+
+at::Tensor cpu_contiguous(const at::Tensor& t, const char* name) {
+  TORCH_CHECK_VALUE(t.device().is_cpu(), name, " must be a CPU tensor for the emulator, got ", t.device());
+  return t.contiguous();
+}
+
+at::Tensor emulated_pixel_fi(const at::Tensor& jac, const at::Tensor& probs, const at::Tensor& target, double eps,
+                             double rank_tol) {
+  const fi::FiInputs in = fi::check_inputs(cpu_contiguous(jac, "jac"), probs, target, 0, true, eps, rank_tol);
+  at::Tensor out = at::empty({in.B, in.P}, in.jac.options());
+  int bad = INT_MAX;
+  AT_DISPATCH_FLOATING_TYPES(in.jac.scalar_type(), "emulated_pixel_fi", [&] {
+    check(emulated::fi::pixel_fi<scalar_t>(in.jac.const_data_ptr<scalar_t>(), in.probs.const_data_ptr<scalar_t>(),
+                                           in.target.const_data_ptr<int64_t>(), out.mutable_data_ptr<scalar_t>(),
+                                           &bad, in.B, in.K, in.P, scalar_t(eps), scalar_t(rank_tol), nullptr),
+          "pixel_fi");
+  });
+  if (bad != INT_MAX) fi::fail_non_finite("jac", bad);
+  return out;
+}
+
+void emulated_fi_accumulate(const at::Tensor& jac, const at::Tensor& probs, const at::Tensor& target,
+                            int64_t k_offset, double eps, at::Tensor& num, at::Tensor& den) {
+  const fi::FiInputs in = fi::check_inputs(cpu_contiguous(jac, "jac"), probs, target, k_offset, false, eps, 0.0);
+  fi::check_accumulators(in, num, den);
+  if (in.Kc == 0) return;
+  AT_DISPATCH_FLOATING_TYPES(in.jac.scalar_type(), "emulated_fi_accumulate", [&] {
+    check(emulated::fi::accumulate<scalar_t>(in.jac.const_data_ptr<scalar_t>(), in.probs.const_data_ptr<scalar_t>(),
+                                             in.target.const_data_ptr<int64_t>(), num.mutable_data_ptr<scalar_t>(),
+                                             den.mutable_data_ptr<scalar_t>(), in.B, in.Kc, in.K, k_offset, in.P,
+                                             scalar_t(eps), nullptr),
+          "fi_accumulate");
+  });
+}
+
+at::Tensor emulated_fi_finish(const at::Tensor& num_in, const at::Tensor& den_in, double rank_tol) {
+  fi::check_finish_inputs(num_in, den_in);
+  fi::check_rank_tol(rank_tol);
+  const at::Tensor num = cpu_contiguous(num_in, "num"), den = cpu_contiguous(den_in, "den");
+  at::Tensor out = at::empty_like(num);
+  int bad = INT_MAX;
+  AT_DISPATCH_FLOATING_TYPES(num.scalar_type(), "emulated_fi_finish", [&] {
+    check(emulated::fi::finish<scalar_t>(num.const_data_ptr<scalar_t>(), den.const_data_ptr<scalar_t>(),
+                                         out.mutable_data_ptr<scalar_t>(), &bad, num.size(0), num.size(1),
+                                         scalar_t(rank_tol), nullptr),
+          "fi_finish");
+  });
+  if (bad != INT_MAX) fi::fail_non_finite("the accumulated jac", bad);
+  return out;
+}
+
+at::Tensor float_input(const at::Tensor& x) {
+  TORCH_CHECK_VALUE(x.dim() == 1 && x.scalar_type() == at::kFloat && x.device().is_cpu(),
+                    "x must be a 1-D float32 CPU tensor");
+  return x.contiguous();
+}
+
+}  // namespace
+
+void register_emulated(py::module_& parent) {
+  py::module_ m = parent.def_submodule(
+      "emulated", "CUDA kernels run on the CPU by the emulator (csrc/common/cuda_emu.h); for tests, tiny sizes.");
+  m.def("set_schedule", [](const std::string& order) {
+    TORCH_CHECK_VALUE(order == "forward" || order == "reverse", "order must be 'forward' or 'reverse', got '", order,
+                      "'");
+    emu::schedule_order() = order == "forward" ? emu::Schedule::forward : emu::Schedule::reverse;
+  }, py::arg("order"), "Order in which the threads of a block run between barriers.");
+  m.def("pixel_fi", &emulated_pixel_fi, py::arg("jac"), py::arg("probs"), py::arg("target"), py::arg("eps") = 0.0,
+        py::arg("rank_tol") = 0.0);
+  m.def("fi_accumulate", &emulated_fi_accumulate, py::arg("jac"), py::arg("probs"), py::arg("target"),
+        py::arg("k_offset"), py::arg("eps"), py::arg("num"), py::arg("den"));
+  m.def("fi_finish", &emulated_fi_finish, py::arg("num"), py::arg("den"), py::arg("rank_tol") = 0.0);
+
+  m.def("selftest_block_sum", [](const at::Tensor& x_in, int variant) {
+    const at::Tensor x = float_input(x_in);
+    at::Tensor out = at::zeros({1}, x.options());
+    check(emulated::selftest::launch_block_sum(x.const_data_ptr<float>(), x.numel(), out.mutable_data_ptr<float>(),
+                                                variant, nullptr), "block_sum");
+    return out;
+  }, py::arg("x"), py::arg("variant"), "Shared-memory block reduction; variant 0 static, 1 dynamic, 2 missing barrier.");
+  m.def("selftest_warp_sum", [](const at::Tensor& x_in, bool butterfly, int threads) {
+    const at::Tensor x = float_input(x_in);
+    const int64_t n = x.numel();
+    at::Tensor out = at::full({butterfly ? n : (n + 31) / 32}, std::nanf(""), x.options());
+    check(emulated::selftest::launch_warp_sum(x.const_data_ptr<float>(), n, out.mutable_data_ptr<float>(), butterfly,
+                                               threads, nullptr), "warp_sum");
+    return out;
+  }, py::arg("x"), py::arg("butterfly"), py::arg("threads"), "Warp-shuffle reduction (shfl_down, or shfl_xor).");
+  m.def("selftest_grid_stride_axpy", [](const at::Tensor& x_in, double a, const at::Tensor& y_in, int blocks,
+                                        int threads) {
+    const at::Tensor x = float_input(x_in);
+    at::Tensor y = float_input(y_in).clone();
+    check(emulated::selftest::launch_grid_stride_axpy(x.const_data_ptr<float>(), x.numel(), float(a),
+                                                      y.mutable_data_ptr<float>(), blocks, threads, nullptr), "axpy");
+    return y;
+  }, py::arg("x"), py::arg("a"), py::arg("y"), py::arg("blocks"), py::arg("threads"));
+  m.def("selftest_coordinates", [](std::array<unsigned, 3> grid, std::array<unsigned, 3> block) {
+    const int64_t n = int64_t(grid[0]) * grid[1] * grid[2] * block[0] * block[1] * block[2];
+    at::Tensor out = at::full({n, 12}, -1, at::kInt);
+    check(emulated::selftest::launch_coordinates(out.mutable_data_ptr<int>(), grid.data(), block.data(), nullptr),
+          "coordinates");
+    return out;
+  }, py::arg("grid"), py::arg("block"), "Each thread's (threadIdx, blockIdx, blockDim, gridDim), one row per thread.");
+  m.def("selftest_divergent_barrier", [] {
+    at::Tensor out = at::zeros({32}, at::kFloat);
+    check(emulated::selftest::launch_divergent_barrier(out.mutable_data_ptr<float>(), nullptr), "divergent_barrier");
+    return out;
+  }, "A kernel whose threads do not all reach __syncthreads(); the emulator must raise.");
+}
+
+}  // namespace pyadv

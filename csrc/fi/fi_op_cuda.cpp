@@ -1,0 +1,88 @@
+// CUDA implementations of the FI ops (built only when torch has CUDA and nvcc exists):
+// the shared checks, then the raw-pointer launchers of fi_cuda.cu on torch's current stream.
+#include <ATen/ATen.h>
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <torch/library.h>
+
+#include <climits>
+
+#include "fi_gpu.h"
+#include "fi_op.h"
+
+namespace pyadv {
+namespace fi {
+namespace {
+
+void check_launch(int err, const char* what) {
+  TORCH_CHECK(err == 0, what, " failed to launch: ", cudaGetErrorString(static_cast<cudaError_t>(err)));
+}
+
+// Reading the flag synchronises with the stream: the price of a clear error for NaN input.
+void raise_if_bad(const at::Tensor& bad_image, const char* what) {
+  const int b = bad_image.item<int>();
+  if (b != INT_MAX) fail_non_finite(what, b);
+}
+
+at::Tensor pixel_fi_cuda(const at::Tensor& jac_in, const at::Tensor& probs_in, const at::Tensor& target_in, double eps,
+                         double rank_tol) {
+  const FiInputs in = check_inputs(jac_in, probs_in, target_in, 0, true, eps, rank_tol);
+  const c10::cuda::CUDAGuard guard(in.jac.device());
+  at::Tensor out = at::empty({in.B, in.P}, in.jac.options());
+  at::Tensor bad = at::full({1}, INT_MAX, in.jac.options().dtype(at::kInt));
+  void* stream = at::cuda::getCurrentCUDAStream().stream();
+  AT_DISPATCH_FLOATING_TYPES(in.jac.scalar_type(), "pixel_fi_cuda", [&] {
+    check_launch(cuda::fi::pixel_fi<scalar_t>(in.jac.const_data_ptr<scalar_t>(), in.probs.const_data_ptr<scalar_t>(),
+                                              in.target.const_data_ptr<int64_t>(), out.mutable_data_ptr<scalar_t>(),
+                                              bad.mutable_data_ptr<int>(), in.B, in.K, in.P, scalar_t(eps),
+                                              scalar_t(rank_tol), stream),
+                 "pixel_fi");
+  });
+  raise_if_bad(bad, "jac");
+  return out;
+}
+
+void fi_accumulate_cuda(const at::Tensor& jac_in, const at::Tensor& probs_in, const at::Tensor& target_in,
+                        int64_t k_offset, double eps, const at::Tensor& num, const at::Tensor& den) {
+  const FiInputs in = check_inputs(jac_in, probs_in, target_in, k_offset, false, eps, 0.0);
+  check_accumulators(in, num, den);
+  if (in.Kc == 0) return;
+  const c10::cuda::CUDAGuard guard(in.jac.device());
+  void* stream = at::cuda::getCurrentCUDAStream().stream();
+  AT_DISPATCH_FLOATING_TYPES(in.jac.scalar_type(), "fi_accumulate_cuda", [&] {
+    check_launch(cuda::fi::accumulate<scalar_t>(in.jac.const_data_ptr<scalar_t>(), in.probs.const_data_ptr<scalar_t>(),
+                                                in.target.const_data_ptr<int64_t>(), num.mutable_data_ptr<scalar_t>(),
+                                                den.mutable_data_ptr<scalar_t>(), in.B, in.Kc, in.K, k_offset, in.P,
+                                                scalar_t(eps), stream),
+                 "fi_accumulate");
+  });
+}
+
+at::Tensor fi_finish_cuda(const at::Tensor& num_in, const at::Tensor& den_in, double rank_tol) {
+  check_finish_inputs(num_in, den_in);
+  check_rank_tol(rank_tol);
+  const at::Tensor num = num_in.contiguous(), den = den_in.contiguous();
+  const c10::cuda::CUDAGuard guard(num.device());
+  at::Tensor out = at::empty_like(num);
+  at::Tensor bad = at::full({1}, INT_MAX, num.options().dtype(at::kInt));
+  void* stream = at::cuda::getCurrentCUDAStream().stream();
+  AT_DISPATCH_FLOATING_TYPES(num.scalar_type(), "fi_finish_cuda", [&] {
+    check_launch(cuda::fi::finish<scalar_t>(num.const_data_ptr<scalar_t>(), den.const_data_ptr<scalar_t>(),
+                                            out.mutable_data_ptr<scalar_t>(), bad.mutable_data_ptr<int>(),
+                                            num.size(0), num.size(1), scalar_t(rank_tol), stream),
+                 "fi_finish");
+  });
+  raise_if_bad(bad, "the accumulated jac");
+  return out;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(pyadv, CUDA, m) {
+  m.impl("pixel_fi", &pixel_fi_cuda);
+  m.impl("fi_accumulate", &fi_accumulate_cuda);
+  m.impl("fi_finish", &fi_finish_cuda);
+}
+
+}  // namespace fi
+}  // namespace pyadv

@@ -1,0 +1,106 @@
+"""Typed Python face of the compiled kernels (``torch.ops.pyadv``).
+
+Argument checks happen in the C++ ops, so they apply however an op is called (directly,
+through ``torch.ops.pyadv`` or under ``torch.compile``); errors name the argument.
+Non-contiguous inputs are accepted and copied; in-place accumulators must be contiguous.
+"""
+from __future__ import annotations
+
+import torch
+
+from . import _C  # noqa: F401  (registers the ops)
+
+__all__ = ["pixel_fi", "fi_accumulate", "fi_finish", "FIAccumulator", "SA_DNN_EPS", "SA_DNN_RANK_TOL"]
+
+#: The guards of the authors' public code (shu-hai/SA_DNN), for ``eps`` and ``rank_tol``.
+SA_DNN_EPS = 1e-3
+SA_DNN_RANK_TOL = 1e-3
+
+
+def pixel_fi(jac: torch.Tensor, probs: torch.Tensor, target: torch.Tensor, *, eps: float = 0.0,
+             rank_tol: float = 0.0) -> torch.Tensor:
+    """Per-pixel First-order Influence (paper 000, eq. (1) with omega = delta x_i).
+
+    Args:
+        jac: [B, K, P] gradients of the K log-probabilities with respect to the P input
+            components (RGB channel components count as separate pixels). float32 or float64.
+        probs: [B, K] class probabilities in [0, 1]; cast to ``jac``'s dtype.
+        target: [B] integer class of the objective -log P(target).
+        eps: guard of the authors' code; 0 is the exact formula. With eps > 0 the metric uses
+            P_k J_k / (sqrt(P_k) + eps) and the numerator P_t J_t / (P_t + eps).
+        rank_tol: FI is 0 where sqrt(G) <= rank_tol (their singular-value cut-off).
+
+    Returns:
+        [B, P] FI[b, i] = J[b, t, i]^2 / sum_k P[b, k] J[b, k, i]^2, and 0 where that
+        denominator is 0 (or below the cut-off).
+
+    Raises ValueError for NaN or Inf in ``jac`` or ``probs``, bad shapes, devices or targets,
+    TypeError for non-floating ``jac``/``probs`` or non-integer ``target``.
+    """
+    return torch.ops.pyadv.pixel_fi(jac, probs, target, float(eps), float(rank_tol))
+
+
+def fi_accumulate(jac: torch.Tensor, probs: torch.Tensor, target: torch.Tensor, k_offset: int,
+                  num: torch.Tensor, den: torch.Tensor, *, eps: float = 0.0) -> None:
+    """Adds the classes [k_offset, k_offset + Kc) of a chunk ``jac`` [B, Kc, P] to ``num``
+    (the scaled target gradient) and ``den`` (the metric G), both [B, P], in place.
+
+    ``probs`` [B, K] and ``target`` [B] are the full ones. Streaming the Jacobian this way needs
+    O(B*P) memory instead of O(B*K*P); finish with :func:`fi_finish`.
+    """
+    torch.ops.pyadv.fi_accumulate(jac, probs, target, int(k_offset), float(eps), num, den)
+
+
+def fi_finish(num: torch.Tensor, den: torch.Tensor, *, rank_tol: float = 0.0) -> torch.Tensor:
+    """FI [B, P] from accumulators filled by :func:`fi_accumulate`."""
+    return torch.ops.pyadv.fi_finish(num, den, float(rank_tol))
+
+
+class FIAccumulator:
+    """Streams the Jacobian class chunk by class chunk into per-pixel FI.
+
+    >>> acc = FIAccumulator(probs, target, P)
+    >>> for k0 in range(0, K, 4):
+    ...     acc.add(jac_of_classes(k0, k0 + 4))   # [B, <=4, P]
+    >>> fi = acc.result()
+    """
+
+    def __init__(self, probs: torch.Tensor, target: torch.Tensor, num_pixels: int, *, eps: float = 0.0,
+                 rank_tol: float = 0.0, dtype: torch.dtype | None = None):
+        if not isinstance(num_pixels, int) or num_pixels < 0:
+            raise ValueError(f"num_pixels must be an int >= 0, got {num_pixels!r}")
+        dtype = dtype or (probs.dtype if probs.dtype in (torch.float32, torch.float64) else torch.float32)
+        self.probs, self.target = probs, target
+        self.eps, self.rank_tol = float(eps), float(rank_tol)
+        self.num = torch.zeros(probs.shape[0], num_pixels, dtype=dtype, device=probs.device)
+        self.den = torch.zeros_like(self.num)
+        self.next_class = 0
+
+    @property
+    def num_classes(self) -> int:
+        return self.probs.shape[1]
+
+    def add(self, jac_chunk: torch.Tensor, k_offset: int | None = None) -> None:
+        """Adds a chunk [B, Kc, P]; by default it follows the previous chunk."""
+        k0 = self.next_class if k_offset is None else k_offset
+        fi_accumulate(jac_chunk, self.probs, self.target, k0, self.num, self.den, eps=self.eps)
+        self.next_class = k0 + jac_chunk.shape[1]
+
+    def result(self) -> torch.Tensor:
+        return fi_finish(self.num, self.den, rank_tol=self.rank_tol)
+
+
+@torch.library.register_fake("pyadv::pixel_fi")
+def _pixel_fi_fake(jac, probs, target, eps=0.0, rank_tol=0.0):
+    torch._check(jac.dim() == 3, lambda: "jac must have shape [B, K, P]")
+    return jac.new_empty((jac.shape[0], jac.shape[2]))
+
+
+@torch.library.register_fake("pyadv::fi_accumulate")
+def _fi_accumulate_fake(jac, probs, target, k_offset, eps, num, den):
+    return None
+
+
+@torch.library.register_fake("pyadv::fi_finish")
+def _fi_finish_fake(num, den, rank_tol=0.0):
+    return torch.empty_like(num)
