@@ -1,0 +1,56 @@
+# The README's commands. Each does the whole set-up on a fresh machine first:
+# a virtual environment (unless one is active), torch, the build and install of pyadv.
+SHELL := /bin/bash
+PYTHON ?= python3
+TORCH_SPEC ?= torch==2.13.0
+OUT ?= runs/demo
+
+ifdef VIRTUAL_ENV
+PY := python
+VENV_DEP :=
+else
+PY := .venv/bin/python
+VENV_DEP := .venv/bin/python
+endif
+
+DEPS_STAMP := build/.deps-$(notdir $(PY))-stamp
+
+.PHONY: setup build demo test bench cuda-check clean help
+
+help:
+	@echo "make demo        set up, then run 'pyadv demo --out $(OUT)'"
+	@echo "make test        set up, then run the test suite"
+	@echo "make bench       set up, then run the benchmarks (results in benchmarks/results/)"
+	@echo "make cuda-check  compile every .cu file with nvcc for sm_80 and sm_90"
+
+.venv/bin/python:
+	$(PYTHON) -m venv .venv
+
+# Python dependencies; redone when pyproject.toml changes.
+$(DEPS_STAMP): pyproject.toml $(VENV_DEP)
+	@mkdir -p build
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install "$(TORCH_SPEC)"
+	$(PY) -m pip install --upgrade "setuptools>=64" wheel cmake ninja
+	$(PY) -m pip install --no-build-isolation -e ".[test]"
+	@touch $@
+
+# The extension: an incremental CMake/Ninja build every time, so sources never go stale.
+build: $(DEPS_STAMP)
+	$(PY) -m pip install --no-build-isolation --no-deps -e . -q
+
+setup: build
+
+demo: build
+	$(PY) -m pyadv demo --out $(OUT)
+
+test: build
+	$(PY) -m pytest
+
+bench: build
+	$(PY) benchmarks/fi.py
+
+cuda-check:
+	tools/cuda_check.sh
+
+clean:
+	rm -rf build pyadv/_C*.so
