@@ -90,14 +90,24 @@ class FIAccumulator:
         return fi_finish(self.num, self.den, rank_tol=self.rank_tol)
 
 
+def _same_device(jac, **others):
+    # The dispatcher routes a call with one meta tensor to these fake kernels, so the device
+    # check of the real kernels is repeated here.
+    for name, t in others.items():
+        if t.device != jac.device:
+            raise ValueError(f"{name} is on {t.device} but jac is on {jac.device}; all tensors must be on one device")
+
+
 @torch.library.register_fake("pyadv::pixel_fi")
 def _pixel_fi_fake(jac, probs, target, eps=0.0, rank_tol=0.0):
     torch._check(jac.dim() == 3, lambda: "jac must have shape [B, K, P]")
+    _same_device(jac, probs=probs, target=target)
     return jac.new_empty((jac.shape[0], jac.shape[2]))
 
 
 @torch.library.register_fake("pyadv::fi_accumulate")
 def _fi_accumulate_fake(jac, probs, target, k_offset, eps, num, den):
+    _same_device(jac, probs=probs, target=target, num=num, den=den)
     return None
 
 

@@ -1,7 +1,7 @@
 // Run-time choice among the instruction-set variants of the CPU kernels.
 //
 // Hot CPU kernel files are compiled once per variant (CMakeLists.txt: pyadv_cpu_kernels),
-// never with -march=native, so one build runs on any x86-64 and still uses AVX2 or AVX-512
+// never tuned to the build machine, so one build runs on any x86-64 and still uses AVX2 or AVX-512
 // where the machine has them. PYADV_CPU_ISA=baseline|avx2|avx512 caps the choice.
 #pragma once
 

@@ -55,7 +55,7 @@ __global__ void warp_sum_down(const float* x, long long n, float* warp_sums) {
   const long long i = 1LL * blockIdx.x * blockDim.x + threadIdx.x;
   float v = i < n ? x[i] : 0.f;
   for (int offset = warpSize / 2; offset > 0; offset >>= 1) v += __shfl_down_sync(0xFFFFFFFFu, v, offset);
-  if ((threadIdx.x & (warpSize - 1)) == 0) warp_sums[i / warpSize] = v;
+  if ((threadIdx.x & (warpSize - 1)) == 0 && i < n) warp_sums[i / warpSize] = v;
 }
 
 // Butterfly reduction with __shfl_xor_sync: every lane ends with the warp's sum.

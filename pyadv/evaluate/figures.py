@@ -39,22 +39,22 @@ def fi_maps_figure(image: torch.Tensor, maps: torch.Tensor, probs: torch.Tensor,
     img = image.detach().cpu().float()
     ax = axes[0]
     if img.shape[0] == 1:
-        ax.imshow(img[0], cmap="gray", vmin=0, vmax=1)
+        ax.imshow(img[0].numpy(), cmap="gray", vmin=0, vmax=1)
     else:
-        ax.imshow(img.permute(1, 2, 0).clamp(0, 1))
+        ax.imshow(img.permute(1, 2, 0).clamp(0, 1).numpy())
     pred = int(torch.as_tensor(probs).argmax())
     ax.set_title(f"label {names[true_label]}, pred {names[pred]}", fontsize=8)
     panel = {k: k + 1 if k < cols - 1 else k + 2 for k in range(K)}
     for k in range(K):
         ax = axes[panel[k]]
         m = maps[k].detach().cpu().float().sum(0)
-        ax.imshow(m, cmap="hot", vmin=0, vmax=max(float(m.max()), 1e-12))
+        ax.imshow(m.numpy(), cmap="hot", vmin=0, vmax=max(float(m.max()), 1e-12))
         marker = " (true)" if k == true_label else ""
         ax.set_title(f"y={names[k]}{marker}, max {float(m.max()):.3g}", fontsize=7)
     ax = axes[cols]
     p = torch.as_tensor(probs).detach().cpu().float()
     colors = ["tab:green" if k == true_label else "tab:gray" for k in range(K)]
-    ax.bar(range(K), p, color=colors)
+    ax.bar(range(K), p.numpy(), color=colors)
     ax.set_xticks(range(K), names, fontsize=6)
     ax.set_ylim(0, 1)
     ax.set_title("P(y | x)", fontsize=8)

@@ -1,0 +1,50 @@
+import json
+import subprocess
+import sys
+
+import torch
+
+import pyadv
+from pyadv import _C
+
+
+def test_info_reports_ops_isa_and_cuda():
+    d = pyadv.info()
+    assert d["version"] == pyadv.__version__ == "0.1.0"
+    assert d["ops"] == {"pixel_fi": ["CPU"] + (["CUDA"] if d["cuda_compiled"] else []),
+                        "fi_accumulate": ["CPU"] + (["CUDA"] if d["cuda_compiled"] else []),
+                        "fi_finish": ["CPU"] + (["CUDA"] if d["cuda_compiled"] else [])}
+    assert d["cpu_isa"] in d["cpu_isa_supported"]
+    assert set(d["cpu_isa_supported"]) <= set(d["cpu_isa_compiled"])
+    assert d["cpu_isa_compiled"][0] == "baseline"
+    assert d["cuda_usable"] == (d["cuda_compiled"] and torch.cuda.is_available())
+    assert d["torch"] == torch.__version__
+
+
+def test_built_against_this_torch_abi():
+    b = _C.build_info()
+    assert b["torch_version"] == torch.__version__
+    assert b["cxx11_abi"] == torch._C._GLIBCXX_USE_CXX11_ABI
+
+
+def test_cpu_isa_env_cap_is_honoured():
+    code = "import pyadv; print(pyadv._C.cpu_isa())"
+    out = subprocess.run([sys.executable, "-c", code], env={**__import__("os").environ, "PYADV_CPU_ISA": "baseline"},
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "baseline"
+
+
+def test_cli_info_json():
+    out = subprocess.run([sys.executable, "-m", "pyadv", "info", "--json"], capture_output=True, text=True, check=True)
+    d = json.loads(out.stdout)
+    assert d["ops"]["pixel_fi"][0] == "CPU"
+    assert d["cpu_isa"] in d["cpu_isa_compiled"]
+
+
+def test_no_march_native_in_build_files():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    for f in [root / "CMakeLists.txt", root / "setup.py", *root.joinpath("csrc").rglob("*")]:
+        if f.is_file():
+            assert "-march=native" not in f.read_text(errors="ignore"), f

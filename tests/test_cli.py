@@ -1,0 +1,52 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from pyadv.cli import main
+
+
+def run(*args, env=None):
+    import os
+
+    return subprocess.run([sys.executable, "-m", "pyadv", *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})})
+
+
+def test_help_and_version():
+    r = run("--help")
+    assert r.returncode == 0 and "demo" in r.stdout and "info" in r.stdout
+    assert run("--version").stdout.strip() == "pyadv 0.1.0"
+    assert "--seed" in run("demo", "--help").stdout
+
+
+@pytest.mark.parametrize("args,match", [(["demo", "--images", "0"], "expected a positive integer"),
+                                        (["demo", "--device", "cuda:7"], "device 'cuda:7'"),
+                                        (["demo", "--convention", "svd"], "invalid choice"),
+                                        (["frobnicate"], "invalid choice"),
+                                        ([], "required")])
+def test_bad_usage_exits_2(args, match):
+    r = run(*args)
+    assert r.returncode == 2
+    assert match in r.stderr
+
+
+@pytest.mark.slow
+def test_demo_writes_report_and_figures(tmp_path, digits_cnn, cache_dir):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--images", "2", "--no-progress"]) == 0
+    report = (out / "report.md").read_text()
+    summary = json.loads((out / "summary.json").read_text())
+    assert len(summary["images"]) == 2 and summary["test_accuracy"] >= 0.97
+    for row in summary["images"]:
+        png = out / row["figure"]
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert row["figure"] in report
+        assert row["label"] == row["pred"]  # "vulnerable" picks correctly classified images
+    # The lowest-confidence correct images come first.
+    assert summary["images"][0]["p_label"] <= summary["images"][1]["p_label"]
+
+
+def test_demo_bad_images_count_fails_with_exit_1(tmp_path, cache_dir, digits_cnn):
+    assert main(["demo", "--out", str(tmp_path), "--images", "100000", "--no-progress"]) == 1
