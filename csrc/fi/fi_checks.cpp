@@ -19,6 +19,38 @@ void check_guard(double v, const char* name) {
   TORCH_CHECK_VALUE(std::isfinite(v) && v >= 0, name, " must be a finite number >= 0, got ", v);
 }
 
+[[noreturn]] void fail_probs(const FiInputs& in, int64_t b) {
+  TORCH_CHECK_VALUE(false, "probs must be finite and in [0, 1]; image ", b, " has ", in.probs[b]);
+  __builtin_unreachable();
+}
+
+[[noreturn]] void fail_target(const FiInputs& in, int64_t b) {
+  TORCH_CHECK_VALUE(false, "target must hold class indices in [0, ", in.K, "); image ", b, " has ",
+                    in.target[b].item<int64_t>());
+  __builtin_unreachable();
+}
+
+// probs in [0, 1] (NaN fails) and target in [0, K). On the CPU a plain loop: a handful of
+// ATen ops would cost more than the FI kernel itself on small batches.
+void check_values(const FiInputs& in) {
+  if (in.probs.device().is_cpu()) {
+    const int64_t* t = in.target.const_data_ptr<int64_t>();
+    for (int64_t b = 0; b < in.B; ++b)
+      if (t[b] < 0 || t[b] >= in.K) fail_target(in, b);
+    AT_DISPATCH_FLOATING_TYPES(in.probs.scalar_type(), "check_probs", [&] {
+      const scalar_t* p = in.probs.const_data_ptr<scalar_t>();
+      for (int64_t b = 0; b < in.B; ++b)
+        for (int64_t k = 0; k < in.K; ++k)
+          if (!(p[b * in.K + k] >= 0 && p[b * in.K + k] <= 1)) fail_probs(in, b);
+    });
+    return;
+  }
+  const at::Tensor ok = in.probs.ge(0).logical_and(in.probs.le(1)).all(1);
+  if (!ok.all().item<bool>()) fail_probs(in, ok.logical_not().nonzero().select(1, 0).min().item<int64_t>());
+  const at::Tensor bad_t = in.target.lt(0).logical_or(in.target.ge(in.K));
+  if (bad_t.any().item<bool>()) fail_target(in, bad_t.nonzero().select(1, 0).min().item<int64_t>());
+}
+
 }  // namespace
 
 void check_rank_tol(double rank_tol) { check_guard(rank_tol, "rank_tol"); }
@@ -57,23 +89,10 @@ FiInputs check_inputs(const at::Tensor& jac, const at::Tensor& probs, const at::
     TORCH_CHECK_VALUE(k_offset >= 0 && k_offset + in.Kc <= in.K, "k_offset ", k_offset, " with a chunk of ", in.Kc,
                       " classes does not fit in probs' K = ", in.K, "; need 0 <= k_offset <= K - chunk");
   }
-  // probs and target are small ([B, K] and [B]): checking them costs nothing next to J.
   in.probs = probs.to(jac.scalar_type()).contiguous();
   in.target = target.to(at::kLong).contiguous();
   in.jac = jac.contiguous();
-  if (in.B > 0 && in.K > 0) {
-    const at::Tensor ok = in.probs.ge(0).logical_and(in.probs.le(1)).all(1);  // false for NaN
-    if (!ok.all().item<bool>()) {
-      const int64_t b = ok.logical_not().nonzero().select(1, 0).min().item<int64_t>();
-      TORCH_CHECK_VALUE(false, "probs must be finite and in [0, 1]; image ", b, " has ", in.probs[b]);
-    }
-    const at::Tensor bad_t = in.target.lt(0).logical_or(in.target.ge(in.K));
-    if (bad_t.any().item<bool>()) {
-      const int64_t b = bad_t.nonzero().select(1, 0).min().item<int64_t>();
-      TORCH_CHECK_VALUE(false, "target must hold class indices in [0, ", in.K, "); image ", b, " has ",
-                        in.target[b].item<int64_t>());
-    }
-  }
+  if (in.B > 0 && in.K > 0) check_values(in);
   return in;
 }
 

@@ -10,7 +10,7 @@
 
 namespace pyadv {
 namespace fi_cpu {
-constexpr int64_t kTile = 256;
+constexpr int64_t kTile = 1024;
 inline int64_t tiles(int64_t P) { return (P + kTile - 1) / kTile; }
 }  // namespace fi_cpu
 }  // namespace pyadv

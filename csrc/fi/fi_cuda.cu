@@ -27,7 +27,7 @@ __global__ void pixel_fi_kernel(const T* __restrict__ jac, const T* __restrict__
     }
     const int64_t t = target[b];
     const T g = ::pyadv::fi::target_scale(pb[t], eps) * jb[t * P];
-    out[e] = ::pyadv::fi::finish(g, G, rank_tol);
+    out[e] = ::pyadv::fi::finish(g, G, rank_tol * rank_tol);
     if (::pyadv::fi::non_finite(g, G)) atomicMin(bad_image, static_cast<int>(b));
   }
 }
@@ -57,7 +57,7 @@ __global__ void finish_kernel(const T* __restrict__ num, const T* __restrict__ d
                               int* bad_image, int64_t B, int64_t P, T rank_tol) {
   const int64_t n = B * P;
   for (int64_t e = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; e < n; e += int64_t(blockDim.x) * gridDim.x) {
-    out[e] = ::pyadv::fi::finish(num[e], den[e], rank_tol);
+    out[e] = ::pyadv::fi::finish(num[e], den[e], rank_tol * rank_tol);
     if (::pyadv::fi::non_finite(num[e], den[e])) atomicMin(bad_image, static_cast<int>(e / P));
   }
 }

@@ -33,17 +33,18 @@ PYADV_HD inline T target_scale(T p_t, T eps) {
   return eps == T(0) ? T(1) : p_t / (p_t + eps);
 }
 
-// FI from the scaled target gradient g and the metric G of one pixel.
+// FI from the scaled target gradient g and the metric G of one pixel. The cut-off
+// sqrt(G) <= rank_tol is tested as G <= rank_tol^2 (G >= 0): no square root per pixel.
 template <typename T>
-PYADV_HD inline T finish(T g, T G, T rank_tol) {
-  return hd_sqrt(G) > rank_tol ? (g * g) / G : T(0);
+PYADV_HD inline T finish(T g, T G, T rank_tol_sq) {
+  return G > rank_tol_sq ? (g * g) / G : T(0);
 }
 
-// True when g or G is NaN or infinite (x * 0 is 0 only for finite x); branch-free so the
-// CPU loop that ORs it over a tile still vectorises.
+// 1 when g or G is NaN or infinite (x * 0 is 0 only for finite x), else 0. An int, not a
+// bool, and branch-free, so the CPU loop that ORs it over a tile still vectorises.
 template <typename T>
-PYADV_HD inline bool non_finite(T g, T G) {
-  return !(g * T(0) == T(0)) | !(G * T(0) == T(0));
+PYADV_HD inline int non_finite(T g, T G) {
+  return static_cast<int>(!(g * T(0) == T(0))) | static_cast<int>(!(G * T(0) == T(0)));
 }
 
 }  // namespace fi

@@ -29,6 +29,6 @@ def pixel_fi_reference(jac: torch.Tensor, probs: torch.Tensor, target: torch.Ten
             G += w * jac[b, k] ** 2
         c = 1.0 if eps == 0 else float(probs[b, t]) / (float(probs[b, t]) + eps)
         g = c * jac[b, t]
-        keep = G.sqrt() > rank_tol
+        keep = G > rank_tol**2  # sqrt(G) > rank_tol, for G >= 0
         out[b, keep] = g[keep] ** 2 / G[keep]
     return out
