@@ -49,8 +49,9 @@ test: build
 bench: build
 	$(PY) benchmarks/fi.py
 
+# Needs no torch; with the venv's torch present it also checks the torch-side CUDA glue.
 cuda-check:
-	tools/cuda_check.sh
+	PYTHON=$(PY) tools/cuda_check.sh
 
 clean:
 	rm -rf build pyadv/_C*.so

@@ -48,3 +48,19 @@ def test_no_march_native_in_build_files():
     for f in [root / "CMakeLists.txt", root / "setup.py", *root.joinpath("csrc").rglob("*")]:
         if f.is_file():
             assert "-march=native" not in f.read_text(errors="ignore"), f
+
+
+def test_forcing_cuda_without_cuda_torch_fails_at_configure(tmp_path):
+    import shutil
+    from pathlib import Path
+
+    if torch.version.cuda is not None:
+        import pytest
+
+        pytest.skip("this torch has CUDA: forcing it on is not an error here")
+    root = Path(__file__).resolve().parents[1]
+    cmake = shutil.which("cmake")
+    r = subprocess.run([cmake, "-S", str(root), "-B", str(tmp_path), "-G", "Ninja", "-DPYADV_CUDA=ON",
+                        f"-DPython_EXECUTABLE={sys.executable}"], capture_output=True, text=True)
+    assert r.returncode != 0
+    assert "PYADV_CUDA=ON but this torch" in r.stdout + r.stderr

@@ -1,7 +1,7 @@
 // CUDA implementations of the FI ops (built only when torch has CUDA and nvcc exists):
 // the shared checks, then the raw-pointer launchers of fi_cuda.cu on torch's current stream.
 #include <ATen/ATen.h>
-#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAStream.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
@@ -30,7 +30,7 @@ at::Tensor pixel_fi_cuda(const at::Tensor& jac_in, const at::Tensor& probs_in, c
   const c10::cuda::CUDAGuard guard(in.jac.device());
   at::Tensor out = at::empty({in.B, in.P}, in.jac.options());
   at::Tensor bad = at::full({1}, INT_MAX, in.jac.options().dtype(at::kInt));
-  void* stream = at::cuda::getCurrentCUDAStream().stream();
+  void* stream = c10::cuda::getCurrentCUDAStream().stream();
   AT_DISPATCH_FLOATING_TYPES(in.jac.scalar_type(), "pixel_fi_cuda", [&] {
     check_launch(cuda::fi::pixel_fi<scalar_t>(in.jac.const_data_ptr<scalar_t>(), in.probs.const_data_ptr<scalar_t>(),
                                               in.target.const_data_ptr<int64_t>(), out.mutable_data_ptr<scalar_t>(),
@@ -48,7 +48,7 @@ void fi_accumulate_cuda(const at::Tensor& jac_in, const at::Tensor& probs_in, co
   check_accumulators(in, num, den);
   if (in.Kc == 0) return;
   const c10::cuda::CUDAGuard guard(in.jac.device());
-  void* stream = at::cuda::getCurrentCUDAStream().stream();
+  void* stream = c10::cuda::getCurrentCUDAStream().stream();
   AT_DISPATCH_FLOATING_TYPES(in.jac.scalar_type(), "fi_accumulate_cuda", [&] {
     check_launch(cuda::fi::accumulate<scalar_t>(in.jac.const_data_ptr<scalar_t>(), in.probs.const_data_ptr<scalar_t>(),
                                                 in.target.const_data_ptr<int64_t>(), num.mutable_data_ptr<scalar_t>(),
@@ -65,7 +65,7 @@ at::Tensor fi_finish_cuda(const at::Tensor& num_in, const at::Tensor& den_in, do
   const c10::cuda::CUDAGuard guard(num.device());
   at::Tensor out = at::empty_like(num);
   at::Tensor bad = at::full({1}, INT_MAX, num.options().dtype(at::kInt));
-  void* stream = at::cuda::getCurrentCUDAStream().stream();
+  void* stream = c10::cuda::getCurrentCUDAStream().stream();
   AT_DISPATCH_FLOATING_TYPES(num.scalar_type(), "fi_finish_cuda", [&] {
     check_launch(cuda::fi::finish<scalar_t>(num.const_data_ptr<scalar_t>(), den.const_data_ptr<scalar_t>(),
                                             out.mutable_data_ptr<scalar_t>(), bad.mutable_data_ptr<int>(),
