@@ -12,6 +12,9 @@ TORCH_LIBRARY(pyadv, m) {
   m.def("fi_accumulate(Tensor jac, Tensor probs, Tensor target, int k_offset, float eps, Tensor(a!) num, "
         "Tensor(b!) den) -> ()");
   m.def("fi_finish(Tensor num, Tensor den, float rank_tol=0.) -> Tensor");
+  m.def("fi_group_accumulate(Tensor jac, Tensor probs, Tensor target, int k_offset, float eps, Tensor(a!) num, "
+        "Tensor(b!) den) -> ()");
+  m.def("fi_group_finish(Tensor num, Tensor den, float rank_tol=0.) -> Tensor");
 }
 
 namespace py = pybind11;

@@ -7,7 +7,7 @@ import torch
 
 from . import _C
 
-OPS = ("pixel_fi", "fi_accumulate", "fi_finish")
+OPS = ("pixel_fi", "fi_accumulate", "fi_finish", "fi_group_accumulate", "fi_group_finish")
 
 
 def info() -> dict:

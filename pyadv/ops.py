@@ -10,7 +10,8 @@ import torch
 
 from . import _C  # noqa: F401  (registers the ops)
 
-__all__ = ["pixel_fi", "fi_accumulate", "fi_finish", "FIAccumulator", "SA_DNN_EPS", "SA_DNN_RANK_TOL"]
+__all__ = ["pixel_fi", "fi_accumulate", "fi_finish", "fi_group_accumulate", "fi_group_finish", "FIAccumulator",
+           "SA_DNN_EPS", "SA_DNN_RANK_TOL"]
 
 #: The guards of the authors' public code (shu-hai/SA_DNN), for ``eps`` and ``rank_tol``.
 SA_DNN_EPS = 1e-3
@@ -56,6 +57,23 @@ def fi_finish(num: torch.Tensor, den: torch.Tensor, *, rank_tol: float = 0.0) ->
     return torch.ops.pyadv.fi_finish(num, den, float(rank_tol))
 
 
+def fi_group_accumulate(jac: torch.Tensor, probs: torch.Tensor, target: torch.Tensor, k_offset: int,
+                        num: torch.Tensor, den: torch.Tensor, *, eps: float = 0.0) -> None:
+    """Grouped FI, where the C <= 4 channel components of a pixel form one C-dimensional
+    perturbation: adds classes [k_offset, k_offset + Kc) of ``jac`` [B, Kc, C, HW] to ``num``
+    [B, C, HW] (the scaled target gradient) and ``den`` [B, C(C+1)/2, HW] (the packed C x C
+    metric, upper triangle row by row), in place."""
+    torch.ops.pyadv.fi_group_accumulate(jac, probs, target, int(k_offset), float(eps), num, den)
+
+
+def fi_group_finish(num: torch.Tensor, den: torch.Tensor, *, rank_tol: float = 0.0) -> torch.Tensor:
+    """Grouped FI [B, HW] = g^T G^+ g per pixel from :func:`fi_group_accumulate`'s accumulators.
+
+    The pseudo-inverse keeps the eigenvalues of G above max(rank_tol^2, C * machine-eps *
+    largest eigenvalue), as ``torch.linalg.pinv`` does by default (rank_tol = 0)."""
+    return torch.ops.pyadv.fi_group_finish(num, den, float(rank_tol))
+
+
 class FIAccumulator:
     """Streams the Jacobian class chunk by class chunk into per-pixel FI.
 
@@ -63,17 +81,28 @@ class FIAccumulator:
     >>> for k0 in range(0, K, 4):
     ...     acc.add(jac_of_classes(k0, k0 + 4))   # [B, <=4, P]
     >>> fi = acc.result()
+
+    With ``group=C`` (1 to 4) the chunks are [B, Kc, C, HW] and the C channel components of a
+    pixel form one perturbation (:func:`fi_group_accumulate`); the result is [B, HW].
     """
 
     def __init__(self, probs: torch.Tensor, target: torch.Tensor, num_pixels: int, *, eps: float = 0.0,
-                 rank_tol: float = 0.0, dtype: torch.dtype | None = None):
+                 rank_tol: float = 0.0, dtype: torch.dtype | None = None, group: int | None = None):
         if not isinstance(num_pixels, int) or num_pixels < 0:
             raise ValueError(f"num_pixels must be an int >= 0, got {num_pixels!r}")
+        if group is not None and (not isinstance(group, int) or not 1 <= group <= 4):
+            raise ValueError(f"group must be None or a channel count 1 to 4, got {group!r}")
         dtype = dtype or (probs.dtype if probs.dtype in (torch.float32, torch.float64) else torch.float32)
         self.probs, self.target = probs, target
         self.eps, self.rank_tol = float(eps), float(rank_tol)
-        self.num = torch.zeros(probs.shape[0], num_pixels, dtype=dtype, device=probs.device)
-        self.den = torch.zeros_like(self.num)
+        self.group = group
+        B = probs.shape[0]
+        if group is None:
+            self.num = torch.zeros(B, num_pixels, dtype=dtype, device=probs.device)
+            self.den = torch.zeros_like(self.num)
+        else:
+            self.num = torch.zeros(B, group, num_pixels, dtype=dtype, device=probs.device)
+            self.den = torch.zeros(B, group * (group + 1) // 2, num_pixels, dtype=dtype, device=probs.device)
         self.next_class = 0
 
     @property
@@ -83,11 +112,16 @@ class FIAccumulator:
     def add(self, jac_chunk: torch.Tensor, k_offset: int | None = None) -> None:
         """Adds a chunk [B, Kc, P]; by default it follows the previous chunk."""
         k0 = self.next_class if k_offset is None else k_offset
-        fi_accumulate(jac_chunk, self.probs, self.target, k0, self.num, self.den, eps=self.eps)
+        if self.group is None:
+            fi_accumulate(jac_chunk, self.probs, self.target, k0, self.num, self.den, eps=self.eps)
+        else:
+            fi_group_accumulate(jac_chunk, self.probs, self.target, k0, self.num, self.den, eps=self.eps)
         self.next_class = k0 + jac_chunk.shape[1]
 
     def result(self) -> torch.Tensor:
-        return fi_finish(self.num, self.den, rank_tol=self.rank_tol)
+        if self.group is None:
+            return fi_finish(self.num, self.den, rank_tol=self.rank_tol)
+        return fi_group_finish(self.num, self.den, rank_tol=self.rank_tol)
 
 
 def _same_device(jac, **others):
@@ -114,3 +148,14 @@ def _fi_accumulate_fake(jac, probs, target, k_offset, eps, num, den):
 @torch.library.register_fake("pyadv::fi_finish")
 def _fi_finish_fake(num, den, rank_tol=0.0):
     return torch.empty_like(num)
+
+
+@torch.library.register_fake("pyadv::fi_group_accumulate")
+def _fi_group_accumulate_fake(jac, probs, target, k_offset, eps, num, den):
+    _same_device(jac, probs=probs, target=target, num=num, den=den)
+    return None
+
+
+@torch.library.register_fake("pyadv::fi_group_finish")
+def _fi_group_finish_fake(num, den, rank_tol=0.0):
+    return num.new_empty((num.shape[0], num.shape[2]))

@@ -7,6 +7,7 @@
 #include "../common/cuda_emu.h"
 #include "../common/emu_selftest.h"
 #include "../fi/fi_gpu.h"
+#include "../fi/fi_group_gpu.h"
 #include "../fi/fi_op.h"
 #include "emu_module.h"
 
@@ -67,6 +68,35 @@ at::Tensor emulated_fi_finish(const at::Tensor& num_in, const at::Tensor& den_in
   return out;
 }
 
+void emulated_fi_group_accumulate(const at::Tensor& jac, const at::Tensor& probs, const at::Tensor& target,
+                                  int64_t k_offset, double eps, at::Tensor& num, at::Tensor& den) {
+  const fi::GroupInputs in = fi::check_group_inputs(cpu_contiguous(jac, "jac"), probs, target, k_offset, eps, num, den);
+  const fi::FiInputs& b = in.base;
+  AT_DISPATCH_FLOATING_TYPES(b.jac.scalar_type(), "emulated_fi_group_accumulate", [&] {
+    check(emulated::fi::group_accumulate<scalar_t>(b.jac.const_data_ptr<scalar_t>(), b.probs.const_data_ptr<scalar_t>(),
+                                                   b.target.const_data_ptr<int64_t>(), num.mutable_data_ptr<scalar_t>(),
+                                                   den.mutable_data_ptr<scalar_t>(), b.B, b.Kc, b.K, k_offset, in.C,
+                                                   in.HW, scalar_t(eps), nullptr),
+          "fi_group_accumulate");
+  });
+}
+
+at::Tensor emulated_fi_group_finish(const at::Tensor& num_in, const at::Tensor& den_in, double rank_tol) {
+  fi::check_group_finish_inputs(num_in, den_in);
+  fi::check_rank_tol(rank_tol);
+  const at::Tensor num = cpu_contiguous(num_in, "num"), den = cpu_contiguous(den_in, "den");
+  at::Tensor out = at::empty({num.size(0), num.size(2)}, num.options());
+  int bad = INT_MAX;
+  AT_DISPATCH_FLOATING_TYPES(num.scalar_type(), "emulated_fi_group_finish", [&] {
+    check(emulated::fi::group_finish<scalar_t>(num.const_data_ptr<scalar_t>(), den.const_data_ptr<scalar_t>(),
+                                               out.mutable_data_ptr<scalar_t>(), &bad, num.size(0), num.size(1),
+                                               num.size(2), scalar_t(rank_tol), nullptr),
+          "fi_group_finish");
+  });
+  if (bad != INT_MAX) fi::fail_non_finite("the accumulated jac", bad);
+  return out;
+}
+
 at::Tensor float_input(const at::Tensor& x) {
   TORCH_CHECK_VALUE(x.dim() == 1 && x.scalar_type() == at::kFloat && x.device().is_cpu(),
                     "x must be a 1-D float32 CPU tensor");
@@ -88,6 +118,9 @@ void register_emulated(py::module_& parent) {
   m.def("fi_accumulate", &emulated_fi_accumulate, py::arg("jac"), py::arg("probs"), py::arg("target"),
         py::arg("k_offset"), py::arg("eps"), py::arg("num"), py::arg("den"));
   m.def("fi_finish", &emulated_fi_finish, py::arg("num"), py::arg("den"), py::arg("rank_tol") = 0.0);
+  m.def("fi_group_accumulate", &emulated_fi_group_accumulate, py::arg("jac"), py::arg("probs"), py::arg("target"),
+        py::arg("k_offset"), py::arg("eps"), py::arg("num"), py::arg("den"));
+  m.def("fi_group_finish", &emulated_fi_group_finish, py::arg("num"), py::arg("den"), py::arg("rank_tol") = 0.0);
 
   m.def("selftest_block_sum", [](const at::Tensor& x_in, int variant) {
     const at::Tensor x = float_input(x_in);

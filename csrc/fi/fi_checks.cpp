@@ -117,6 +117,44 @@ void check_finish_inputs(const at::Tensor& num, const at::Tensor& den) {
   TORCH_CHECK_VALUE(den.device() == num.device(), "den is on ", den.device(), " but num is on ", num.device());
 }
 
+GroupInputs check_group_inputs(const at::Tensor& jac, const at::Tensor& probs, const at::Tensor& target,
+                               int64_t k_offset, double eps, const at::Tensor& num, const at::Tensor& den) {
+  TORCH_CHECK_VALUE(jac.dim() == 4, "jac must have shape [B, K, C, HW] (4 dims) for grouped FI, got ", jac.dim(),
+                    " dims ", jac.sizes());
+  const int64_t C = jac.size(2), HW = jac.size(3);
+  TORCH_CHECK_VALUE(C >= 1 && C <= 4, "grouped FI needs 1 to 4 channels per pixel, got C = ", C);
+  GroupInputs g{check_inputs(jac.reshape({jac.size(0), jac.size(1), C * HW}), probs, target, k_offset, false, eps,
+                             0.0),
+                C, HW};
+  const int64_t B = g.base.B, T3 = C * (C + 1) / 2;
+  const auto check_acc = [&](const at::Tensor& t, const char* name, int64_t rows) {
+    TORCH_CHECK_VALUE(t.dim() == 3 && t.size(0) == B && t.size(1) == rows && t.size(2) == HW, name,
+                      " must have shape [", B, ", ", rows, ", ", HW, "], got ", t.sizes());
+    TORCH_CHECK_TYPE(t.scalar_type() == g.base.jac.scalar_type(), name, " must have jac's dtype ",
+                     g.base.jac.scalar_type(), ", got ", t.scalar_type());
+    TORCH_CHECK_VALUE(t.device() == jac.device(), name, " is on ", t.device(), " but jac is on ", jac.device());
+    TORCH_CHECK_VALUE(t.is_contiguous(), name, " is updated in place and must be contiguous");
+  };
+  check_acc(num, "num", C);
+  check_acc(den, "den", T3);
+  return g;
+}
+
+void check_group_finish_inputs(const at::Tensor& num, const at::Tensor& den) {
+  TORCH_CHECK_VALUE(num.dim() == 3, "num must have shape [B, C, HW], got ", num.sizes());
+  const int64_t C = num.size(1);
+  TORCH_CHECK_VALUE(C >= 1 && C <= 4, "grouped FI needs 1 to 4 channels per pixel, got C = ", C);
+  TORCH_CHECK_VALUE(den.dim() == 3 && den.size(0) == num.size(0) && den.size(1) == C * (C + 1) / 2 &&
+                        den.size(2) == num.size(2),
+                    "den must have shape [B, C(C+1)/2, HW] = [", num.size(0), ", ", C * (C + 1) / 2, ", ",
+                    num.size(2), "], got ", den.sizes());
+  TORCH_CHECK_TYPE(num.scalar_type() == at::kFloat || num.scalar_type() == at::kDouble,
+                   "num must be float32 or float64, got ", num.scalar_type());
+  TORCH_CHECK_TYPE(den.scalar_type() == num.scalar_type(), "den must have num's dtype ", num.scalar_type(), ", got ",
+                   den.scalar_type());
+  TORCH_CHECK_VALUE(den.device() == num.device(), "den is on ", den.device(), " but num is on ", num.device());
+}
+
 void fail_non_finite(const char* what, int64_t b) {
   TORCH_CHECK_VALUE(false, what, " holds NaN or Inf (or values whose squares overflow) for image ", b,
                     "; FI is undefined there");

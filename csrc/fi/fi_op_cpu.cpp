@@ -10,14 +10,18 @@
 
 #include "../common/cpu_isa.h"
 #include "fi_cpu_kernel.h"
+#include "fi_group_cpu_kernel.h"
 #include "fi_op.h"
 
 PYADV_DECLARE_FI_CPU_KERNELS(isa_baseline)
+PYADV_DECLARE_FI_GROUP_CPU_KERNELS(isa_baseline)
 #if defined(PYADV_HAVE_AVX2)
 PYADV_DECLARE_FI_CPU_KERNELS(isa_avx2)
+PYADV_DECLARE_FI_GROUP_CPU_KERNELS(isa_avx2)
 #endif
 #if defined(PYADV_HAVE_AVX512)
 PYADV_DECLARE_FI_CPU_KERNELS(isa_avx512)
+PYADV_DECLARE_FI_GROUP_CPU_KERNELS(isa_avx512)
 #endif
 
 namespace pyadv {
@@ -103,12 +107,55 @@ at::Tensor fi_finish_cpu(const at::Tensor& num_in, const at::Tensor& den_in, dou
   return out;
 }
 
+void fi_group_accumulate_cpu(const at::Tensor& jac, const at::Tensor& probs, const at::Tensor& target,
+                             int64_t k_offset, double eps, const at::Tensor& num, const at::Tensor& den) {
+  const GroupInputs in = check_group_inputs(jac, probs, target, k_offset, eps, num, den);
+  const FiInputs& b = in.base;
+  if (b.Kc == 0) return;
+  const int64_t items = b.B * fi_cpu::tiles(in.HW);
+  AT_DISPATCH_FLOATING_TYPES(b.jac.scalar_type(), "fi_group_accumulate_cpu", [&] {
+    const scalar_t* pj = b.jac.const_data_ptr<scalar_t>();
+    const scalar_t* pp = b.probs.const_data_ptr<scalar_t>();
+    const int64_t* pt = b.target.const_data_ptr<int64_t>();
+    scalar_t* pnum = num.mutable_data_ptr<scalar_t>();
+    scalar_t* pden = den.mutable_data_ptr<scalar_t>();
+    at::parallel_for(0, items, grain_for(b.Kc * in.C * in.C, sizeof(scalar_t)), [&](int64_t begin, int64_t end) {
+      PYADV_ISA_DISPATCH(isa_ns::fi::group_accumulate_items<scalar_t>(pj, pp, pt, pnum, pden, b.Kc, b.K, k_offset,
+                                                                      in.C, in.HW, scalar_t(eps), begin, end));
+    });
+  });
+}
+
+at::Tensor fi_group_finish_cpu(const at::Tensor& num_in, const at::Tensor& den_in, double rank_tol) {
+  check_group_finish_inputs(num_in, den_in);
+  check_rank_tol(rank_tol);
+  const at::Tensor num = num_in.contiguous(), den = den_in.contiguous();
+  const int64_t B = num.size(0), C = num.size(1), HW = num.size(2);
+  at::Tensor out = at::empty({B, HW}, num.options());
+  FirstBad bad;
+  AT_DISPATCH_FLOATING_TYPES(num.scalar_type(), "fi_group_finish_cpu", [&] {
+    const scalar_t* pn = num.const_data_ptr<scalar_t>();
+    const scalar_t* pd = den.const_data_ptr<scalar_t>();
+    scalar_t* o = out.mutable_data_ptr<scalar_t>();
+    at::parallel_for(0, B * HW, 2048, [&](int64_t begin, int64_t end) {
+      int64_t r;
+      PYADV_ISA_DISPATCH(r = isa_ns::fi::group_finish_elems<scalar_t>(pn, pd, o, C, HW, scalar_t(rank_tol), begin,
+                                                                      end));
+      bad.offer(r);
+    });
+  });
+  if (bad.any()) fail_non_finite("the accumulated jac", bad.v.load());
+  return out;
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(pyadv, CPU, m) {
   m.impl("pixel_fi", &pixel_fi_cpu);
   m.impl("fi_accumulate", &fi_accumulate_cpu);
   m.impl("fi_finish", &fi_finish_cpu);
+  m.impl("fi_group_accumulate", &fi_group_accumulate_cpu);
+  m.impl("fi_group_finish", &fi_group_finish_cpu);
 }
 
 }  // namespace fi

@@ -8,6 +8,7 @@
 #include <climits>
 
 #include "fi_gpu.h"
+#include "fi_group_gpu.h"
 #include "fi_op.h"
 
 namespace pyadv {
@@ -76,12 +77,47 @@ at::Tensor fi_finish_cuda(const at::Tensor& num_in, const at::Tensor& den_in, do
   return out;
 }
 
+void fi_group_accumulate_cuda(const at::Tensor& jac, const at::Tensor& probs, const at::Tensor& target,
+                              int64_t k_offset, double eps, const at::Tensor& num, const at::Tensor& den) {
+  const GroupInputs in = check_group_inputs(jac, probs, target, k_offset, eps, num, den);
+  const FiInputs& b = in.base;
+  const c10::cuda::CUDAGuard guard(b.jac.device());
+  void* stream = c10::cuda::getCurrentCUDAStream().stream();
+  AT_DISPATCH_FLOATING_TYPES(b.jac.scalar_type(), "fi_group_accumulate_cuda", [&] {
+    check_launch(cuda::fi::group_accumulate<scalar_t>(
+                     b.jac.const_data_ptr<scalar_t>(), b.probs.const_data_ptr<scalar_t>(),
+                     b.target.const_data_ptr<int64_t>(), num.mutable_data_ptr<scalar_t>(),
+                     den.mutable_data_ptr<scalar_t>(), b.B, b.Kc, b.K, k_offset, in.C, in.HW, scalar_t(eps), stream),
+                 "fi_group_accumulate");
+  });
+}
+
+at::Tensor fi_group_finish_cuda(const at::Tensor& num_in, const at::Tensor& den_in, double rank_tol) {
+  check_group_finish_inputs(num_in, den_in);
+  check_rank_tol(rank_tol);
+  const at::Tensor num = num_in.contiguous(), den = den_in.contiguous();
+  const c10::cuda::CUDAGuard guard(num.device());
+  at::Tensor out = at::empty({num.size(0), num.size(2)}, num.options());
+  at::Tensor bad = at::full({1}, INT_MAX, num.options().dtype(at::kInt));
+  void* stream = c10::cuda::getCurrentCUDAStream().stream();
+  AT_DISPATCH_FLOATING_TYPES(num.scalar_type(), "fi_group_finish_cuda", [&] {
+    check_launch(cuda::fi::group_finish<scalar_t>(num.const_data_ptr<scalar_t>(), den.const_data_ptr<scalar_t>(),
+                                                  out.mutable_data_ptr<scalar_t>(), bad.mutable_data_ptr<int>(),
+                                                  num.size(0), num.size(1), num.size(2), scalar_t(rank_tol), stream),
+                 "fi_group_finish");
+  });
+  raise_if_bad(bad, "the accumulated jac");
+  return out;
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(pyadv, CUDA, m) {
   m.impl("pixel_fi", &pixel_fi_cuda);
   m.impl("fi_accumulate", &fi_accumulate_cuda);
   m.impl("fi_finish", &fi_finish_cuda);
+  m.impl("fi_group_accumulate", &fi_group_accumulate_cuda);
+  m.impl("fi_group_finish", &fi_group_finish_cuda);
 }
 
 }  // namespace fi
