@@ -11,9 +11,9 @@ from pyadv import _C
 def test_info_reports_ops_isa_and_cuda():
     d = pyadv.info()
     assert d["version"] == pyadv.__version__ == "0.1.0"
-    assert d["ops"] == {"pixel_fi": ["CPU"] + (["CUDA"] if d["cuda_compiled"] else []),
-                        "fi_accumulate": ["CPU"] + (["CUDA"] if d["cuda_compiled"] else []),
-                        "fi_finish": ["CPU"] + (["CUDA"] if d["cuda_compiled"] else [])}
+    backends = ["CPU"] + (["CUDA"] if d["cuda_compiled"] else [])
+    assert d["ops"] == {name: backends for name in ("pixel_fi", "fi_accumulate", "fi_finish",
+                                                    "fi_group_accumulate", "fi_group_finish")}
     assert d["cpu_isa"] in d["cpu_isa_supported"]
     assert set(d["cpu_isa_supported"]) <= set(d["cpu_isa_compiled"])
     assert d["cpu_isa_compiled"][0] == "baseline"

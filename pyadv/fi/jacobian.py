@@ -1,0 +1,178 @@
+"""Batched gradients of log-probabilities with respect to the input, streamed.
+
+For a batch x [N, C, H, W] and per image a list of M classes ("slots"; by default all K
+classes), this yields J[b, m, :] = d log P(classes[b, m] | x_b) / d x_b flattened to P = C*H*W,
+a chunk of slots at a time and a sub-batch of images at a time, so that memory stays
+O(sub_batch * (activations + chunk * P)) whatever N and K are.
+
+Strategies (all give the same numbers):
+  "loop"     one backward pass per slot over the whole sub-batch (samples are independent in
+             eval mode, so the gradient of sum_b log P(x_b) is every image's own gradient);
+  "batched"  autograd.grad with is_grads_batched (vmap over the backward pass);
+  "vmap"     torch.func.vmap(jacrev) of the per-image function.
+"auto" is "loop" with the sub-batch sized from the model's activation footprint: the fastest
+on this machine in benchmarks/fi_model.py (see its JSON).
+"""
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass
+from typing import Callable, Iterator, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ._inputs import check_logits
+
+STRATEGIES = ("auto", "loop", "batched", "vmap")
+
+#: Default memory budget for one sub-batch (autograd activations plus Jacobian chunks).
+DEFAULT_MEMORY_BUDGET = 2 << 30
+#: The sub-batch whose forward activations fill about this much is the cache-friendly one;
+#: calibrated with benchmarks/fi_model.py on the digits CNN and ResNet-32 (2 cores).
+CACHE_TARGET_BYTES = 24 << 20
+MIN_SUB_BATCH, MAX_SUB_BATCH = 8, 64
+
+
+@dataclass(frozen=True)
+class Plan:
+    strategy: str
+    sub_batch: int
+    chunk: int
+    activation_bytes: int  # forward activations of one image, as measured
+
+
+@dataclass
+class SubBatch:
+    rows: slice
+    probs: torch.Tensor              # [n, K], detached
+    classes: Optional[torch.Tensor]  # [n, M] class of each slot, or None: slot m is class m
+    chunks: Iterator[tuple[int, torch.Tensor]]  # (m0, jac [n, mc, P]); consume before the next sub-batch
+
+
+_activation_cache: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
+
+
+def activation_bytes_per_image(model: nn.Module, x1: torch.Tensor) -> int:
+    """Bytes of every leaf module's output for one image (a forward pass with hooks), cached
+    per model and input shape."""
+    key = (tuple(x1.shape[1:]), x1.dtype, x1.device)
+    cache = _activation_cache.setdefault(model, {})
+    if key in cache:
+        return cache[key]
+    total = 0
+
+    def hook(_m, _inp, out):
+        nonlocal total
+        if isinstance(out, torch.Tensor):
+            total += out.numel() * out.element_size()
+
+    leaves = [m for m in model.modules() if not list(m.children())]
+    handles = [m.register_forward_hook(hook) for m in leaves]
+    try:
+        with torch.no_grad():
+            model(x1[:1])
+    finally:
+        for h in handles:
+            h.remove()
+    cache[key] = max(total, x1[:1].numel() * x1.element_size())
+    return cache[key]
+
+
+def make_plan(model: nn.Module, x: torch.Tensor, n_slots: int, *, strategy: str = "auto",
+              sub_batch: Optional[int] = None, chunk: Optional[int] = None,
+              memory_budget: Optional[int] = None) -> Plan:
+    if strategy not in STRATEGIES:
+        raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+    budget = DEFAULT_MEMORY_BUDGET if memory_budget is None else int(memory_budget)
+    if budget <= 0:
+        raise ValueError(f"memory_budget must be a positive number of bytes, got {memory_budget!r}")
+    for name, v in (("sub_batch", sub_batch), ("chunk", chunk)):
+        if v is not None and (not isinstance(v, int) or v < 1):
+            raise ValueError(f"{name} must be None (automatic) or an int >= 1, got {v!r}")
+    strategy = "loop" if strategy == "auto" else strategy
+    P = x[0].numel()
+    elem = x.element_size()
+    act = activation_bytes_per_image(model, x) if len(x) else P * elem
+    if chunk is None:
+        chunk = {"loop": 1, "batched": min(n_slots, 10), "vmap": n_slots}[strategy]
+    chunk = max(1, min(chunk, max(n_slots, 1)))
+    # Activations are kept for the backward passes (x3 for saved tensors and gradients);
+    # a Jacobian chunk and the two FI accumulators come on top; vmap holds all slots at once.
+    slots_held = n_slots if strategy == "vmap" else chunk
+    per_image = 3 * act + (slots_held + 3) * P * elem
+    if sub_batch is None:
+        sub_batch = max(MIN_SUB_BATCH, min(MAX_SUB_BATCH, CACHE_TARGET_BYTES // max(act, 1)))
+        sub_batch = 1 << (sub_batch.bit_length() - 1)  # a power of two
+    sub_batch = max(1, min(sub_batch, budget // per_image, max(len(x), 1)))
+    return Plan(strategy, sub_batch, chunk, act)
+
+
+def _slot_log_probs(model: nn.Module, xg: torch.Tensor, select, rows: slice
+                    ) -> tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
+    logits = model(xg)
+    check_logits(logits, len(xg))
+    logp = F.log_softmax(logits, dim=1)
+    probs = logp.detach().exp()
+    classes = select(probs, rows) if select is not None else None
+    sel = logp if classes is None else logp.gather(1, classes)
+    return sel, probs, classes
+
+
+def _loop_chunks(sel: torch.Tensor, xg: torch.Tensor) -> Iterator[tuple[int, torch.Tensor]]:
+    n, M = sel.shape
+    for m in range(M):
+        (g,) = torch.autograd.grad(sel[:, m].sum(), xg, retain_graph=m < M - 1)
+        yield m, g.reshape(n, 1, -1)  # a view: no copy between autograd and the FI op
+
+
+def _batched_chunks(sel: torch.Tensor, xg: torch.Tensor, chunk: int) -> Iterator[tuple[int, torch.Tensor]]:
+    n, M = sel.shape
+    eye = torch.eye(M, dtype=sel.dtype, device=sel.device)
+    for m0 in range(0, M, chunk):
+        mc = min(chunk, M - m0)
+        go = eye[m0:m0 + mc, None, :].expand(mc, n, M)
+        (g,) = torch.autograd.grad(sel, xg, grad_outputs=go, is_grads_batched=True, retain_graph=m0 + mc < M)
+        yield m0, g.reshape(mc, n, -1).transpose(0, 1).contiguous()
+
+
+def _vmap_jacobian(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def f(xi):
+        logits = model(xi.unsqueeze(0))
+        return F.log_softmax(logits, dim=1).squeeze(0)
+
+    jac = torch.func.vmap(torch.func.jacrev(f))(x)  # [n, K, C, H, W]
+    with torch.no_grad():
+        logits = model(x)
+    check_logits(logits, len(x))
+    return jac.reshape(len(x), jac.shape[1], -1), torch.softmax(logits, 1)
+
+
+def stream(model: nn.Module, x: torch.Tensor, plan: Plan,
+           select: Optional[Callable[[torch.Tensor, slice], torch.Tensor]] = None) -> Iterator[SubBatch]:
+    """Sub-batches of x with their probabilities and lazily computed Jacobian chunks.
+
+    ``select(probs [n, K], rows) -> classes [n, M]`` picks the slots of the images x[rows]
+    (default: all K classes).
+    The caller runs this inside :func:`pyadv._model_mode.frozen_eval`.
+    """
+    for start in range(0, len(x), plan.sub_batch):
+        rows = slice(start, min(len(x), start + plan.sub_batch))
+        xs = x[rows].detach()
+        if plan.strategy == "vmap":
+            jac, probs = _vmap_jacobian(model, xs)
+            classes = select(probs, rows) if select is not None else None
+            if classes is not None:
+                jac = jac.gather(1, classes[:, :, None].expand(-1, -1, jac.shape[2]))
+
+            def chunks(jac=jac):
+                for m0 in range(0, jac.shape[1], plan.chunk):
+                    yield m0, jac[:, m0:m0 + plan.chunk]
+
+            yield SubBatch(rows, probs, classes, chunks())
+            continue
+        xg = xs.clone().requires_grad_(True)
+        sel, probs, classes = _slot_log_probs(model, xg, select, rows)
+        chunks = _loop_chunks(sel, xg) if plan.strategy == "loop" else _batched_chunks(sel, xg, plan.chunk)
+        yield SubBatch(rows, probs, classes, chunks)

@@ -1,0 +1,179 @@
+"""Per-pixel First-order Influence on models (paper 000, eq. (1) with omega = delta x_i, and
+the objective of eq. (5))."""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import nn
+
+from .. import ops
+from .._model_mode import frozen_eval
+from ._inputs import as_labels, check_images, check_target, check_logits
+from .jacobian import make_plan, stream
+
+#: "exact": eq. (1) as printed. "sa_dnn": the guards of the authors' code (shu-hai/SA_DNN).
+CONVENTIONS = {"exact": (0.0, 0.0), "sa_dnn": (ops.SA_DNN_EPS, ops.SA_DNN_RANK_TOL)}
+FISHER = ("exact", "topk", "sampled")
+GROUPS = (None, "pixel")
+
+
+def num_classes(model: nn.Module, x: torch.Tensor) -> int:
+    with torch.no_grad():
+        logits = model(x[:1])
+    check_logits(logits, 1)
+    return logits.shape[1]
+
+
+def _topk_slots(k: int, t: torch.Tensor):
+    """Slot 0 is the objective's class; slots 1..k the k most probable classes."""
+
+    def select(probs: torch.Tensor, rows: slice) -> torch.Tensor:
+        return torch.cat([t[rows, None], probs.topk(k, dim=1).indices], 1)
+
+    return select
+
+
+def _sampled_slots(samples: int, t: torch.Tensor, gen: torch.Generator):
+    """Slot 0 is the objective's class; slots 1..S labels drawn from P (with replacement)."""
+
+    def select(probs: torch.Tensor, rows: slice) -> torch.Tensor:
+        draws = torch.multinomial(probs.double().cpu(), samples, replacement=True, generator=gen)
+        return torch.cat([t[rows, None], draws.to(probs.device)], 1)
+
+    return select
+
+
+def _slot_weights(fisher: str, probs: torch.Tensor, classes: torch.Tensor, samples: int) -> torch.Tensor:
+    """Weights of each slot in the metric G: every kept class once with weight P_k (topk;
+    slot 0, the objective's class, only when it is not among the top k), or each draw 1/S
+    (sampled: an unbiased estimate of G's diagonal; slot 0 only supplies the numerator)."""
+    t, rest = classes[:, :1], classes[:, 1:]
+    if fisher == "topk":
+        in_top = (rest == t).any(1, keepdim=True)
+        return torch.cat([probs.gather(1, t).masked_fill(in_top, 0.0), probs.gather(1, rest)], 1)
+    return torch.cat([torch.zeros_like(t, dtype=probs.dtype),
+                      torch.full(rest.shape, 1.0 / samples, dtype=probs.dtype, device=probs.device)], 1)
+
+
+def _fill(sb, out, left_out, fisher, samples, t, eps, rank_tol, group_channels, dtype) -> None:
+    """Streams one sub-batch's Jacobian chunks into the FI op and writes its rows of out."""
+    n = sb.probs.shape[0]
+    P = out.shape[1] * (group_channels or 1)
+    if fisher == "exact":
+        weights, slot_target = sb.probs.to(dtype), t[sb.rows]
+    else:
+        weights = _slot_weights(fisher, sb.probs.to(dtype), sb.classes, samples)
+        slot_target = torch.zeros(n, dtype=torch.long, device=out.device)
+    acc = ops.FIAccumulator(weights, slot_target, out.shape[1], eps=eps, rank_tol=rank_tol, dtype=dtype,
+                            group=group_channels)
+    signed = torch.zeros(n, P, dtype=dtype, device=out.device) if fisher == "topk" else None
+    for m0, jac in sb.chunks:
+        jac = jac.to(dtype)
+        if signed is not None:  # sum over kept classes of P_k d log P_k, for the Cauchy-Schwarz floor
+            signed += torch.einsum("nm,nmp->np", weights[:, m0:m0 + jac.shape[1]], jac)
+        if group_channels:
+            jac = jac.reshape(n, jac.shape[1], group_channels, -1)
+        acc.add(jac, m0)
+    if signed is not None:
+        q = (1.0 - weights.sum(1)).clamp_min(0.0)
+        left_out[sb.rows] = q
+        # The left-out classes satisfy sum_{k not kept} P_k d log P_k = -signed, so by
+        # Cauchy-Schwarz they add at least signed^2 / q to G (G >= G_kept + s s^T / q).
+        # Below 1e-6 the floor is negligible and rounding would dominate signed^2 / q.
+        inv_q = torch.where(q > 1e-6, 1.0 / q.clamp_min(1e-6), torch.zeros_like(q))[:, None]
+        if group_channels:
+            s = signed.view(n, group_channels, -1)
+            j = 0
+            for c1 in range(group_channels):
+                for c2 in range(c1, group_channels):
+                    acc.den[:, j] += s[:, c1] * s[:, c2] * inv_q
+                    j += 1
+        else:
+            acc.den += signed * signed * inv_q
+    out[sb.rows] = acc.result()
+
+
+def pixel_fi(model: nn.Module, x: torch.Tensor, y, target=None, *, convention: str = "exact",
+             group: Optional[str] = None, fisher: str = "exact", k: Optional[int] = None,
+             samples: Optional[int] = None, seed: int = 0, strategy: str = "auto",
+             sub_batch: Optional[int] = None, chunk: Optional[int] = None,
+             memory_budget: Optional[int] = None, return_info: bool = False):
+    """Per-pixel FI maps of a batch (paper 000, eq. (1) and (5)).
+
+    The objective is f = -log P(y) when ``target`` is None, else -log P(target) (a target must
+    differ from the label). Channel components are separate pixels, as in the paper: the
+    result is shaped like x. With ``group="pixel"`` the C channel components of a pixel form
+    one C-dimensional perturbation (G is C x C, pseudo-inverted in the kernel) and the result
+    is [N, 1, H, W].
+
+    Args:
+        convention: "exact", eq. (1) as printed, or "sa_dnn", the authors' code: eps = 1e-3
+            guards on the probabilities and a 1e-3 cut-off on the singular values of the
+            scaled gradients. Exact per-pixel FI is scale-free: every pixel's value lies in
+            [0, (1 - P_y)/P_y] however small its gradients, so pixels whose gradients all
+            but vanish (borders) can rank with the most sensitive ones; the sa_dnn cut-off
+            sets those to 0, and its eps shrinks the metric of unlikely classes, which lets
+            values exceed (1 - P_y)/P_y.
+        fisher: how G = sum_k P_k (d log P_k)^2 is formed, for models with many classes:
+            "exact" (all K classes; K backward passes);
+            "topk" (the target and the ``k`` most probable classes; k + 1 passes). The classes
+            left out would only add to G, so the result is an upper bound on exact FI; it
+            adds the Cauchy-Schwarz floor (sum_S P_k d log P_k)^2 / Q of their contribution,
+            Q the probability mass left out, reported per image as ``left_out_mass``;
+            "sampled" (``samples`` = S labels drawn from P, seeded: (1/S) sum_s (d log P_ks)^2
+            is an unbiased estimate of G; S + 1 passes).
+        strategy, sub_batch, chunk, memory_budget: how Jacobians are computed
+            (:mod:`pyadv.fi.jacobian`); automatic by default. A batch larger than the memory
+            budget is processed in sub-batches, never refused.
+        return_info: also return a dict (the plan; ``left_out_mass`` for topk).
+
+    The model runs in eval mode with frozen parameters; each module's mode and each
+    parameter's requires_grad are restored afterwards, and x is not modified.
+    """
+    check_images(x)
+    if convention not in CONVENTIONS:
+        raise ValueError(f"convention must be one of {sorted(CONVENTIONS)}, got {convention!r}")
+    if group not in GROUPS:
+        raise ValueError(f"group must be None or 'pixel', got {group!r}")
+    if fisher not in FISHER:
+        raise ValueError(f"fisher must be one of {FISHER}, got {fisher!r}")
+    if fisher != "exact" and convention != "exact":
+        raise ValueError("fisher='topk' or 'sampled' approximates the exact metric; use convention='exact'")
+    if group == "pixel" and not 1 <= x.shape[1] <= 4:
+        raise ValueError(f"group='pixel' needs 1 to 4 channels, got {x.shape[1]}")
+    N, C, H, W = x.shape
+    dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+    P, HW = C * H * W, H * W
+    out = torch.zeros(N, HW if group else P, dtype=dtype, device=x.device)
+    left_out = torch.zeros(N, dtype=dtype, device=x.device)
+    eps, rank_tol = CONVENTIONS[convention]
+    with frozen_eval(model):  # every forward pass, the probing ones included, in eval mode
+        K = num_classes(model, x) if N else 0
+        y = as_labels(y, N, K, "y", x.device)
+        t = y if target is None else as_labels(target, N, K, "target", x.device)
+        if target is not None:
+            check_target(t, y)
+        if fisher == "topk" and (not isinstance(k, int) or not 1 <= k <= K):
+            raise ValueError(f"fisher='topk' needs k, an int in [1, {K}], got {k!r}")
+        if fisher == "sampled" and (not isinstance(samples, int) or samples < 1):
+            raise ValueError(f"fisher='sampled' needs samples, an int >= 1, got {samples!r}")
+        n_slots = {"exact": K, "topk": (k or 0) + 1, "sampled": (samples or 0) + 1}[fisher]
+        plan = make_plan(model, x, n_slots, strategy=strategy, sub_batch=sub_batch, chunk=chunk,
+                         memory_budget=memory_budget) if N else None
+        select = None
+        if fisher == "topk":
+            select = _topk_slots(k, t)
+        elif fisher == "sampled":
+            select = _sampled_slots(samples, t, torch.Generator().manual_seed(seed))
+        if N:
+            for sb in stream(model, x, plan, select):
+                _fill(sb, out, left_out, fisher, samples, t, eps, rank_tol, C if group else None, dtype)
+    maps = out.view(N, 1, H, W) if group else out.view_as(x)
+    maps = maps.to(x.dtype)
+    if return_info:
+        info = {"plan": plan, "num_classes": K, "slots": n_slots}
+        if fisher == "topk":
+            info["left_out_mass"] = left_out.to(x.dtype)
+        return maps, info
+    return maps
