@@ -44,6 +44,8 @@ def test_demo_writes_report_and_figures(tmp_path, digits_cnn, cache_dir):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert row["figure"] in report
         assert row["label"] == row["pred"]  # "vulnerable" picks correctly classified images
+    assert (out / "manhattan.png").read_bytes()[:4] == b"\x89PNG"
+    assert "manhattan.png" in report and summary["test_images"] == 355
     # The lowest-confidence correct images come first.
     assert summary["images"][0]["p_label"] <= summary["images"][1]["p_label"]
 

@@ -226,10 +226,43 @@ def test_tiny_memory_budget_chunks_instead_of_failing(small):
                                fi.image_fi(small, x, y, exact=True))
 
 
-def test_auto_plan_sizes_sub_batches_from_activations(small):
+def test_auto_plan(small):
     x = torch.rand(300, 1, 8, 8, dtype=torch.float64)
     plan = fi.make_plan(small, x, 10)
-    assert plan.strategy == "loop" and 8 <= plan.sub_batch <= 64 and plan.activation_bytes > 0
+    assert plan.strategy == "loop" and plan.sub_batch == 64 and plan.activation_bytes > 0
+    assert plan.channels_last  # a conv net that accepts channels-last inputs
+    assert fi.make_plan(small, x[:5], 10).sub_batch == 5
+    assert not fi.make_plan(ThreeFeatures().double(), x, 10).channels_last  # no convolution
+
+
+class ViewAfterConv(nn.Module):
+    """Calls .view on a conv output, which fails on channels-last tensors."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.fc = nn.Linear(4 * 64, 10)
+
+    def forward(self, x):
+        h = torch.tanh(self.conv(x))
+        return self.fc(h.view(h.shape[0], -1))
+
+
+def test_models_that_reject_channels_last_still_work():
+    model = ViewAfterConv().double().eval()
+    x, y = digits8(4, channels=3)  # with one channel, channels-last changes nothing
+    assert not fi.make_plan(model, x, 9).channels_last
+    pix = brute_force(model, x, y)[0]
+    torch.testing.assert_close(fi.pixel_fi(model, x, y), pix, rtol=1e-8, atol=0)
+
+
+def test_memory_formats_agree(small):
+    x, y = digits8(5)
+    a = fi.pixel_fi(small, x, y, channels_last=True)
+    b = fi.pixel_fi(small, x, y, channels_last=False)
+    assert a.is_contiguous() and b.is_contiguous()
+    torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-14)
 
 
 def test_model_state_restored_and_input_untouched(small):

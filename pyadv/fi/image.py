@@ -20,6 +20,7 @@ value is smaller.
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Optional
 
 import torch
@@ -77,8 +78,7 @@ def image_fi(model: nn.Module, x: torch.Tensor, y, target=None, *, exact: bool =
             # Hold the whole Jacobian of a sub-batch: size the sub-batch for K slots at once.
             per_image = K * x[0].numel() * 8 + 3 * plan.activation_bytes
             budget = memory_budget or (2 << 30)
-            plan = type(plan)(plan.strategy, max(1, min(plan.sub_batch, budget // per_image)), 1,
-                              plan.activation_bytes)
+            plan = dataclasses.replace(plan, sub_batch=max(1, min(plan.sub_batch, budget // per_image)))
             for sb in stream(model, x, plan):
                 jac = torch.cat([j for _, j in sb.chunks], 1).to(torch.float64)      # [n, K, P]
                 sq = sb.probs.to(torch.float64).sqrt()

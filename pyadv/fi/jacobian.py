@@ -10,8 +10,9 @@ Strategies (all give the same numbers):
              eval mode, so the gradient of sum_b log P(x_b) is every image's own gradient);
   "batched"  autograd.grad with is_grads_batched (vmap over the backward pass);
   "vmap"     torch.func.vmap(jacrev) of the per-image function.
-"auto" is "loop" with the sub-batch sized from the model's activation footprint: the fastest
-on this machine in benchmarks/fi_model.py (see its JSON).
+"auto" is "loop" over sub-batches of 64 images (fewer when the memory budget says so), with
+channels-last inputs for convolutional models that accept them: the fastest combination on
+this machine in benchmarks/fi_model.py (its JSON has every alternative side by side).
 """
 from __future__ import annotations
 
@@ -29,10 +30,9 @@ STRATEGIES = ("auto", "loop", "batched", "vmap")
 
 #: Default memory budget for one sub-batch (autograd activations plus Jacobian chunks).
 DEFAULT_MEMORY_BUDGET = 2 << 30
-#: The sub-batch whose forward activations fill about this much is the cache-friendly one;
-#: calibrated with benchmarks/fi_model.py on the digits CNN and ResNet-32 (2 cores).
-CACHE_TARGET_BYTES = 24 << 20
-MIN_SUB_BATCH, MAX_SUB_BATCH = 8, 64
+#: Sub-batch of the "auto" plan. benchmarks/fi_model.py (2 cores): 16-64 beat the whole
+#: batch of 256 on the digits CNN, 64 beat 8-32 on ResNet-32; 64 is the best common choice.
+AUTO_SUB_BATCH = 64
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,7 @@ class Plan:
     sub_batch: int
     chunk: int
     activation_bytes: int  # forward activations of one image, as measured
+    channels_last: bool = False
 
 
 @dataclass
@@ -52,6 +53,26 @@ class SubBatch:
 
 
 _activation_cache: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
+_channels_last_cache: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
+
+
+def accepts_channels_last(model: nn.Module, x1: torch.Tensor) -> bool:
+    """Whether channels-last inputs are worth it (the model has 2-D convolutions: CPU conv
+    kernels run faster on them) and work (a model that calls .view on a conv output fails on
+    them; probed once on one image, cached per model and input shape)."""
+    if not any(isinstance(m, nn.Conv2d) for m in model.modules()):
+        return False
+    key = (tuple(x1.shape[1:]), x1.dtype, x1.device)
+    cache = _channels_last_cache.setdefault(model, {})
+    if key not in cache:
+        try:
+            with torch.no_grad():
+                a = model(x1[:1])
+                b = model(x1[:1].contiguous(memory_format=torch.channels_last))
+            cache[key] = bool(torch.allclose(a, b, rtol=1e-4, atol=1e-5))
+        except RuntimeError:
+            cache[key] = False
+    return cache[key]
 
 
 def activation_bytes_per_image(model: nn.Module, x1: torch.Tensor) -> int:
@@ -82,7 +103,9 @@ def activation_bytes_per_image(model: nn.Module, x1: torch.Tensor) -> int:
 
 def make_plan(model: nn.Module, x: torch.Tensor, n_slots: int, *, strategy: str = "auto",
               sub_batch: Optional[int] = None, chunk: Optional[int] = None,
-              memory_budget: Optional[int] = None) -> Plan:
+              memory_budget: Optional[int] = None, channels_last: Optional[bool] = None) -> Plan:
+    """How to stream the Jacobian of x: strategy, sub-batch, slots per chunk, memory format.
+    Everything left None is chosen automatically (module docstring)."""
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
     budget = DEFAULT_MEMORY_BUDGET if memory_budget is None else int(memory_budget)
@@ -103,10 +126,11 @@ def make_plan(model: nn.Module, x: torch.Tensor, n_slots: int, *, strategy: str 
     slots_held = n_slots if strategy == "vmap" else chunk
     per_image = 3 * act + (slots_held + 3) * P * elem
     if sub_batch is None:
-        sub_batch = max(MIN_SUB_BATCH, min(MAX_SUB_BATCH, CACHE_TARGET_BYTES // max(act, 1)))
-        sub_batch = 1 << (sub_batch.bit_length() - 1)  # a power of two
+        sub_batch = AUTO_SUB_BATCH
     sub_batch = max(1, min(sub_batch, budget // per_image, max(len(x), 1)))
-    return Plan(strategy, sub_batch, chunk, act)
+    if channels_last is None:
+        channels_last = strategy != "vmap" and len(x) > 0 and accepts_channels_last(model, x)
+    return Plan(strategy, sub_batch, chunk, act, bool(channels_last))
 
 
 def _slot_log_probs(model: nn.Module, xg: torch.Tensor, select, rows: slice
@@ -124,7 +148,9 @@ def _loop_chunks(sel: torch.Tensor, xg: torch.Tensor) -> Iterator[tuple[int, tor
     n, M = sel.shape
     for m in range(M):
         (g,) = torch.autograd.grad(sel[:, m].sum(), xg, retain_graph=m < M - 1)
-        yield m, g.reshape(n, 1, -1)  # a view: no copy between autograd and the FI op
+        # A view for contiguous inputs: no copy between autograd and the FI op (channels-last
+        # gradients are copied into the logical C, H, W order).
+        yield m, g.reshape(n, 1, -1)
 
 
 def _batched_chunks(sel: torch.Tensor, xg: torch.Tensor, chunk: int) -> Iterator[tuple[int, torch.Tensor]]:
@@ -172,7 +198,8 @@ def stream(model: nn.Module, x: torch.Tensor, plan: Plan,
 
             yield SubBatch(rows, probs, classes, chunks())
             continue
-        xg = xs.clone().requires_grad_(True)
+        fmt = torch.channels_last if plan.channels_last else torch.contiguous_format
+        xg = xs.clone(memory_format=fmt).requires_grad_(True)
         sel, probs, classes = _slot_log_probs(model, xg, select, rows)
         chunks = _loop_chunks(sel, xg) if plan.strategy == "loop" else _batched_chunks(sel, xg, plan.chunk)
         yield SubBatch(rows, probs, classes, chunks)
