@@ -9,12 +9,15 @@
 #include "../fi/fi_gpu.h"
 #include "../fi/fi_group_gpu.h"
 #include "../fi/fi_op.h"
+#include "../swarm/swarm_gpu_ops.h"
 #include "emu_module.h"
 
 namespace pyadv {
 namespace {
 
 namespace py = pybind11;
+
+PYADV_SWARM_GPU_POLICY(EmulatedSwarm, ::pyadv::emulated);
 
 void check(int err, const char* what) { TORCH_CHECK(err == 0, "emulated ", what, " returned error ", err); }
 
@@ -121,6 +124,35 @@ void register_emulated(py::module_& parent) {
   m.def("fi_group_accumulate", &emulated_fi_group_accumulate, py::arg("jac"), py::arg("probs"), py::arg("target"),
         py::arg("k_offset"), py::arg("eps"), py::arg("num"), py::arg("den"));
   m.def("fi_group_finish", &emulated_fi_group_finish, py::arg("num"), py::arg("den"), py::arg("rank_tol") = 0.0);
+
+  // The swarm ops on the emulator: the same glue as the CUDA build, CPU tensors as device memory.
+  m.def("pso_step", [](const at::Tensor& pos, const at::Tensor& vel, const at::Tensor& pbest, const at::Tensor& gbest,
+                       const at::Tensor& lo, const at::Tensor& hi, double w, double c1, double c2, int64_t seed,
+                       int64_t step, int64_t boundary, double vmax_frac) {
+    swarm::pso_step_gpu<EmulatedSwarm>(cpu_contiguous(pos, "pos"), vel, pbest, gbest, lo, hi, w, c1, c2, seed, step,
+                                       boundary, vmax_frac, nullptr);
+  });
+  m.def("swarm_best", [](const at::Tensor& pos, const at::Tensor& fit, const at::Tensor& pbest,
+                         const at::Tensor& pbest_fit, const at::Tensor& gbest, const at::Tensor& gbest_fit) {
+    swarm::swarm_best_gpu<EmulatedSwarm>(cpu_contiguous(pos, "pos"), fit, pbest, pbest_fit, gbest, gbest_fit, nullptr);
+  });
+  m.def("de_trial", [](const at::Tensor& pop, const at::Tensor& best, const at::Tensor& lo, const at::Tensor& hi,
+                       std::optional<at::Tensor> int_mask, double F, double CR, int64_t strategy, int64_t seed,
+                       int64_t step) {
+    return swarm::de_trial_gpu<EmulatedSwarm>(cpu_contiguous(pop, "pop"), best, lo, hi, int_mask, F, CR, strategy,
+                                              seed, step, nullptr);
+  });
+  m.def("de_select", [](const at::Tensor& trial, const at::Tensor& trial_fit, const at::Tensor& pop,
+                        const at::Tensor& fit) {
+    swarm::de_select_gpu<EmulatedSwarm>(trial, trial_fit, cpu_contiguous(pop, "pop"), fit, nullptr);
+  });
+  m.def("sparse_perturb", [](const at::Tensor& base, const at::Tensor& idx, const at::Tensor& values, int64_t n0,
+                             int64_t n1) {
+    return swarm::sparse_perturb_gpu<EmulatedSwarm>(cpu_contiguous(base, "base"), idx, values, n0, n1, nullptr);
+  });
+  m.def("pixel_replace", [](const at::Tensor& base, const at::Tensor& cand, int64_t n0, int64_t n1) {
+    return swarm::pixel_replace_gpu<EmulatedSwarm>(cpu_contiguous(base, "base"), cand, n0, n1, nullptr);
+  });
 
   m.def("selftest_block_sum", [](const at::Tensor& x_in, int variant) {
     const at::Tensor x = float_input(x_in);

@@ -1,0 +1,148 @@
+// CPU swarm kernels; compiled once per instruction set (PYADV_ISA_TAG), with
+// -ffp-contract=off so results match the CUDA kernels and the numpy reference bit for bit.
+#include "swarm_cpu_kernel.h"
+
+#include <cstring>
+
+#include "swarm_math.h"
+
+PYADV_DECLARE_SWARM_CPU_KERNELS(PYADV_ISA_TAG)
+
+namespace pyadv {
+namespace PYADV_ISA_TAG {
+namespace swarm {
+
+template <typename T>
+void pso_step_rows(T* PYADV_RESTRICT pos, T* PYADV_RESTRICT vel, const T* PYADV_RESTRICT pbest,
+                   const T* PYADV_RESTRICT gbest, const T* PYADV_RESTRICT lo, const T* PYADV_RESTRICT hi, int64_t N,
+                   int64_t D, T w, T c1, T c2, uint64_t seed, uint32_t step, int boundary, T vmax_frac,
+                   int64_t begin, int64_t end) {
+  for (int64_t row = begin; row < end; ++row) {
+    const int64_t b = row / N;
+    const int64_t base = row * D;
+    for (int64_t d = 0; d < D; ++d) {
+      const uint64_t e = static_cast<uint64_t>(base + d);
+      T r1, r2;
+      philox::Uniform2<T>::get(philox::draw(seed, step, e, kPsoStream), &r1, &r2);
+      pso_coord(pos[e], vel[e], pbest[e], gbest[b * D + d], lo[b * D + d], hi[b * D + d], w, c1, c2, r1, r2,
+                boundary, vmax_frac);
+    }
+  }
+}
+
+template <typename T>
+void swarm_best_problems(const T* pos, const T* fit, T* pbest, T* pbest_fit, T* gbest, T* gbest_fit, int64_t N,
+                         int64_t D, int64_t begin, int64_t end) {
+  for (int64_t b = begin; b < end; ++b) {
+    int64_t arg = -1;
+    T best = gbest_fit[b];
+    for (int64_t n = 0; n < N; ++n) {
+      const int64_t row = b * N + n;
+      const T f = sane_fitness(fit[row]);
+      if (f < pbest_fit[row]) {
+        pbest_fit[row] = f;
+        std::memcpy(pbest + row * D, pos + row * D, sizeof(T) * D);
+      }
+      if (pbest_fit[row] < best) {  // strict: ties keep the lowest index
+        best = pbest_fit[row];
+        arg = n;
+      }
+    }
+    if (arg >= 0) {
+      gbest_fit[b] = best;
+      std::memcpy(gbest + b * D, pbest + (b * N + arg) * D, sizeof(T) * D);
+    }
+  }
+}
+
+template <typename T>
+void de_trial_rows(const T* PYADV_RESTRICT pop, const int64_t* best, const T* lo, const T* hi,
+                   const uint8_t* int_mask, T* PYADV_RESTRICT trial, int64_t N, int64_t D, T F, T CR, int strategy,
+                   uint64_t seed, uint32_t step, int64_t begin, int64_t end) {
+  for (int64_t row = begin; row < end; ++row) {
+    const int64_t b = row / N, i = row - b * N;
+    const DeIndices r = de_indices(seed, step, static_cast<uint64_t>(row), static_cast<uint32_t>(i),
+                                   static_cast<uint32_t>(N), static_cast<uint32_t>(D));
+    const T* x = pop + b * N * D;
+    const T* a = x + (strategy == kBest1 ? best[b] : int64_t(r.r1)) * D;
+    const T* p = x + (strategy == kBest1 ? int64_t(r.r1) : int64_t(r.r2)) * D;
+    const T* q = x + (strategy == kBest1 ? int64_t(r.r2) : int64_t(r.r3)) * D;
+    for (int64_t d = 0; d < D; ++d) {
+      const bool take = CR >= T(1) || d == int64_t(r.jrand) ||
+                        de_cross_uniform<T>(seed, step, static_cast<uint64_t>(row * D + d)) < CR;
+      T t = take ? a[d] + F * (p[d] - q[d]) : x[i * D + d];
+      if (int_mask && int_mask[b * D + d]) t = round_half_up(t);
+      const T l = lo[b * D + d], h = hi[b * D + d];
+      trial[row * D + d] = t < l ? l : (t > h ? h : t);
+    }
+  }
+}
+
+template <typename T>
+void de_select_rows(const T* trial, const T* trial_fit, T* pop, T* fit, int64_t D, int64_t begin, int64_t end) {
+  for (int64_t row = begin; row < end; ++row) {
+    const T f = sane_fitness(trial_fit[row]);
+    if (f <= fit[row]) {
+      fit[row] = f;
+      std::memcpy(pop + row * D, trial + row * D, sizeof(T) * D);
+    }
+  }
+}
+
+template <typename T>
+void sparse_perturb_rows(const T* base, const int64_t* idx, const T* values, T* out, int64_t N, int64_t m,
+                         int64_t P, int64_t n0, int64_t n1, int64_t begin, int64_t end) {
+  const int64_t per = n1 - n0;
+  for (int64_t row = begin; row < end; ++row) {
+    const int64_t b = row / per, n = n0 + row % per;
+    T* o = out + row * P;
+    std::memcpy(o, base + b * P, sizeof(T) * P);
+    const int64_t* ix = idx + b * m;
+    const T* v = values + (b * N + n) * m;
+    for (int64_t j = 0; j < m; ++j) o[ix[j]] += v[j];
+    for (int64_t j = 0; j < m; ++j) {
+      const T t = o[ix[j]];
+      o[ix[j]] = t < T(0) ? T(0) : (t > T(1) ? T(1) : t);
+    }
+  }
+}
+
+template <typename T>
+void pixel_replace_rows(const T* base, const T* cand, T* out, int64_t N, int64_t m, int64_t C, int64_t H, int64_t W,
+                        int64_t n0, int64_t n1, int64_t begin, int64_t end) {
+  const int64_t per = n1 - n0, P = C * H * W, S = 2 + C;
+  for (int64_t row = begin; row < end; ++row) {
+    const int64_t b = row / per, n = n0 + row % per;
+    T* o = out + row * P;
+    std::memcpy(o, base + b * P, sizeof(T) * P);
+    const T* c = cand + (b * N + n) * m * S;
+    for (int64_t j = 0; j < m; ++j, c += S) {
+      int64_t y = static_cast<int64_t>(round_half_up(c[0])), x = static_cast<int64_t>(round_half_up(c[1]));
+      y = y < 0 ? 0 : (y >= H ? H - 1 : y);
+      x = x < 0 ? 0 : (x >= W ? W - 1 : x);
+      for (int64_t ch = 0; ch < C; ++ch) {
+        const T v = c[2 + ch];
+        o[(ch * H + y) * W + x] = v < T(0) ? T(0) : (v > T(1) ? T(1) : v);
+      }
+    }
+  }
+}
+
+#define PYADV_INSTANTIATE(T)                                                                                       \
+  template void pso_step_rows<T>(T*, T*, const T*, const T*, const T*, const T*, int64_t, int64_t, T, T, T,        \
+                                 uint64_t, uint32_t, int, T, int64_t, int64_t);                                    \
+  template void swarm_best_problems<T>(const T*, const T*, T*, T*, T*, T*, int64_t, int64_t, int64_t, int64_t);    \
+  template void de_trial_rows<T>(const T*, const int64_t*, const T*, const T*, const uint8_t*, T*, int64_t,        \
+                                 int64_t, T, T, int, uint64_t, uint32_t, int64_t, int64_t);                        \
+  template void de_select_rows<T>(const T*, const T*, T*, T*, int64_t, int64_t, int64_t);                          \
+  template void sparse_perturb_rows<T>(const T*, const int64_t*, const T*, T*, int64_t, int64_t, int64_t, int64_t, \
+                                       int64_t, int64_t, int64_t);                                                 \
+  template void pixel_replace_rows<T>(const T*, const T*, T*, int64_t, int64_t, int64_t, int64_t, int64_t,         \
+                                      int64_t, int64_t, int64_t, int64_t);
+PYADV_INSTANTIATE(float)
+PYADV_INSTANTIATE(double)
+#undef PYADV_INSTANTIATE
+
+}  // namespace swarm
+}  // namespace PYADV_ISA_TAG
+}  // namespace pyadv
