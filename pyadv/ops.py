@@ -11,6 +11,7 @@ import torch
 from . import _C  # noqa: F401  (registers the ops)
 
 __all__ = ["pixel_fi", "fi_accumulate", "fi_finish", "fi_group_accumulate", "fi_group_finish", "FIAccumulator",
+           "pso_step", "swarm_best", "de_trial", "de_select", "sparse_perturb", "pixel_replace",
            "SA_DNN_EPS", "SA_DNN_RANK_TOL"]
 
 #: The guards of the authors' public code (shu-hai/SA_DNN), for ``eps`` and ``rank_tol``.
@@ -159,3 +160,103 @@ def _fi_group_accumulate_fake(jac, probs, target, k_offset, eps, num, den):
 @torch.library.register_fake("pyadv::fi_group_finish")
 def _fi_group_finish_fake(num, den, rank_tol=0.0):
     return num.new_empty((num.shape[0], num.shape[2]))
+
+
+# --- swarm kernels -------------------------------------------------------------------------
+
+BOUNDARIES = {"clip": 0, "reflect": 1}
+DE_STRATEGIES = {"rand1": 0, "best1": 1}
+
+
+def _choice(value, table, name):
+    if value not in table:
+        raise ValueError(f"{name} must be one of {sorted(table)}, got {value!r}")
+    return table[value]
+
+
+def pso_step(pos: torch.Tensor, vel: torch.Tensor, pbest: torch.Tensor, gbest: torch.Tensor, lo: torch.Tensor,
+             hi: torch.Tensor, *, w: float = 0.6, c1: float = 2.0, c2: float = 2.0, seed: int = 0, step: int = 0,
+             boundary: str = "clip", vmax_frac: float = 0.0) -> None:
+    """One fused PSO update of B independent swarms, in place (paper 000, eq. (2)-(4)):
+    v <- w v + c1 r1 (pbest - x) + c2 r2 (gbest - x); x <- x + v, with r1, r2 uniform per
+    coordinate from Philox(seed, step, element).
+
+    pos, vel, pbest [B, N, D]; gbest, lo, hi [B, D] (lo <= hi; lo = hi pins a coordinate).
+    boundary "clip" puts a coordinate that leaves [lo, hi] on the bound and zeroes that velocity
+    component; "reflect" mirrors it back and reverses the velocity. vmax_frac > 0 clamps |v| to
+    that fraction of hi - lo.
+    """
+    torch.ops.pyadv.pso_step(pos, vel, pbest, gbest, lo, hi, float(w), float(c1), float(c2), int(seed), int(step),
+                             _choice(boundary, BOUNDARIES, "boundary"), float(vmax_frac))
+
+
+def swarm_best(pos: torch.Tensor, fitness: torch.Tensor, pbest: torch.Tensor, pbest_fit: torch.Tensor,
+               gbest: torch.Tensor, gbest_fit: torch.Tensor) -> None:
+    """Updates personal and global bests in place from new fitness [B, N] (lower is better).
+    NaN fitness counts as +inf, so it never enters a best; ties go to the lowest index."""
+    torch.ops.pyadv.swarm_best(pos, fitness, pbest, pbest_fit, gbest, gbest_fit)
+
+
+def de_trial(pop: torch.Tensor, best: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, *, F: float = 0.5,
+             CR: float = 1.0, strategy: str = "rand1", seed: int = 0, step: int = 0,
+             int_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Trial vectors [B, N, D] of differential evolution: "rand1" x_r1 + F (x_r2 - x_r3) or
+    "best1" x_best + F (x_r1 - x_r2) with distinct partners r1 != r2 != r3 != i, binomial
+    crossover with CR (CR = 1: no crossover, as in Su et al.), coordinates where int_mask
+    [B, D] is set rounded (pixel coordinates), all clipped to [lo, hi]."""
+    return torch.ops.pyadv.de_trial(pop, best, lo, hi, int_mask, float(F), float(CR),
+                                    _choice(strategy, DE_STRATEGIES, "strategy"), int(seed), int(step))
+
+
+def de_select(trial: torch.Tensor, trial_fitness: torch.Tensor, pop: torch.Tensor, fitness: torch.Tensor) -> None:
+    """Greedy DE selection in place: a trial replaces its member when its fitness is <= the
+    member's (NaN counts as +inf)."""
+    torch.ops.pyadv.de_select(trial, trial_fitness, pop, fitness)
+
+
+def sparse_perturb(base: torch.Tensor, idx: torch.Tensor, values: torch.Tensor, n_begin: int = 0,
+                   n_end: int | None = None) -> torch.Tensor:
+    """Renders candidates [B * (n_end - n_begin), P]: base images [B, P] plus values [B, N, m]
+    at pixel indices idx [B, m], those pixels clamped to [0, 1]. Candidates n_begin..n_end-1
+    only, so callers can chunk."""
+    n_end = values.shape[1] if n_end is None else n_end
+    return torch.ops.pyadv.sparse_perturb(base, idx, values, int(n_begin), int(n_end))
+
+
+def pixel_replace(base: torch.Tensor, candidates: torch.Tensor, n_begin: int = 0,
+                  n_end: int | None = None) -> torch.Tensor:
+    """Renders one-pixel-style candidates [B * (n_end - n_begin), C, H, W]: copies of base
+    [B, C, H, W] where each candidate's m pixels (row, col, one value per channel), rows and
+    columns rounded and clamped to the image, values clamped to [0, 1], replace the originals."""
+    n_end = candidates.shape[1] if n_end is None else n_end
+    return torch.ops.pyadv.pixel_replace(base, candidates, int(n_begin), int(n_end))
+
+
+@torch.library.register_fake("pyadv::pso_step")
+def _pso_step_fake(pos, vel, pbest, gbest, lo, hi, w, c1, c2, seed, step, boundary, vmax_frac):
+    return None
+
+
+@torch.library.register_fake("pyadv::swarm_best")
+def _swarm_best_fake(pos, fitness, pbest, pbest_fit, gbest, gbest_fit):
+    return None
+
+
+@torch.library.register_fake("pyadv::de_trial")
+def _de_trial_fake(pop, best, lo, hi, int_mask, F, CR, strategy, seed, step):
+    return torch.empty_like(pop)
+
+
+@torch.library.register_fake("pyadv::de_select")
+def _de_select_fake(trial, trial_fitness, pop, fitness):
+    return None
+
+
+@torch.library.register_fake("pyadv::sparse_perturb")
+def _sparse_perturb_fake(base, idx, values, n_begin, n_end):
+    return base.new_empty((base.shape[0] * (n_end - n_begin), base.shape[1]))
+
+
+@torch.library.register_fake("pyadv::pixel_replace")
+def _pixel_replace_fake(base, candidates, n_begin, n_end):
+    return base.new_empty((base.shape[0] * (n_end - n_begin), *base.shape[1:]))
