@@ -15,12 +15,12 @@ TORCH_LIBRARY(pyadv, m) {
   m.def("fi_group_accumulate(Tensor jac, Tensor probs, Tensor target, int k_offset, float eps, Tensor(a!) num, "
         "Tensor(b!) den) -> ()");
   m.def("fi_group_finish(Tensor num, Tensor den, float rank_tol=0.) -> Tensor");
-  m.def("pso_step(Tensor(a!) pos, Tensor(b!) vel, Tensor pbest, Tensor gbest, Tensor lo, Tensor hi, float w, "
-        "float c1, float c2, int seed, int step, int boundary, float vmax_frac) -> ()");
+  m.def("pso_step(Tensor(a!) pos, Tensor(b!) vel, Tensor pbest, Tensor gbest, Tensor lo, Tensor hi, Tensor? ids, "
+        "float w, float c1, float c2, int seed, int step, int boundary, float vmax_frac) -> ()");
   m.def("swarm_best(Tensor pos, Tensor fitness, Tensor(a!) pbest, Tensor(b!) pbest_fit, Tensor(c!) gbest, "
         "Tensor(d!) gbest_fit) -> ()");
-  m.def("de_trial(Tensor pop, Tensor best, Tensor lo, Tensor hi, Tensor? int_mask, float F, float CR, int strategy, "
-        "int seed, int step) -> Tensor");
+  m.def("de_trial(Tensor pop, Tensor best, Tensor lo, Tensor hi, Tensor? int_mask, Tensor? ids, float F, float CR, "
+        "int strategy, int seed, int step) -> Tensor");
   m.def("de_select(Tensor trial, Tensor trial_fitness, Tensor(a!) pop, Tensor(b!) fitness) -> ()");
   m.def("sparse_perturb(Tensor base, Tensor idx, Tensor values, int n_begin, int n_end) -> Tensor");
   m.def("pixel_replace(Tensor base, Tensor candidates, int n_begin, int n_end) -> Tensor");

@@ -176,7 +176,7 @@ def _choice(value, table, name):
 
 def pso_step(pos: torch.Tensor, vel: torch.Tensor, pbest: torch.Tensor, gbest: torch.Tensor, lo: torch.Tensor,
              hi: torch.Tensor, *, w: float = 0.6, c1: float = 2.0, c2: float = 2.0, seed: int = 0, step: int = 0,
-             boundary: str = "clip", vmax_frac: float = 0.0) -> None:
+             boundary: str = "clip", vmax_frac: float = 0.0, ids: torch.Tensor | None = None) -> None:
     """One fused PSO update of B independent swarms, in place (paper 000, eq. (2)-(4)):
     v <- w v + c1 r1 (pbest - x) + c2 r2 (gbest - x); x <- x + v, with r1, r2 uniform per
     coordinate from Philox(seed, step, element).
@@ -184,9 +184,10 @@ def pso_step(pos: torch.Tensor, vel: torch.Tensor, pbest: torch.Tensor, gbest: t
     pos, vel, pbest [B, N, D]; gbest, lo, hi [B, D] (lo <= hi; lo = hi pins a coordinate).
     boundary "clip" puts a coordinate that leaves [lo, hi] on the bound and zeroes that velocity
     component; "reflect" mirrors it back and reverses the velocity. vmax_frac > 0 clamps |v| to
-    that fraction of hi - lo.
+    that fraction of hi - lo. ids [B] (default 0..B-1) names each problem in the random
+    streams, so a problem's trajectory does not depend on the batch it shares.
     """
-    torch.ops.pyadv.pso_step(pos, vel, pbest, gbest, lo, hi, float(w), float(c1), float(c2), int(seed), int(step),
+    torch.ops.pyadv.pso_step(pos, vel, pbest, gbest, lo, hi, ids, float(w), float(c1), float(c2), int(seed), int(step),
                              _choice(boundary, BOUNDARIES, "boundary"), float(vmax_frac))
 
 
@@ -199,12 +200,12 @@ def swarm_best(pos: torch.Tensor, fitness: torch.Tensor, pbest: torch.Tensor, pb
 
 def de_trial(pop: torch.Tensor, best: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, *, F: float = 0.5,
              CR: float = 1.0, strategy: str = "rand1", seed: int = 0, step: int = 0,
-             int_mask: torch.Tensor | None = None) -> torch.Tensor:
+             int_mask: torch.Tensor | None = None, ids: torch.Tensor | None = None) -> torch.Tensor:
     """Trial vectors [B, N, D] of differential evolution: "rand1" x_r1 + F (x_r2 - x_r3) or
     "best1" x_best + F (x_r1 - x_r2) with distinct partners r1 != r2 != r3 != i, binomial
     crossover with CR (CR = 1: no crossover, as in Su et al.), coordinates where int_mask
-    [B, D] is set rounded (pixel coordinates), all clipped to [lo, hi]."""
-    return torch.ops.pyadv.de_trial(pop, best, lo, hi, int_mask, float(F), float(CR),
+    [B, D] is set rounded (pixel coordinates), all clipped to [lo, hi]. ids as in pso_step."""
+    return torch.ops.pyadv.de_trial(pop, best, lo, hi, int_mask, ids, float(F), float(CR),
                                     _choice(strategy, DE_STRATEGIES, "strategy"), int(seed), int(step))
 
 
@@ -233,7 +234,7 @@ def pixel_replace(base: torch.Tensor, candidates: torch.Tensor, n_begin: int = 0
 
 
 @torch.library.register_fake("pyadv::pso_step")
-def _pso_step_fake(pos, vel, pbest, gbest, lo, hi, w, c1, c2, seed, step, boundary, vmax_frac):
+def _pso_step_fake(pos, vel, pbest, gbest, lo, hi, ids, w, c1, c2, seed, step, boundary, vmax_frac):
     return None
 
 
@@ -243,7 +244,7 @@ def _swarm_best_fake(pos, fitness, pbest, pbest_fit, gbest, gbest_fit):
 
 
 @torch.library.register_fake("pyadv::de_trial")
-def _de_trial_fake(pop, best, lo, hi, int_mask, F, CR, strategy, seed, step):
+def _de_trial_fake(pop, best, lo, hi, int_mask, ids, F, CR, strategy, seed, step):
     return torch.empty_like(pop)
 
 

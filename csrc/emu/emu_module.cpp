@@ -127,20 +127,20 @@ void register_emulated(py::module_& parent) {
 
   // The swarm ops on the emulator: the same glue as the CUDA build, CPU tensors as device memory.
   m.def("pso_step", [](const at::Tensor& pos, const at::Tensor& vel, const at::Tensor& pbest, const at::Tensor& gbest,
-                       const at::Tensor& lo, const at::Tensor& hi, double w, double c1, double c2, int64_t seed,
-                       int64_t step, int64_t boundary, double vmax_frac) {
-    swarm::pso_step_gpu<EmulatedSwarm>(cpu_contiguous(pos, "pos"), vel, pbest, gbest, lo, hi, w, c1, c2, seed, step,
-                                       boundary, vmax_frac, nullptr);
+                       const at::Tensor& lo, const at::Tensor& hi, std::optional<at::Tensor> ids, double w, double c1,
+                       double c2, int64_t seed, int64_t step, int64_t boundary, double vmax_frac) {
+    swarm::pso_step_gpu<EmulatedSwarm>(cpu_contiguous(pos, "pos"), vel, pbest, gbest, lo, hi, ids, w, c1, c2, seed,
+                                       step, boundary, vmax_frac, nullptr);
   });
   m.def("swarm_best", [](const at::Tensor& pos, const at::Tensor& fit, const at::Tensor& pbest,
                          const at::Tensor& pbest_fit, const at::Tensor& gbest, const at::Tensor& gbest_fit) {
     swarm::swarm_best_gpu<EmulatedSwarm>(cpu_contiguous(pos, "pos"), fit, pbest, pbest_fit, gbest, gbest_fit, nullptr);
   });
   m.def("de_trial", [](const at::Tensor& pop, const at::Tensor& best, const at::Tensor& lo, const at::Tensor& hi,
-                       std::optional<at::Tensor> int_mask, double F, double CR, int64_t strategy, int64_t seed,
-                       int64_t step) {
-    return swarm::de_trial_gpu<EmulatedSwarm>(cpu_contiguous(pop, "pop"), best, lo, hi, int_mask, F, CR, strategy,
-                                              seed, step, nullptr);
+                       std::optional<at::Tensor> int_mask, std::optional<at::Tensor> ids, double F, double CR,
+                       int64_t strategy, int64_t seed, int64_t step) {
+    return swarm::de_trial_gpu<EmulatedSwarm>(cpu_contiguous(pop, "pop"), best, lo, hi, int_mask, ids, F, CR,
+                                              strategy, seed, step, nullptr);
   });
   m.def("de_select", [](const at::Tensor& trial, const at::Tensor& trial_fit, const at::Tensor& pop,
                         const at::Tensor& fit) {

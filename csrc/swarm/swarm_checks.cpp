@@ -54,6 +54,16 @@ void check_seed_step(int64_t seed, int64_t step) {
 
 }  // namespace
 
+at::Tensor check_ids(const std::optional<at::Tensor>& ids, int64_t B, const at::Tensor& like) {
+  if (!ids.has_value()) return at::Tensor();
+  const at::Tensor& t = *ids;
+  TORCH_CHECK_VALUE(t.dim() == 1 && t.size(0) == B, "ids must have shape [B] = [", B, "], got ", t.sizes());
+  TORCH_CHECK_TYPE(t.scalar_type() == at::kLong, "ids must be int64 problem ids, got ", t.scalar_type());
+  TORCH_CHECK_VALUE(t.device() == like.device(), "ids is on ", t.device(), " but the swarm is on ", like.device());
+  if (B) TORCH_CHECK_VALUE(t.ge(0).all().item<bool>(), "ids must be >= 0");
+  return t.contiguous();
+}
+
 Dims check_pso_step(const at::Tensor& pos, const at::Tensor& vel, const at::Tensor& pbest, const at::Tensor& gbest,
                     const at::Tensor& lo, const at::Tensor& hi, int64_t boundary, double vmax_frac, int64_t seed,
                     int64_t step) {

@@ -14,16 +14,18 @@ namespace swarm {
 
 template <typename T>
 void pso_step_rows(T* PYADV_RESTRICT pos, T* PYADV_RESTRICT vel, const T* PYADV_RESTRICT pbest,
-                   const T* PYADV_RESTRICT gbest, const T* PYADV_RESTRICT lo, const T* PYADV_RESTRICT hi, int64_t N,
-                   int64_t D, T w, T c1, T c2, uint64_t seed, uint32_t step, int boundary, T vmax_frac,
-                   int64_t begin, int64_t end) {
+                   const T* PYADV_RESTRICT gbest, const T* PYADV_RESTRICT lo, const T* PYADV_RESTRICT hi,
+                   const int64_t* ids, int64_t N, int64_t D, T w, T c1, T c2, uint64_t seed, uint32_t step,
+                   int boundary, T vmax_frac, int64_t begin, int64_t end) {
   for (int64_t row = begin; row < end; ++row) {
     const int64_t b = row / N;
     const int64_t base = row * D;
+    const int64_t stream_row = (ids ? ids[b] : b) * N + (row - b * N);
     for (int64_t d = 0; d < D; ++d) {
       const uint64_t e = static_cast<uint64_t>(base + d);
       T r1, r2;
-      philox::Uniform2<T>::get(philox::draw(seed, step, e, kPsoStream), &r1, &r2);
+      philox::Uniform2<T>::get(philox::draw(seed, step, static_cast<uint64_t>(stream_row * D + d), kPsoStream), &r1,
+                               &r2);
       pso_coord(pos[e], vel[e], pbest[e], gbest[b * D + d], lo[b * D + d], hi[b * D + d], w, c1, c2, r1, r2,
                 boundary, vmax_frac);
     }
@@ -57,11 +59,12 @@ void swarm_best_problems(const T* pos, const T* fit, T* pbest, T* pbest_fit, T* 
 
 template <typename T>
 void de_trial_rows(const T* PYADV_RESTRICT pop, const int64_t* best, const T* lo, const T* hi,
-                   const uint8_t* int_mask, T* PYADV_RESTRICT trial, int64_t N, int64_t D, T F, T CR, int strategy,
-                   uint64_t seed, uint32_t step, int64_t begin, int64_t end) {
+                   const uint8_t* int_mask, const int64_t* ids, T* PYADV_RESTRICT trial, int64_t N, int64_t D, T F,
+                   T CR, int strategy, uint64_t seed, uint32_t step, int64_t begin, int64_t end) {
   for (int64_t row = begin; row < end; ++row) {
     const int64_t b = row / N, i = row - b * N;
-    const DeIndices r = de_indices(seed, step, static_cast<uint64_t>(row), static_cast<uint32_t>(i),
+    const int64_t stream_row = (ids ? ids[b] : b) * N + i;
+    const DeIndices r = de_indices(seed, step, static_cast<uint64_t>(stream_row), static_cast<uint32_t>(i),
                                    static_cast<uint32_t>(N), static_cast<uint32_t>(D));
     const T* x = pop + b * N * D;
     const T* a = x + (strategy == kBest1 ? best[b] : int64_t(r.r1)) * D;
@@ -69,7 +72,7 @@ void de_trial_rows(const T* PYADV_RESTRICT pop, const int64_t* best, const T* lo
     const T* q = x + (strategy == kBest1 ? int64_t(r.r2) : int64_t(r.r3)) * D;
     for (int64_t d = 0; d < D; ++d) {
       const bool take = CR >= T(1) || d == int64_t(r.jrand) ||
-                        de_cross_uniform<T>(seed, step, static_cast<uint64_t>(row * D + d)) < CR;
+                        de_cross_uniform<T>(seed, step, static_cast<uint64_t>(stream_row * D + d)) < CR;
       T t = take ? a[d] + F * (p[d] - q[d]) : x[i * D + d];
       if (int_mask && int_mask[b * D + d]) t = round_half_up(t);
       const T l = lo[b * D + d], h = hi[b * D + d];
@@ -129,11 +132,11 @@ void pixel_replace_rows(const T* base, const T* cand, T* out, int64_t N, int64_t
 }
 
 #define PYADV_INSTANTIATE(T)                                                                                       \
-  template void pso_step_rows<T>(T*, T*, const T*, const T*, const T*, const T*, int64_t, int64_t, T, T, T,        \
-                                 uint64_t, uint32_t, int, T, int64_t, int64_t);                                    \
+  template void pso_step_rows<T>(T*, T*, const T*, const T*, const T*, const T*, const int64_t*, int64_t, int64_t,  \
+                                 T, T, T, uint64_t, uint32_t, int, T, int64_t, int64_t);                           \
   template void swarm_best_problems<T>(const T*, const T*, T*, T*, T*, T*, int64_t, int64_t, int64_t, int64_t);    \
-  template void de_trial_rows<T>(const T*, const int64_t*, const T*, const T*, const uint8_t*, T*, int64_t,        \
-                                 int64_t, T, T, int, uint64_t, uint32_t, int64_t, int64_t);                        \
+  template void de_trial_rows<T>(const T*, const int64_t*, const T*, const T*, const uint8_t*, const int64_t*, T*,  \
+                                 int64_t, int64_t, T, T, int, uint64_t, uint32_t, int64_t, int64_t);               \
   template void de_select_rows<T>(const T*, const T*, T*, T*, int64_t, int64_t, int64_t);                          \
   template void sparse_perturb_rows<T>(const T*, const int64_t*, const T*, T*, int64_t, int64_t, int64_t, int64_t, \
                                        int64_t, int64_t, int64_t);                                                 \

@@ -18,14 +18,15 @@ constexpr unsigned kBestThreads = 128;
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < (n); i += int64_t(blockDim.x) * gridDim.x)
 
 template <typename T>
-__global__ void pso_step_kernel(T* pos, T* vel, const T* pbest, const T* gbest, const T* lo, const T* hi, int64_t B,
-                                int64_t N, int64_t D, T w, T c1, T c2, uint64_t seed, uint32_t step, int boundary,
-                                T vmax_frac) {
+__global__ void pso_step_kernel(T* pos, T* vel, const T* pbest, const T* gbest, const T* lo, const T* hi,
+                                const int64_t* ids, int64_t B, int64_t N, int64_t D, T w, T c1, T c2, uint64_t seed,
+                                uint32_t step, int boundary, T vmax_frac) {
   PYADV_GRID_STRIDE(e, B * N * D) {
     const int64_t b = e / (N * D), d = e % D;
+    const int64_t stream_e = (ids ? ids[b] : b) * N * D + (e - b * N * D);
     T r1, r2;
-    ::pyadv::philox::Uniform2<T>::get(::pyadv::philox::draw(seed, step, static_cast<uint64_t>(e), sm::kPsoStream),
-                                      &r1, &r2);
+    ::pyadv::philox::Uniform2<T>::get(
+        ::pyadv::philox::draw(seed, step, static_cast<uint64_t>(stream_e), sm::kPsoStream), &r1, &r2);
     sm::pso_coord(pos[e], vel[e], pbest[e], gbest[b * D + d], lo[b * D + d], hi[b * D + d], w, c1, c2, r1, r2,
                   boundary, vmax_frac);
   }
@@ -80,18 +81,19 @@ __global__ void swarm_best_kernel(const T* pos, const T* fit, T* pbest, T* pbest
 
 template <typename T>
 __global__ void de_trial_kernel(const T* pop, const int64_t* best, const T* lo, const T* hi, const uint8_t* int_mask,
-                                T* trial, int64_t B, int64_t N, int64_t D, T F, T CR, int strategy, uint64_t seed,
-                                uint32_t step) {
+                                const int64_t* ids, T* trial, int64_t B, int64_t N, int64_t D, T F, T CR,
+                                int strategy, uint64_t seed, uint32_t step) {
   PYADV_GRID_STRIDE(e, B * N * D) {
     const int64_t row = e / D, d = e % D, b = row / N, i = row % N;
-    const sm::DeIndices r = sm::de_indices(seed, step, static_cast<uint64_t>(row), static_cast<uint32_t>(i),
+    const int64_t stream_row = (ids ? ids[b] : b) * N + i;
+    const sm::DeIndices r = sm::de_indices(seed, step, static_cast<uint64_t>(stream_row), static_cast<uint32_t>(i),
                                            static_cast<uint32_t>(N), static_cast<uint32_t>(D));
     const T* x = pop + b * N * D;
     const int64_t a = strategy == sm::kBest1 ? best[b] : int64_t(r.r1);
     const int64_t p = strategy == sm::kBest1 ? int64_t(r.r1) : int64_t(r.r2);
     const int64_t q = strategy == sm::kBest1 ? int64_t(r.r2) : int64_t(r.r3);
     const bool take = CR >= T(1) || d == int64_t(r.jrand) ||
-                      sm::de_cross_uniform<T>(seed, step, static_cast<uint64_t>(e)) < CR;
+                      sm::de_cross_uniform<T>(seed, step, static_cast<uint64_t>(stream_row * D + d)) < CR;
     T t = take ? x[a * D + d] + F * (x[p * D + d] - x[q * D + d]) : x[i * D + d];
     if (int_mask && int_mask[b * D + d]) t = sm::round_half_up(t);
     const T l = lo[b * D + d], h = hi[b * D + d];
@@ -155,11 +157,12 @@ __global__ void pixel_replace_kernel(const T* base, const T* cand, T* out, int64
 }
 
 template <typename T>
-int pso_step(T* pos, T* vel, const T* pbest, const T* gbest, const T* lo, const T* hi, int64_t B, int64_t N,
-             int64_t D, T w, T c1, T c2, uint64_t seed, uint32_t step, int boundary, T vmax_frac, void* stream) {
+int pso_step(T* pos, T* vel, const T* pbest, const T* gbest, const T* lo, const T* hi, const int64_t* ids, int64_t B,
+             int64_t N, int64_t D, T w, T c1, T c2, uint64_t seed, uint32_t step, int boundary, T vmax_frac,
+             void* stream) {
   if (B * N * D == 0) return 0;
   return launch_kernel(pso_step_kernel<T>, grid_for(B * N * D, kThreads), kThreads, 0, stream, pos, vel, pbest, gbest,
-                       lo, hi, B, N, D, w, c1, c2, seed, step, boundary, vmax_frac);
+                       lo, hi, ids, B, N, D, w, c1, c2, seed, step, boundary, vmax_frac);
 }
 
 template <typename T>
@@ -172,11 +175,12 @@ int swarm_best(const T* pos, const T* fit, T* pbest, T* pbest_fit, T* gbest, T* 
 }
 
 template <typename T>
-int de_trial(const T* pop, const int64_t* best, const T* lo, const T* hi, const uint8_t* int_mask, T* trial,
-             int64_t B, int64_t N, int64_t D, T F, T CR, int strategy, uint64_t seed, uint32_t step, void* stream) {
+int de_trial(const T* pop, const int64_t* best, const T* lo, const T* hi, const uint8_t* int_mask, const int64_t* ids,
+             T* trial, int64_t B, int64_t N, int64_t D, T F, T CR, int strategy, uint64_t seed, uint32_t step,
+             void* stream) {
   if (B * N * D == 0) return 0;
   return launch_kernel(de_trial_kernel<T>, grid_for(B * N * D, kThreads), kThreads, 0, stream, pop, best, lo, hi,
-                       int_mask, trial, B, N, D, F, CR, strategy, seed, step);
+                       int_mask, ids, trial, B, N, D, F, CR, strategy, seed, step);
 }
 
 template <typename T>
@@ -205,11 +209,11 @@ int pixel_replace(const T* base, const T* cand, T* out, int64_t B, int64_t N, in
 }
 
 #define PYADV_INSTANTIATE(T)                                                                                        \
-  template int pso_step<T>(T*, T*, const T*, const T*, const T*, const T*, int64_t, int64_t, int64_t, T, T, T,      \
-                           uint64_t, uint32_t, int, T, void*);                                                      \
+  template int pso_step<T>(T*, T*, const T*, const T*, const T*, const T*, const int64_t*, int64_t, int64_t,       \
+                           int64_t, T, T, T, uint64_t, uint32_t, int, T, void*);                                    \
   template int swarm_best<T>(const T*, const T*, T*, T*, T*, T*, int64_t, int64_t, int64_t, void*);                 \
-  template int de_trial<T>(const T*, const int64_t*, const T*, const T*, const uint8_t*, T*, int64_t, int64_t,      \
-                           int64_t, T, T, int, uint64_t, uint32_t, void*);                                          \
+  template int de_trial<T>(const T*, const int64_t*, const T*, const T*, const uint8_t*, const int64_t*, T*,        \
+                           int64_t, int64_t, int64_t, T, T, int, uint64_t, uint32_t, void*);                        \
   template int de_select<T>(const T*, const T*, T*, T*, int64_t, int64_t, int64_t, void*);                          \
   template int sparse_perturb<T>(const T*, const int64_t*, const T*, T*, int64_t, int64_t, int64_t, int64_t,        \
                                  int64_t, int64_t, void*);                                                          \

@@ -9,15 +9,16 @@
   namespace NS {                                                                                                   \
   namespace swarm {                                                                                                \
   template <typename T>                                                                                            \
-  int pso_step(T* pos, T* vel, const T* pbest, const T* gbest, const T* lo, const T* hi, int64_t B, int64_t N,     \
-               int64_t D, T w, T c1, T c2, uint64_t seed, uint32_t step, int boundary, T vmax_frac, void* stream); \
+  int pso_step(T* pos, T* vel, const T* pbest, const T* gbest, const T* lo, const T* hi, const int64_t* ids,       \
+               int64_t B, int64_t N, int64_t D, T w, T c1, T c2, uint64_t seed, uint32_t step, int boundary,       \
+               T vmax_frac, void* stream);                                                                         \
   template <typename T>                                                                                            \
   int swarm_best(const T* pos, const T* fit, T* pbest, T* pbest_fit, T* gbest, T* gbest_fit, int64_t B, int64_t N, \
                  int64_t D, void* stream);                                                                         \
   template <typename T>                                                                                            \
-  int de_trial(const T* pop, const int64_t* best, const T* lo, const T* hi, const uint8_t* int_mask, T* trial,     \
-               int64_t B, int64_t N, int64_t D, T F, T CR, int strategy, uint64_t seed, uint32_t step,             \
-               void* stream);                                                                                      \
+  int de_trial(const T* pop, const int64_t* best, const T* lo, const T* hi, const uint8_t* int_mask,               \
+               const int64_t* ids, T* trial, int64_t B, int64_t N, int64_t D, T F, T CR, int strategy,             \
+               uint64_t seed, uint32_t step, void* stream);                                                        \
   template <typename T>                                                                                            \
   int de_select(const T* trial, const T* trial_fit, T* pop, T* fit, int64_t B, int64_t N, int64_t D,               \
                 void* stream);                                                                                     \

@@ -34,16 +34,17 @@ inline void check_launch(int err, const char* what) { TORCH_CHECK(err == 0, what
 
 template <class L>
 void pso_step_gpu(const at::Tensor& pos, const at::Tensor& vel, const at::Tensor& pbest_in, const at::Tensor& gbest_in,
-                  const at::Tensor& lo_in, const at::Tensor& hi_in, double w, double c1, double c2, int64_t seed,
-                  int64_t step, int64_t boundary, double vmax_frac, void* stream) {
+                  const at::Tensor& lo_in, const at::Tensor& hi_in, const std::optional<at::Tensor>& ids_in, double w,
+                  double c1, double c2, int64_t seed, int64_t step, int64_t boundary, double vmax_frac, void* stream) {
   const Dims d = check_pso_step(pos, vel, pbest_in, gbest_in, lo_in, hi_in, boundary, vmax_frac, seed, step);
+  const at::Tensor ids = check_ids(ids_in, d.B, pos);
   const at::Tensor pbest = pbest_in.contiguous(), gbest = gbest_in.contiguous(), lo = lo_in.contiguous(),
                    hi = hi_in.contiguous();
   AT_DISPATCH_FLOATING_TYPES(pos.scalar_type(), "pso_step_gpu", [&] {
     check_launch(L::template pso_step<scalar_t>(
                      pos.mutable_data_ptr<scalar_t>(), vel.mutable_data_ptr<scalar_t>(), pbest.const_data_ptr<scalar_t>(),
-                     gbest.const_data_ptr<scalar_t>(), lo.const_data_ptr<scalar_t>(), hi.const_data_ptr<scalar_t>(), d.B,
-                     d.N, d.D, scalar_t(w), scalar_t(c1), scalar_t(c2), static_cast<uint64_t>(seed),
+                     gbest.const_data_ptr<scalar_t>(), lo.const_data_ptr<scalar_t>(), hi.const_data_ptr<scalar_t>(),
+                     ids.defined() ? ids.const_data_ptr<int64_t>() : nullptr, d.B, d.N, d.D, scalar_t(w), scalar_t(c1), scalar_t(c2), static_cast<uint64_t>(seed),
                      static_cast<uint32_t>(step), static_cast<int>(boundary), scalar_t(vmax_frac), stream),
                  "pso_step");
   });
@@ -66,10 +67,12 @@ void swarm_best_gpu(const at::Tensor& pos_in, const at::Tensor& fit_in, const at
 
 template <class L>
 at::Tensor de_trial_gpu(const at::Tensor& pop_in, const at::Tensor& best_in, const at::Tensor& lo_in,
-                        const at::Tensor& hi_in, const std::optional<at::Tensor>& int_mask_in, double F, double CR,
-                        int64_t strategy, int64_t seed, int64_t step, void* stream) {
+                        const at::Tensor& hi_in, const std::optional<at::Tensor>& int_mask_in,
+                        const std::optional<at::Tensor>& ids_in, double F, double CR, int64_t strategy, int64_t seed,
+                        int64_t step, void* stream) {
   const at::Tensor mask_arg = int_mask_in.has_value() ? *int_mask_in : at::Tensor();
   const Dims d = check_de_trial(pop_in, best_in, lo_in, hi_in, mask_arg, strategy, seed, step);
+  const at::Tensor ids = check_ids(ids_in, d.B, pop_in);
   const at::Tensor pop = pop_in.contiguous(), best = best_in.contiguous(), lo = lo_in.contiguous(),
                    hi = hi_in.contiguous();
   const at::Tensor mask = mask_arg.defined() ? mask_arg.to(at::kByte).contiguous() : at::Tensor();
@@ -78,7 +81,7 @@ at::Tensor de_trial_gpu(const at::Tensor& pop_in, const at::Tensor& best_in, con
     check_launch(L::template de_trial<scalar_t>(
                      pop.const_data_ptr<scalar_t>(), best.const_data_ptr<int64_t>(), lo.const_data_ptr<scalar_t>(),
                      hi.const_data_ptr<scalar_t>(), mask.defined() ? mask.const_data_ptr<uint8_t>() : nullptr,
-                     trial.mutable_data_ptr<scalar_t>(), d.B, d.N, d.D, scalar_t(F), scalar_t(CR),
+                     ids.defined() ? ids.const_data_ptr<int64_t>() : nullptr, trial.mutable_data_ptr<scalar_t>(), d.B, d.N, d.D, scalar_t(F), scalar_t(CR),
                      static_cast<int>(strategy), static_cast<uint64_t>(seed), static_cast<uint32_t>(step), stream),
                  "de_trial");
   });

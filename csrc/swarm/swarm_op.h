@@ -3,12 +3,18 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <array>
+#include <optional>
+
 namespace pyadv {
 namespace swarm {
 
 struct Dims {
   int64_t B, N, D;
 };
+
+// ids, when defined, is an int64 [B] tensor of problem ids (returned contiguous).
+at::Tensor check_ids(const std::optional<at::Tensor>& ids, int64_t B, const at::Tensor& like);
 
 // pos, vel, pbest [B, N, D]; gbest, lo, hi [B, D]; one floating dtype, one device, contiguous
 // where written in place; lo <= hi.

@@ -24,9 +24,11 @@ namespace {
 int64_t grain(int64_t per_row) { return std::max<int64_t>(1, 16384 / std::max<int64_t>(1, per_row)); }
 
 void pso_step_cpu(const at::Tensor& pos, const at::Tensor& vel, const at::Tensor& pbest_in,
-                  const at::Tensor& gbest_in, const at::Tensor& lo_in, const at::Tensor& hi_in, double w, double c1,
-                  double c2, int64_t seed, int64_t step, int64_t boundary, double vmax_frac) {
+                  const at::Tensor& gbest_in, const at::Tensor& lo_in, const at::Tensor& hi_in,
+                  const std::optional<at::Tensor>& ids_in, double w, double c1, double c2, int64_t seed, int64_t step,
+                  int64_t boundary, double vmax_frac) {
   const Dims d = check_pso_step(pos, vel, pbest_in, gbest_in, lo_in, hi_in, boundary, vmax_frac, seed, step);
+  const at::Tensor ids = check_ids(ids_in, d.B, pos);
   const at::Tensor pbest = pbest_in.contiguous(), gbest = gbest_in.contiguous(), lo = lo_in.contiguous(),
                    hi = hi_in.contiguous();
   AT_DISPATCH_FLOATING_TYPES(pos.scalar_type(), "pso_step_cpu", [&] {
@@ -36,7 +38,7 @@ void pso_step_cpu(const at::Tensor& pos, const at::Tensor& vel, const at::Tensor
                    *l = lo.const_data_ptr<scalar_t>(), *h = hi.const_data_ptr<scalar_t>();
     at::parallel_for(0, d.B * d.N, grain(d.D), [&](int64_t b0, int64_t b1) {
       PYADV_ISA_DISPATCH(isa_ns::swarm::pso_step_rows<scalar_t>(
-          x, v, pb, gb, l, h, d.N, d.D, scalar_t(w), scalar_t(c1), scalar_t(c2), static_cast<uint64_t>(seed),
+          x, v, pb, gb, l, h, ids.defined() ? ids.const_data_ptr<int64_t>() : nullptr, d.N, d.D, scalar_t(w), scalar_t(c1), scalar_t(c2), static_cast<uint64_t>(seed),
           static_cast<uint32_t>(step), static_cast<int>(boundary), scalar_t(vmax_frac), b0, b1));
     });
   });
@@ -57,10 +59,12 @@ void swarm_best_cpu(const at::Tensor& pos_in, const at::Tensor& fit_in, const at
 }
 
 at::Tensor de_trial_cpu(const at::Tensor& pop_in, const at::Tensor& best_in, const at::Tensor& lo_in,
-                        const at::Tensor& hi_in, const std::optional<at::Tensor>& int_mask_in, double F, double CR,
-                        int64_t strategy, int64_t seed, int64_t step) {
+                        const at::Tensor& hi_in, const std::optional<at::Tensor>& int_mask_in,
+                        const std::optional<at::Tensor>& ids_in, double F, double CR, int64_t strategy, int64_t seed,
+                        int64_t step) {
   const at::Tensor mask_arg = int_mask_in.has_value() ? *int_mask_in : at::Tensor();
   const Dims d = check_de_trial(pop_in, best_in, lo_in, hi_in, mask_arg, strategy, seed, step);
+  const at::Tensor ids = check_ids(ids_in, d.B, pop_in);
   const at::Tensor pop = pop_in.contiguous(), best = best_in.contiguous(), lo = lo_in.contiguous(),
                    hi = hi_in.contiguous();
   const at::Tensor mask = mask_arg.defined() ? mask_arg.to(at::kByte).contiguous() : at::Tensor();
@@ -70,7 +74,8 @@ at::Tensor de_trial_cpu(const at::Tensor& pop_in, const at::Tensor& best_in, con
     at::parallel_for(0, d.B * d.N, grain(d.D), [&](int64_t b0, int64_t b1) {
       PYADV_ISA_DISPATCH(isa_ns::swarm::de_trial_rows<scalar_t>(
           pop.const_data_ptr<scalar_t>(), best.const_data_ptr<int64_t>(), lo.const_data_ptr<scalar_t>(),
-          hi.const_data_ptr<scalar_t>(), m, trial.mutable_data_ptr<scalar_t>(), d.N, d.D, scalar_t(F),
+          hi.const_data_ptr<scalar_t>(), m, ids.defined() ? ids.const_data_ptr<int64_t>() : nullptr,
+          trial.mutable_data_ptr<scalar_t>(), d.N, d.D, scalar_t(F),
           scalar_t(CR), static_cast<int>(strategy), static_cast<uint64_t>(seed), static_cast<uint32_t>(step), b0,
           b1));
     });

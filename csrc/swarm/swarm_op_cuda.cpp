@@ -17,10 +17,10 @@ void* stream_of(const at::Tensor& t) {
 }
 
 void pso_step_cuda(const at::Tensor& pos, const at::Tensor& vel, const at::Tensor& pbest, const at::Tensor& gbest,
-                   const at::Tensor& lo, const at::Tensor& hi, double w, double c1, double c2, int64_t seed,
-                   int64_t step, int64_t boundary, double vmax_frac) {
+                   const at::Tensor& lo, const at::Tensor& hi, const std::optional<at::Tensor>& ids, double w,
+                   double c1, double c2, int64_t seed, int64_t step, int64_t boundary, double vmax_frac) {
   const c10::cuda::CUDAGuard guard(pos.device());
-  pso_step_gpu<CudaLaunch>(pos, vel, pbest, gbest, lo, hi, w, c1, c2, seed, step, boundary, vmax_frac,
+  pso_step_gpu<CudaLaunch>(pos, vel, pbest, gbest, lo, hi, ids, w, c1, c2, seed, step, boundary, vmax_frac,
                            stream_of(pos));
 }
 
@@ -31,10 +31,10 @@ void swarm_best_cuda(const at::Tensor& pos, const at::Tensor& fit, const at::Ten
 }
 
 at::Tensor de_trial_cuda(const at::Tensor& pop, const at::Tensor& best, const at::Tensor& lo, const at::Tensor& hi,
-                         const std::optional<at::Tensor>& int_mask, double F, double CR, int64_t strategy,
-                         int64_t seed, int64_t step) {
+                         const std::optional<at::Tensor>& int_mask, const std::optional<at::Tensor>& ids, double F,
+                         double CR, int64_t strategy, int64_t seed, int64_t step) {
   const c10::cuda::CUDAGuard guard(pop.device());
-  return de_trial_gpu<CudaLaunch>(pop, best, lo, hi, int_mask, F, CR, strategy, seed, step, stream_of(pop));
+  return de_trial_gpu<CudaLaunch>(pop, best, lo, hi, int_mask, ids, F, CR, strategy, seed, step, stream_of(pop));
 }
 
 void de_select_cuda(const at::Tensor& trial, const at::Tensor& trial_fit, const at::Tensor& pop,

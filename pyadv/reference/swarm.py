@@ -10,11 +10,15 @@ from .philox import below, draw, to_unit_double, to_unit_float, uniform2
 PSO_STREAM, DE_INDEX_STREAM, DE_CROSS_STREAM = 0, 1, 2
 
 
-def pso_step_reference(pos, vel, pbest, gbest, lo, hi, w, c1, c2, seed, step, boundary="clip", vmax_frac=0.0):
-    """One PSO update (paper 000, eq. (2)-(4)); returns new (pos, vel)."""
+def pso_step_reference(pos, vel, pbest, gbest, lo, hi, w, c1, c2, seed, step, boundary="clip", vmax_frac=0.0,
+                       ids=None):
+    """One PSO update (paper 000, eq. (2)-(4)); returns new (pos, vel). Problem b draws its
+    numbers as problem ids[b] (default b)."""
     T = pos.dtype.type
     B, N, D = pos.shape
-    words = draw(seed, step, np.arange(B * N * D, dtype=np.uint64), PSO_STREAM)
+    ids = np.arange(B) if ids is None else np.asarray(ids)
+    elem = (ids[:, None, None] * N * D + np.arange(N * D).reshape(1, N, D)).astype(np.uint64)
+    words = draw(seed, step, elem.reshape(-1), PSO_STREAM)
     r1, r2 = (r.reshape(B, N, D) for r in uniform2(words, pos.dtype))
     w, c1, c2, vmax_frac = T(w), T(c1), T(c2), T(vmax_frac)
     g, l, h = gbest[:, None, :], lo[:, None, :], hi[:, None, :]
@@ -65,7 +69,7 @@ def _pick_excluding(word, n, excluded):
     return r
 
 
-def de_trial_reference(pop, best, lo, hi, F, CR, strategy, seed, step, int_mask=None):
+def de_trial_reference(pop, best, lo, hi, F, CR, strategy, seed, step, int_mask=None, ids=None):
     """Trial vectors: rand/1 (x_r1 + F (x_r2 - x_r3)) or best/1 (x_best + F (x_r1 - x_r2)),
     binomial crossover with CR and one forced coordinate, rounding of integer coordinates,
     clipping to the bounds."""
@@ -73,9 +77,10 @@ def de_trial_reference(pop, best, lo, hi, F, CR, strategy, seed, step, int_mask=
     F, CR = T(F), T(CR)
     B, N, D = pop.shape
     trial = np.empty_like(pop)
+    ids = np.arange(B) if ids is None else np.asarray(ids)
     for b in range(B):
         for i in range(N):
-            row = b * N + i
+            row = int(ids[b]) * N + i
             u = [int(v[0]) for v in draw(seed, step, np.array([row], dtype=np.uint64), DE_INDEX_STREAM)]
             r1 = _pick_excluding(u[0], N, [i])
             r2 = _pick_excluding(u[1], N, [i, r1])
