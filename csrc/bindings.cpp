@@ -20,7 +20,7 @@ TORCH_LIBRARY(pyadv, m) {
   m.def("swarm_best(Tensor pos, Tensor fitness, Tensor(a!) pbest, Tensor(b!) pbest_fit, Tensor(c!) gbest, "
         "Tensor(d!) gbest_fit) -> ()");
   m.def("de_trial(Tensor pop, Tensor best, Tensor lo, Tensor hi, Tensor? int_mask, Tensor? ids, float F, float CR, "
-        "int strategy, int seed, int step) -> Tensor");
+        "int strategy, int bounds, int seed, int step) -> Tensor");
   m.def("de_select(Tensor trial, Tensor trial_fitness, Tensor(a!) pop, Tensor(b!) fitness) -> ()");
   m.def("sparse_perturb(Tensor base, Tensor idx, Tensor values, int n_begin, int n_end) -> Tensor");
   m.def("pixel_replace(Tensor base, Tensor candidates, int n_begin, int n_end) -> Tensor");

@@ -166,6 +166,7 @@ def _fi_group_finish_fake(num, den, rank_tol=0.0):
 
 BOUNDARIES = {"clip": 0, "reflect": 1}
 DE_STRATEGIES = {"rand1": 0, "best1": 1}
+DE_BOUNDS = {"clip": 0, "resample": 1}
 
 
 def _choice(value, table, name):
@@ -200,13 +201,17 @@ def swarm_best(pos: torch.Tensor, fitness: torch.Tensor, pbest: torch.Tensor, pb
 
 def de_trial(pop: torch.Tensor, best: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, *, F: float = 0.5,
              CR: float = 1.0, strategy: str = "rand1", seed: int = 0, step: int = 0,
-             int_mask: torch.Tensor | None = None, ids: torch.Tensor | None = None) -> torch.Tensor:
+             int_mask: torch.Tensor | None = None, ids: torch.Tensor | None = None,
+             bounds: str = "resample") -> torch.Tensor:
     """Trial vectors [B, N, D] of differential evolution: "rand1" x_r1 + F (x_r2 - x_r3) or
     "best1" x_best + F (x_r1 - x_r2) with distinct partners r1 != r2 != r3 != i, binomial
     crossover with CR (CR = 1: no crossover, as in Su et al.), coordinates where int_mask
-    [B, D] is set rounded (pixel coordinates), all clipped to [lo, hi]. ids as in pso_step."""
+    [B, D] is set rounded (pixel coordinates). A coordinate that leaves [lo, hi] is redrawn
+    uniformly inside ("resample", scipy's handling) or put on the bound ("clip"). ids as in
+    pso_step."""
     return torch.ops.pyadv.de_trial(pop, best, lo, hi, int_mask, ids, float(F), float(CR),
-                                    _choice(strategy, DE_STRATEGIES, "strategy"), int(seed), int(step))
+                                    _choice(strategy, DE_STRATEGIES, "strategy"), _choice(bounds, DE_BOUNDS, "bounds"),
+                                    int(seed), int(step))
 
 
 def de_select(trial: torch.Tensor, trial_fitness: torch.Tensor, pop: torch.Tensor, fitness: torch.Tensor) -> None:
@@ -244,7 +249,7 @@ def _swarm_best_fake(pos, fitness, pbest, pbest_fit, gbest, gbest_fit):
 
 
 @torch.library.register_fake("pyadv::de_trial")
-def _de_trial_fake(pop, best, lo, hi, int_mask, ids, F, CR, strategy, seed, step):
+def _de_trial_fake(pop, best, lo, hi, int_mask, ids, F, CR, strategy, bounds, seed, step):
     return torch.empty_like(pop)
 
 

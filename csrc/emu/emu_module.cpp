@@ -138,9 +138,9 @@ void register_emulated(py::module_& parent) {
   });
   m.def("de_trial", [](const at::Tensor& pop, const at::Tensor& best, const at::Tensor& lo, const at::Tensor& hi,
                        std::optional<at::Tensor> int_mask, std::optional<at::Tensor> ids, double F, double CR,
-                       int64_t strategy, int64_t seed, int64_t step) {
+                       int64_t strategy, int64_t bounds, int64_t seed, int64_t step) {
     return swarm::de_trial_gpu<EmulatedSwarm>(cpu_contiguous(pop, "pop"), best, lo, hi, int_mask, ids, F, CR,
-                                              strategy, seed, step, nullptr);
+                                              strategy, bounds, seed, step, nullptr);
   });
   m.def("de_select", [](const at::Tensor& trial, const at::Tensor& trial_fit, const at::Tensor& pop,
                         const at::Tensor& fit) {

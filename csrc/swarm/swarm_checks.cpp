@@ -101,11 +101,12 @@ Dims check_swarm_best(const at::Tensor& pos, const at::Tensor& fit, const at::Te
 }
 
 Dims check_de_trial(const at::Tensor& pop, const at::Tensor& best, const at::Tensor& lo, const at::Tensor& hi,
-                    const at::Tensor& int_mask, int64_t strategy, int64_t seed, int64_t step) {
+                    const at::Tensor& int_mask, int64_t strategy, int64_t bounds, int64_t seed, int64_t step) {
   TORCH_CHECK_VALUE(pop.dim() == 3, "pop must have shape [B, N, D], got ", pop.sizes());
   check_float(pop, "pop");
   const Dims d{pop.size(0), pop.size(1), pop.size(2)};
   TORCH_CHECK_VALUE(strategy == 0 || strategy == 1, "strategy must be 0 (rand/1) or 1 (best/1), got ", strategy);
+  TORCH_CHECK_VALUE(bounds == 0 || bounds == 1, "bounds must be 0 (clip) or 1 (resample), got ", bounds);
   const int64_t need = strategy == 0 ? 4 : 3;
   TORCH_CHECK_VALUE(d.B == 0 || d.N >= need, "differential evolution ", strategy == 0 ? "rand/1" : "best/1",
                     " needs a population of at least ", need, " (the member and its distinct partners), got N = ",

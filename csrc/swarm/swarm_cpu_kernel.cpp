@@ -60,7 +60,7 @@ void swarm_best_problems(const T* pos, const T* fit, T* pbest, T* pbest_fit, T* 
 template <typename T>
 void de_trial_rows(const T* PYADV_RESTRICT pop, const int64_t* best, const T* lo, const T* hi,
                    const uint8_t* int_mask, const int64_t* ids, T* PYADV_RESTRICT trial, int64_t N, int64_t D, T F,
-                   T CR, int strategy, uint64_t seed, uint32_t step, int64_t begin, int64_t end) {
+                   T CR, int strategy, int bounds, uint64_t seed, uint32_t step, int64_t begin, int64_t end) {
   for (int64_t row = begin; row < end; ++row) {
     const int64_t b = row / N, i = row - b * N;
     const int64_t stream_row = (ids ? ids[b] : b) * N + i;
@@ -73,10 +73,9 @@ void de_trial_rows(const T* PYADV_RESTRICT pop, const int64_t* best, const T* lo
     for (int64_t d = 0; d < D; ++d) {
       const bool take = CR >= T(1) || d == int64_t(r.jrand) ||
                         de_cross_uniform<T>(seed, step, static_cast<uint64_t>(stream_row * D + d)) < CR;
-      T t = take ? a[d] + F * (p[d] - q[d]) : x[i * D + d];
-      if (int_mask && int_mask[b * D + d]) t = round_half_up(t);
-      const T l = lo[b * D + d], h = hi[b * D + d];
-      trial[row * D + d] = t < l ? l : (t > h ? h : t);
+      const T t = take ? a[d] + F * (p[d] - q[d]) : x[i * D + d];
+      trial[row * D + d] = de_bound(t, lo[b * D + d], hi[b * D + d], int_mask && int_mask[b * D + d], bounds, seed,
+                                    step, static_cast<uint64_t>(stream_row * D + d));
     }
   }
 }
@@ -136,7 +135,7 @@ void pixel_replace_rows(const T* base, const T* cand, T* out, int64_t N, int64_t
                                  T, T, T, uint64_t, uint32_t, int, T, int64_t, int64_t);                           \
   template void swarm_best_problems<T>(const T*, const T*, T*, T*, T*, T*, int64_t, int64_t, int64_t, int64_t);    \
   template void de_trial_rows<T>(const T*, const int64_t*, const T*, const T*, const uint8_t*, const int64_t*, T*,  \
-                                 int64_t, int64_t, T, T, int, uint64_t, uint32_t, int64_t, int64_t);               \
+                                 int64_t, int64_t, T, T, int, int, uint64_t, uint32_t, int64_t, int64_t);          \
   template void de_select_rows<T>(const T*, const T*, T*, T*, int64_t, int64_t, int64_t);                          \
   template void sparse_perturb_rows<T>(const T*, const int64_t*, const T*, T*, int64_t, int64_t, int64_t, int64_t, \
                                        int64_t, int64_t, int64_t);                                                 \

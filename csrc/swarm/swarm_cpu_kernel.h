@@ -22,8 +22,8 @@
                            int64_t N, int64_t D, int64_t begin, int64_t end);                                      \
   template <typename T>                                                                                            \
   void de_trial_rows(const T* pop, const int64_t* best, const T* lo, const T* hi, const uint8_t* int_mask,         \
-                     const int64_t* ids, T* trial, int64_t N, int64_t D, T F, T CR, int strategy, uint64_t seed,   \
-                     uint32_t step, int64_t begin, int64_t end);                                                   \
+                     const int64_t* ids, T* trial, int64_t N, int64_t D, T F, T CR, int strategy, int bounds,      \
+                     uint64_t seed, uint32_t step, int64_t begin, int64_t end);                                    \
   template <typename T>                                                                                            \
   void de_select_rows(const T* trial, const T* trial_fit, T* pop, T* fit, int64_t D, int64_t begin, int64_t end);  \
   template <typename T>                                                                                            \

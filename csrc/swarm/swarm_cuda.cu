@@ -82,7 +82,7 @@ __global__ void swarm_best_kernel(const T* pos, const T* fit, T* pbest, T* pbest
 template <typename T>
 __global__ void de_trial_kernel(const T* pop, const int64_t* best, const T* lo, const T* hi, const uint8_t* int_mask,
                                 const int64_t* ids, T* trial, int64_t B, int64_t N, int64_t D, T F, T CR,
-                                int strategy, uint64_t seed, uint32_t step) {
+                                int strategy, int bounds, uint64_t seed, uint32_t step) {
   PYADV_GRID_STRIDE(e, B * N * D) {
     const int64_t row = e / D, d = e % D, b = row / N, i = row % N;
     const int64_t stream_row = (ids ? ids[b] : b) * N + i;
@@ -94,10 +94,9 @@ __global__ void de_trial_kernel(const T* pop, const int64_t* best, const T* lo, 
     const int64_t q = strategy == sm::kBest1 ? int64_t(r.r2) : int64_t(r.r3);
     const bool take = CR >= T(1) || d == int64_t(r.jrand) ||
                       sm::de_cross_uniform<T>(seed, step, static_cast<uint64_t>(stream_row * D + d)) < CR;
-    T t = take ? x[a * D + d] + F * (x[p * D + d] - x[q * D + d]) : x[i * D + d];
-    if (int_mask && int_mask[b * D + d]) t = sm::round_half_up(t);
-    const T l = lo[b * D + d], h = hi[b * D + d];
-    trial[e] = t < l ? l : (t > h ? h : t);
+    const T t = take ? x[a * D + d] + F * (x[p * D + d] - x[q * D + d]) : x[i * D + d];
+    trial[e] = sm::de_bound(t, lo[b * D + d], hi[b * D + d], int_mask && int_mask[b * D + d], bounds, seed, step,
+                            static_cast<uint64_t>(stream_row * D + d));
   }
 }
 
@@ -176,11 +175,11 @@ int swarm_best(const T* pos, const T* fit, T* pbest, T* pbest_fit, T* gbest, T* 
 
 template <typename T>
 int de_trial(const T* pop, const int64_t* best, const T* lo, const T* hi, const uint8_t* int_mask, const int64_t* ids,
-             T* trial, int64_t B, int64_t N, int64_t D, T F, T CR, int strategy, uint64_t seed, uint32_t step,
-             void* stream) {
+             T* trial, int64_t B, int64_t N, int64_t D, T F, T CR, int strategy, int bounds, uint64_t seed,
+             uint32_t step, void* stream) {
   if (B * N * D == 0) return 0;
   return launch_kernel(de_trial_kernel<T>, grid_for(B * N * D, kThreads), kThreads, 0, stream, pop, best, lo, hi,
-                       int_mask, ids, trial, B, N, D, F, CR, strategy, seed, step);
+                       int_mask, ids, trial, B, N, D, F, CR, strategy, bounds, seed, step);
 }
 
 template <typename T>
@@ -213,7 +212,7 @@ int pixel_replace(const T* base, const T* cand, T* out, int64_t B, int64_t N, in
                            int64_t, T, T, T, uint64_t, uint32_t, int, T, void*);                                    \
   template int swarm_best<T>(const T*, const T*, T*, T*, T*, T*, int64_t, int64_t, int64_t, void*);                 \
   template int de_trial<T>(const T*, const int64_t*, const T*, const T*, const uint8_t*, const int64_t*, T*,        \
-                           int64_t, int64_t, int64_t, T, T, int, uint64_t, uint32_t, void*);                        \
+                           int64_t, int64_t, int64_t, T, T, int, int, uint64_t, uint32_t, void*);                   \
   template int de_select<T>(const T*, const T*, T*, T*, int64_t, int64_t, int64_t, void*);                          \
   template int sparse_perturb<T>(const T*, const int64_t*, const T*, T*, int64_t, int64_t, int64_t, int64_t,        \
                                  int64_t, int64_t, void*);                                                          \

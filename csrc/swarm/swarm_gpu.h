@@ -17,7 +17,7 @@
                  int64_t D, void* stream);                                                                         \
   template <typename T>                                                                                            \
   int de_trial(const T* pop, const int64_t* best, const T* lo, const T* hi, const uint8_t* int_mask,               \
-               const int64_t* ids, T* trial, int64_t B, int64_t N, int64_t D, T F, T CR, int strategy,             \
+               const int64_t* ids, T* trial, int64_t B, int64_t N, int64_t D, T F, T CR, int strategy, int bounds, \
                uint64_t seed, uint32_t step, void* stream);                                                        \
   template <typename T>                                                                                            \
   int de_select(const T* trial, const T* trial_fit, T* pop, T* fit, int64_t B, int64_t N, int64_t D,               \

@@ -17,7 +17,8 @@ namespace swarm {
 
 enum Boundary : int { kClip = 0, kReflect = 1 };
 enum Strategy : int { kRand1 = 0, kBest1 = 1 };
-enum Stream : uint32_t { kPsoStream = 0, kDeIndexStream = 1, kDeCrossStream = 2 };
+enum DeBounds : int { kDeClip = 0, kDeResample = 1 };
+enum Stream : uint32_t { kPsoStream = 0, kDeIndexStream = 1, kDeCrossStream = 2, kDeBoundStream = 3 };
 
 // One coordinate of one particle:
 //   v <- w v + c1 r1 (pbest - x) + c2 r2 (gbest - x),  optionally |v| <= vmax_frac (hi - lo),
@@ -112,6 +113,22 @@ template <typename T>
 PYADV_HD inline T round_half_up(T x) {
   const T f = static_cast<T>(static_cast<int64_t>(x + T(0.5)));
   return f > x + T(0.5) ? f - T(1) : f;  // floor(x + 0.5) for negative values too
+}
+
+// A trial coordinate t made valid: rounded if it is an integer coordinate; if it left [lo, hi],
+// clipped onto the bound (kDeClip) or redrawn uniformly inside (kDeResample, scipy's choice,
+// which keeps the population from piling up on the bounds).
+template <typename T>
+PYADV_HD inline T de_bound(T t, T lo, T hi, bool integer, int mode, uint64_t seed, uint32_t step, uint64_t elem) {
+  if (integer) t = round_half_up(t);
+  if (mode == kDeResample && (t < lo || t > hi)) {
+    const philox::U4 u = philox::draw(seed, step, elem, kDeBoundStream);
+    T a, b;
+    philox::Uniform2<T>::get(u, &a, &b);
+    t = lo + a * (hi - lo);
+    if (integer) t = round_half_up(t);
+  }
+  return t < lo ? lo : (t > hi ? hi : t);
 }
 
 }  // namespace swarm

@@ -25,7 +25,7 @@ Dims check_swarm_best(const at::Tensor& pos, const at::Tensor& fit, const at::Te
                       const at::Tensor& pbest_fit, const at::Tensor& gbest, const at::Tensor& gbest_fit);
 // int_mask, when defined, is a bool [B, D] tensor (returned as uint8).
 Dims check_de_trial(const at::Tensor& pop, const at::Tensor& best, const at::Tensor& lo, const at::Tensor& hi,
-                    const at::Tensor& int_mask, int64_t strategy, int64_t seed, int64_t step);
+                    const at::Tensor& int_mask, int64_t strategy, int64_t bounds, int64_t seed, int64_t step);
 Dims check_de_select(const at::Tensor& trial, const at::Tensor& trial_fit, const at::Tensor& pop,
                      const at::Tensor& fit);
 // Returns (B, N, m, P).

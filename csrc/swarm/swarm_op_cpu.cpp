@@ -60,10 +60,10 @@ void swarm_best_cpu(const at::Tensor& pos_in, const at::Tensor& fit_in, const at
 
 at::Tensor de_trial_cpu(const at::Tensor& pop_in, const at::Tensor& best_in, const at::Tensor& lo_in,
                         const at::Tensor& hi_in, const std::optional<at::Tensor>& int_mask_in,
-                        const std::optional<at::Tensor>& ids_in, double F, double CR, int64_t strategy, int64_t seed,
+                        const std::optional<at::Tensor>& ids_in, double F, double CR, int64_t strategy, int64_t bounds, int64_t seed,
                         int64_t step) {
   const at::Tensor mask_arg = int_mask_in.has_value() ? *int_mask_in : at::Tensor();
-  const Dims d = check_de_trial(pop_in, best_in, lo_in, hi_in, mask_arg, strategy, seed, step);
+  const Dims d = check_de_trial(pop_in, best_in, lo_in, hi_in, mask_arg, strategy, bounds, seed, step);
   const at::Tensor ids = check_ids(ids_in, d.B, pop_in);
   const at::Tensor pop = pop_in.contiguous(), best = best_in.contiguous(), lo = lo_in.contiguous(),
                    hi = hi_in.contiguous();
@@ -76,7 +76,7 @@ at::Tensor de_trial_cpu(const at::Tensor& pop_in, const at::Tensor& best_in, con
           pop.const_data_ptr<scalar_t>(), best.const_data_ptr<int64_t>(), lo.const_data_ptr<scalar_t>(),
           hi.const_data_ptr<scalar_t>(), m, ids.defined() ? ids.const_data_ptr<int64_t>() : nullptr,
           trial.mutable_data_ptr<scalar_t>(), d.N, d.D, scalar_t(F),
-          scalar_t(CR), static_cast<int>(strategy), static_cast<uint64_t>(seed), static_cast<uint32_t>(step), b0,
+          scalar_t(CR), static_cast<int>(strategy), static_cast<int>(bounds), static_cast<uint64_t>(seed), static_cast<uint32_t>(step), b0,
           b1));
     });
   });

@@ -32,9 +32,10 @@ void swarm_best_cuda(const at::Tensor& pos, const at::Tensor& fit, const at::Ten
 
 at::Tensor de_trial_cuda(const at::Tensor& pop, const at::Tensor& best, const at::Tensor& lo, const at::Tensor& hi,
                          const std::optional<at::Tensor>& int_mask, const std::optional<at::Tensor>& ids, double F,
-                         double CR, int64_t strategy, int64_t seed, int64_t step) {
+                         double CR, int64_t strategy, int64_t bounds, int64_t seed, int64_t step) {
   const c10::cuda::CUDAGuard guard(pop.device());
-  return de_trial_gpu<CudaLaunch>(pop, best, lo, hi, int_mask, ids, F, CR, strategy, seed, step, stream_of(pop));
+  return de_trial_gpu<CudaLaunch>(pop, best, lo, hi, int_mask, ids, F, CR, strategy, bounds, seed, step,
+                                  stream_of(pop));
 }
 
 void de_select_cuda(const at::Tensor& trial, const at::Tensor& trial_fit, const at::Tensor& pop,

@@ -7,7 +7,7 @@ import numpy as np
 
 from .philox import below, draw, to_unit_double, to_unit_float, uniform2
 
-PSO_STREAM, DE_INDEX_STREAM, DE_CROSS_STREAM = 0, 1, 2
+PSO_STREAM, DE_INDEX_STREAM, DE_CROSS_STREAM, DE_BOUND_STREAM = 0, 1, 2, 3
 
 
 def pso_step_reference(pos, vel, pbest, gbest, lo, hi, w, c1, c2, seed, step, boundary="clip", vmax_frac=0.0,
@@ -69,10 +69,10 @@ def _pick_excluding(word, n, excluded):
     return r
 
 
-def de_trial_reference(pop, best, lo, hi, F, CR, strategy, seed, step, int_mask=None, ids=None):
+def de_trial_reference(pop, best, lo, hi, F, CR, strategy, seed, step, int_mask=None, ids=None, bounds="resample"):
     """Trial vectors: rand/1 (x_r1 + F (x_r2 - x_r3)) or best/1 (x_best + F (x_r1 - x_r2)),
     binomial crossover with CR and one forced coordinate, rounding of integer coordinates,
-    clipping to the bounds."""
+    out-of-bounds coordinates redrawn inside ("resample") or clipped ("clip")."""
     T = pop.dtype.type
     F, CR = T(F), T(CR)
     B, N, D = pop.shape
@@ -94,8 +94,15 @@ def de_trial_reference(pop, best, lo, hi, F, CR, strategy, seed, step, int_mask=
                     uc = to_unit_float(cw[0])[0] if pop.dtype == np.float32 else to_unit_double(cw[0], cw[1])[0]
                     take = uc < CR
                 t = pop[b, a, d] + F * (pop[b, p, d] - pop[b, q, d]) if take else pop[b, i, d]
-                if int_mask is not None and int_mask[b, d]:
+                integer = int_mask is not None and int_mask[b, d]
+                if integer:
                     t = T(np.floor(t + T(0.5)))
+                if bounds == "resample" and (t < lo[b, d] or t > hi[b, d]):
+                    bw = draw(seed, step, np.array([row * D + d], dtype=np.uint64), DE_BOUND_STREAM)
+                    u = uniform2(bw, pop.dtype)[0][0]
+                    t = lo[b, d] + u * (hi[b, d] - lo[b, d])
+                    if integer:
+                        t = T(np.floor(t + T(0.5)))
                 trial[b, i, d] = min(max(t, lo[b, d]), hi[b, d])
     return trial
 
