@@ -24,9 +24,15 @@ enum Stream : uint32_t { kPsoStream = 0, kDeIndexStream = 1, kDeCrossStream = 2,
 //   v <- w v + c1 r1 (pbest - x) + c2 r2 (gbest - x),  optionally |v| <= vmax_frac (hi - lo),
 //   x <- x + v, then the boundary: clip (x onto the bound, that velocity component zeroed) or
 //   reflect (mirrored back inside, velocity reversed; clipped if the overshoot exceeds the range).
+// A degenerate coordinate (lo = hi) is pinned: x = lo, v = 0, under either rule.
 template <typename T>
 PYADV_HD inline void pso_coord(T& x, T& v, T pb, T gb, T lo, T hi, T w, T c1, T c2, T r1, T r2, int boundary,
                                T vmax_frac) {
+  if (!(hi > lo)) {
+    x = lo;
+    v = T(0);
+    return;
+  }
   T nv = w * v;
   nv = nv + c1 * r1 * (pb - x);
   nv = nv + c2 * r2 * (gb - x);

@@ -13,7 +13,7 @@ PSO_STREAM, DE_INDEX_STREAM, DE_CROSS_STREAM, DE_BOUND_STREAM = 0, 1, 2, 3
 def pso_step_reference(pos, vel, pbest, gbest, lo, hi, w, c1, c2, seed, step, boundary="clip", vmax_frac=0.0,
                        ids=None):
     """One PSO update (paper 000, eq. (2)-(4)); returns new (pos, vel). Problem b draws its
-    numbers as problem ids[b] (default b)."""
+    numbers as problem ids[b] (default b). Coordinates with lo = hi are pinned (x = lo, v = 0)."""
     T = pos.dtype.type
     B, N, D = pos.shape
     ids = np.arange(B) if ids is None else np.asarray(ids)
@@ -38,6 +38,9 @@ def pso_step_reference(pos, vel, pbest, gbest, lo, hi, w, c1, c2, seed, step, bo
         x = np.where(below_lo, l + (l - x), np.where(above_hi, h - (x - h), x))
         v = np.where(below_lo | above_hi, -v, v)
         x = np.where(x < l, l, np.where(x > h, h, x))
+    pinned = np.broadcast_to(~(h > l), x.shape)  # lo = hi: the coordinate is fixed
+    x = np.where(pinned, l, x)
+    v = np.where(pinned, T(0), v)
     return x.astype(pos.dtype), v.astype(pos.dtype)
 
 
