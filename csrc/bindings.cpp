@@ -24,6 +24,8 @@ TORCH_LIBRARY(pyadv, m) {
   m.def("de_select(Tensor trial, Tensor trial_fitness, Tensor(a!) pop, Tensor(b!) fitness) -> ()");
   m.def("sparse_perturb(Tensor base, Tensor idx, Tensor values, int n_begin, int n_end) -> Tensor");
   m.def("pixel_replace(Tensor base, Tensor candidates, int n_begin, int n_end) -> Tensor");
+  m.def("sparse_perturb_out(Tensor base, Tensor idx, Tensor values, int n_begin, int n_end, Tensor(a!) out) -> ()");
+  m.def("pixel_replace_out(Tensor base, Tensor candidates, int n_begin, int n_end, Tensor(a!) out) -> ()");
 }
 
 namespace py = pybind11;

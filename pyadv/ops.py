@@ -221,20 +221,29 @@ def de_select(trial: torch.Tensor, trial_fitness: torch.Tensor, pop: torch.Tenso
 
 
 def sparse_perturb(base: torch.Tensor, idx: torch.Tensor, values: torch.Tensor, n_begin: int = 0,
-                   n_end: int | None = None) -> torch.Tensor:
+                   n_end: int | None = None, *, out: torch.Tensor | None = None) -> torch.Tensor:
     """Renders candidates [B * (n_end - n_begin), P]: base images [B, P] plus values [B, N, m]
     at pixel indices idx [B, m], those pixels clamped to [0, 1]. Candidates n_begin..n_end-1
-    only, so callers can chunk."""
+    only, so callers can chunk. ``out`` (CPU) receives the images: a loop that renders every
+    generation into the same buffer skips the page faults of a fresh allocation, which on the
+    CPU cost more than the rendering itself."""
     n_end = values.shape[1] if n_end is None else n_end
+    if out is not None:
+        torch.ops.pyadv.sparse_perturb_out(base, idx, values, int(n_begin), int(n_end), out)
+        return out
     return torch.ops.pyadv.sparse_perturb(base, idx, values, int(n_begin), int(n_end))
 
 
 def pixel_replace(base: torch.Tensor, candidates: torch.Tensor, n_begin: int = 0,
-                  n_end: int | None = None) -> torch.Tensor:
+                  n_end: int | None = None, *, out: torch.Tensor | None = None) -> torch.Tensor:
     """Renders one-pixel-style candidates [B * (n_end - n_begin), C, H, W]: copies of base
     [B, C, H, W] where each candidate's m pixels (row, col, one value per channel), rows and
-    columns rounded and clamped to the image, values clamped to [0, 1], replace the originals."""
+    columns rounded and clamped to the image, values clamped to [0, 1], replace the originals.
+    ``out`` (CPU) as in :func:`sparse_perturb`."""
     n_end = candidates.shape[1] if n_end is None else n_end
+    if out is not None:
+        torch.ops.pyadv.pixel_replace_out(base, candidates, int(n_begin), int(n_end), out)
+        return out
     return torch.ops.pyadv.pixel_replace(base, candidates, int(n_begin), int(n_end))
 
 
@@ -266,3 +275,13 @@ def _sparse_perturb_fake(base, idx, values, n_begin, n_end):
 @torch.library.register_fake("pyadv::pixel_replace")
 def _pixel_replace_fake(base, candidates, n_begin, n_end):
     return base.new_empty((base.shape[0] * (n_end - n_begin), *base.shape[1:]))
+
+
+@torch.library.register_fake("pyadv::sparse_perturb_out")
+def _sparse_perturb_out_fake(base, idx, values, n_begin, n_end, out):
+    return None
+
+
+@torch.library.register_fake("pyadv::pixel_replace_out")
+def _pixel_replace_out_fake(base, candidates, n_begin, n_end, out):
+    return None

@@ -12,8 +12,10 @@ def test_info_reports_ops_isa_and_cuda():
     d = pyadv.info()
     assert d["version"] == pyadv.__version__ == "0.1.0"
     backends = ["CPU"] + (["CUDA"] if d["cuda_compiled"] else [])
-    assert d["ops"] == {name: backends for name in ("pixel_fi", "fi_accumulate", "fi_finish",
-                                                    "fi_group_accumulate", "fi_group_finish")}
+    names = ("pixel_fi", "fi_accumulate", "fi_finish", "fi_group_accumulate", "fi_group_finish", "pso_step",
+             "swarm_best", "de_trial", "de_select", "sparse_perturb", "pixel_replace")
+    assert {name: d["ops"][name] for name in names} == {name: backends for name in names}
+    assert d["ops"]["sparse_perturb_out"] == ["CPU"] and d["ops"]["pixel_replace_out"] == ["CPU"]
     assert d["cpu_isa"] in d["cpu_isa_supported"]
     assert set(d["cpu_isa_supported"]) <= set(d["cpu_isa_compiled"])
     assert d["cpu_isa_compiled"][0] == "baseline"

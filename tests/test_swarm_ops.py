@@ -180,6 +180,8 @@ def test_sparse_perturb_exact(dtype, n_range):
     got = ops.sparse_perturb(base, idx, values, n0, n_range[1])
     torch.testing.assert_close(got, torch.from_numpy(ref), rtol=0, atol=0)
     torch.testing.assert_close(_C.emulated.sparse_perturb(base, idx, values, n0, n1), got, rtol=0, atol=1e-7)
+    buf = torch.full_like(got, 7.0)
+    assert ops.sparse_perturb(base, idx, values, n0, n_range[1], out=buf) is buf and torch.equal(buf, got)
     assert got.shape == (B * (n1 - n0), P) and bool(((got >= 0) & (got <= 1)).all())
 
 
@@ -194,6 +196,10 @@ def test_pixel_replace_exact(dtype):
     got = ops.pixel_replace(base, cand)
     assert np.array_equal(got.numpy(), ref)
     assert torch.equal(_C.emulated.pixel_replace(base, cand, 0, N), got)
+    buf = torch.zeros_like(got)
+    assert ops.pixel_replace(base, cand, out=buf) is buf and torch.equal(buf, got)
+    with pytest.raises(ValueError, match="out must have shape"):
+        ops.pixel_replace(base, cand, out=buf[1:])
     assert torch.equal(ops.pixel_replace(base, cand, 1, 3), got.view(B, N, C, H, W)[:, 1:3].reshape(-1, C, H, W))
 
 

@@ -12,23 +12,70 @@ namespace pyadv {
 namespace PYADV_ISA_TAG {
 namespace swarm {
 
+// Two uniforms (as Uniform2<T>) for each of the n consecutive stream elements first .. first + n - 1,
+// computed a full Philox block at a time (the last block's spare lanes are discarded).
+template <typename T>
+inline void uniform2_range(uint64_t seed, uint32_t step, uint64_t first, int64_t n, uint32_t stream, T* r1, T* r2) {
+  alignas(64) uint32_t w0[philox::kBlock], w1[philox::kBlock], w2[philox::kBlock], w3[philox::kBlock];
+  alignas(64) T a[philox::kBlock], b[philox::kBlock];
+  for (int64_t j0 = 0; j0 < n; j0 += philox::kBlock) {
+    philox::draw_block(seed, step, first + static_cast<uint64_t>(j0), stream, w0, w1, w2, w3);
+    // Element-wise conversions: through the U4 struct GCC emitted slow AVX-512 scatters.
+    if constexpr (sizeof(T) == 4) {
+      for (int j = 0; j < philox::kBlock; ++j) {
+        a[j] = philox::to_unit_float(w0[j]);
+        b[j] = philox::to_unit_float(w1[j]);
+      }
+    } else {
+      for (int j = 0; j < philox::kBlock; ++j) {
+        a[j] = philox::to_unit_double(w0[j], w1[j]);
+        b[j] = philox::to_unit_double(w2[j], w3[j]);
+      }
+    }
+    const int64_t m = n - j0 < philox::kBlock ? n - j0 : philox::kBlock;
+    for (int64_t j = 0; j < m; ++j) {
+      r1[j0 + j] = a[j];
+      r2[j0 + j] = b[j];
+    }
+  }
+}
+
 template <typename T>
 void pso_step_rows(T* PYADV_RESTRICT pos, T* PYADV_RESTRICT vel, const T* PYADV_RESTRICT pbest,
                    const T* PYADV_RESTRICT gbest, const T* PYADV_RESTRICT lo, const T* PYADV_RESTRICT hi,
                    const int64_t* ids, int64_t N, int64_t D, T w, T c1, T c2, uint64_t seed, uint32_t step,
                    int boundary, T vmax_frac, int64_t begin, int64_t end) {
-  for (int64_t row = begin; row < end; ++row) {
-    const int64_t b = row / N;
-    const int64_t base = row * D;
-    const int64_t stream_row = (ids ? ids[b] : b) * N + (row - b * N);
-    for (int64_t d = 0; d < D; ++d) {
-      const uint64_t e = static_cast<uint64_t>(base + d);
-      T r1, r2;
-      philox::Uniform2<T>::get(philox::draw(seed, step, static_cast<uint64_t>(stream_row * D + d), kPsoStream), &r1,
-                               &r2);
-      pso_coord(pos[e], vel[e], pbest[e], gbest[b * D + d], lo[b * D + d], hi[b * D + d], w, c1, c2, r1, r2,
-                boundary, vmax_frac);
+  // The rows of one problem are consecutive in the random stream (element id * N * D + local
+  // index), so their uniforms come out of whole Philox blocks, a chunk of rows at a time.
+  constexpr int64_t kChunk = 1024;
+  alignas(64) T r1[kChunk + philox::kBlock], r2[kChunk + philox::kBlock];
+  const int64_t rows_per_chunk = D >= kChunk ? 1 : kChunk / D;
+  for (int64_t r0 = begin; r0 < end;) {
+    const int64_t b = r0 / N;
+    const int64_t r1_end = (b + 1) * N < end ? (b + 1) * N : end;
+    const int64_t r_end = r0 + rows_per_chunk < r1_end ? r0 + rows_per_chunk : r1_end;
+    const T *gb = gbest + b * D, *l = lo + b * D, *h = hi + b * D;
+    const uint64_t first = static_cast<uint64_t>(((ids ? ids[b] : b) * N + (r0 - b * N)) * D);
+    for (int64_t d0 = 0; d0 < (r_end - r0) * D; d0 += kChunk) {
+      // (one row wider than the chunk: D > kChunk) draws its coordinates a chunk at a time
+      const int64_t n = (r_end - r0) * D - d0 < kChunk ? (r_end - r0) * D - d0 : kChunk;
+      uniform2_range<T>(seed, step, first + static_cast<uint64_t>(d0), n, kPsoStream, r1, r2);
+      T* PYADV_RESTRICT x = pos + r0 * D + d0;
+      T* PYADV_RESTRICT v = vel + r0 * D + d0;
+      const T* pb = pbest + r0 * D + d0;
+      if (D >= kChunk) {
+        for (int64_t j = 0; j < n; ++j)
+          pso_coord(x[j], v[j], pb[j], gb[d0 + j], l[d0 + j], h[d0 + j], w, c1, c2, r1[j], r2[j], boundary,
+                    vmax_frac);
+      } else {
+        for (int64_t row = 0; row < n / D; ++row)
+          for (int64_t d = 0; d < D; ++d) {
+            const int64_t j = row * D + d;
+            pso_coord(x[j], v[j], pb[j], gb[d], l[d], h[d], w, c1, c2, r1[j], r2[j], boundary, vmax_frac);
+          }
+      }
     }
+    r0 = r_end;
   }
 }
 

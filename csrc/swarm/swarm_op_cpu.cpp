@@ -96,12 +96,20 @@ void de_select_cpu(const at::Tensor& trial_in, const at::Tensor& trial_fit_in, c
   });
 }
 
-at::Tensor sparse_perturb_cpu(const at::Tensor& base_in, const at::Tensor& idx_in, const at::Tensor& values_in,
-                              int64_t n_begin, int64_t n_end) {
+void check_out(const at::Tensor& out, at::IntArrayRef shape, const at::Tensor& like) {
+  TORCH_CHECK_VALUE(out.sizes() == shape, "out must have shape ", shape, ", got ", out.sizes());
+  TORCH_CHECK_TYPE(out.scalar_type() == like.scalar_type(), "out must have base's dtype ", like.scalar_type(),
+                   ", got ", out.scalar_type());
+  TORCH_CHECK_VALUE(out.device() == like.device() && out.is_contiguous(), "out must be a contiguous tensor on ",
+                    like.device());
+}
+
+void sparse_perturb_out_cpu(const at::Tensor& base_in, const at::Tensor& idx_in, const at::Tensor& values_in,
+                            int64_t n_begin, int64_t n_end, const at::Tensor& out) {
   const auto [B, N, m, P] = check_sparse_perturb(base_in, idx_in, values_in, n_begin, n_end);
   const at::Tensor base = base_in.contiguous(), idx = idx_in.contiguous(), values = values_in.contiguous();
   const int64_t rows = B * (n_end - n_begin);
-  at::Tensor out = at::empty({rows, P}, base.options());
+  check_out(out, {rows, P}, base);
   AT_DISPATCH_FLOATING_TYPES(base.scalar_type(), "sparse_perturb_cpu", [&] {
     at::parallel_for(0, rows, grain(P), [&](int64_t r0, int64_t r1) {
       PYADV_ISA_DISPATCH(isa_ns::swarm::sparse_perturb_rows<scalar_t>(
@@ -109,14 +117,22 @@ at::Tensor sparse_perturb_cpu(const at::Tensor& base_in, const at::Tensor& idx_i
           out.mutable_data_ptr<scalar_t>(), N, m, P, n_begin, n_end, r0, r1));
     });
   });
+}
+
+at::Tensor sparse_perturb_cpu(const at::Tensor& base, const at::Tensor& idx, const at::Tensor& values,
+                              int64_t n_begin, int64_t n_end) {
+  const auto dims = check_sparse_perturb(base, idx, values, n_begin, n_end);
+  at::Tensor out = at::empty({dims[0] * (n_end - n_begin), dims[3]}, base.options());
+  sparse_perturb_out_cpu(base, idx, values, n_begin, n_end, out);
   return out;
 }
 
-at::Tensor pixel_replace_cpu(const at::Tensor& base_in, const at::Tensor& cand_in, int64_t n_begin, int64_t n_end) {
+void pixel_replace_out_cpu(const at::Tensor& base_in, const at::Tensor& cand_in, int64_t n_begin, int64_t n_end,
+                           const at::Tensor& out) {
   const auto [B, N, m, C, H, W] = check_pixel_replace(base_in, cand_in, n_begin, n_end);
   const at::Tensor base = base_in.contiguous(), cand = cand_in.contiguous();
   const int64_t rows = B * (n_end - n_begin);
-  at::Tensor out = at::empty({rows, C, H, W}, base.options());
+  check_out(out, {rows, C, H, W}, base);
   AT_DISPATCH_FLOATING_TYPES(base.scalar_type(), "pixel_replace_cpu", [&] {
     at::parallel_for(0, rows, grain(C * H * W), [&](int64_t r0, int64_t r1) {
       PYADV_ISA_DISPATCH(isa_ns::swarm::pixel_replace_rows<scalar_t>(
@@ -124,6 +140,12 @@ at::Tensor pixel_replace_cpu(const at::Tensor& base_in, const at::Tensor& cand_i
           C, H, W, n_begin, n_end, r0, r1));
     });
   });
+}
+
+at::Tensor pixel_replace_cpu(const at::Tensor& base, const at::Tensor& cand, int64_t n_begin, int64_t n_end) {
+  const auto d = check_pixel_replace(base, cand, n_begin, n_end);
+  at::Tensor out = at::empty({d[0] * (n_end - n_begin), d[3], d[4], d[5]}, base.options());
+  pixel_replace_out_cpu(base, cand, n_begin, n_end, out);
   return out;
 }
 
@@ -136,6 +158,8 @@ TORCH_LIBRARY_IMPL(pyadv, CPU, m) {
   m.impl("de_select", &de_select_cpu);
   m.impl("sparse_perturb", &sparse_perturb_cpu);
   m.impl("pixel_replace", &pixel_replace_cpu);
+  m.impl("sparse_perturb_out", &sparse_perturb_out_cpu);
+  m.impl("pixel_replace_out", &pixel_replace_out_cpu);
 }
 
 }  // namespace swarm

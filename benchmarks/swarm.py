@@ -1,0 +1,246 @@
+"""Swarm kernels and optimisers against the same work composed from torch ops and against
+the peers (pyswarms, scipy), side by side in one process.
+
+  pso_step      B=256 swarms, N=200, D=20: particle-dimensions per second
+  pso_run       256 Rastrigin-20 problems, N=200, T=100: pyadv.optim.PSO, the same PSO composed
+                from torch ops (batched), pyswarms GlobalBestPSO one problem at a time
+  de_generation B=256, N=400, D=5 (a one-pixel attack's shape): pyadv (de_trial + de_select),
+                composed torch ops, scipy differential_evolution (time per generation per problem)
+  sparse_perturb B=64 images of P=3072, N=200 candidates of m=10 pixels: pyadv against torch's
+                expand + clone + scatter_add + clamp
+
+    python benchmarks/swarm.py [--threads 2] [--quick]
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+
+import numpy as np
+import torch
+
+from common import interleaved, machine, parser, setup_threads, write_results
+
+from pyadv import ops
+from pyadv.optim import PSO
+
+
+def rastrigin(x, ids=None):
+    return 10 * x.shape[-1] + (x**2 - 10 * torch.cos(2 * math.pi * x)).sum(-1)
+
+
+def composed_pso_step(pos, vel, pbest, gbest, lo, hi, gen, w=0.6, c1=2.0, c2=2.0):
+    r1 = torch.rand(pos.shape, generator=gen)
+    r2 = torch.rand(pos.shape, generator=gen)
+    vel.mul_(w).add_(c1 * r1 * (pbest - pos)).add_(c2 * r2 * (gbest[:, None] - pos))
+    pos.add_(vel)
+    out = (pos < lo[:, None]) | (pos > hi[:, None])
+    torch.maximum(pos, lo[:, None], out=pos)
+    torch.minimum(pos, hi[:, None], out=pos)
+    vel.masked_fill_(out, 0.0)
+
+
+def composed_pso_run(f, B, N, D, T, b, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    lo, hi = torch.full((B, D), -b), torch.full((B, D), b)
+    pos = lo[:, None] + torch.rand(B, N, D, generator=gen) * (hi - lo)[:, None]
+    vel = torch.zeros_like(pos)
+    fit = f(pos)
+    pbest, pbest_fit = pos.clone(), fit.clone()
+    gi = pbest_fit.argmin(1)
+    gbest, gbest_fit = pbest[torch.arange(B), gi], pbest_fit.gather(1, gi[:, None])[:, 0]
+    for _ in range(T):
+        composed_pso_step(pos, vel, pbest, gbest, lo, hi, gen)
+        fit = f(pos)
+        better = fit < pbest_fit
+        pbest_fit = torch.where(better, fit, pbest_fit)
+        pbest = torch.where(better[..., None], pos, pbest)
+        gi = pbest_fit.argmin(1)
+        gbest, gbest_fit = pbest[torch.arange(B), gi], pbest_fit.gather(1, gi[:, None])[:, 0]
+    return gbest_fit
+
+
+def composed_de_generation(pop, fit, lo, hi, f, gen, F=0.5):
+    B, N, D = pop.shape
+    # Three distinct partners != i per member: the first three of a random permutation of the others.
+    keys = torch.rand(B, N, N, generator=gen)
+    keys[:, torch.arange(N), torch.arange(N)] = 2.0
+    r = keys.argsort(-1)[..., :3]
+    take = lambda k: pop.gather(1, r[..., k, None].expand(B, N, D))
+    trial = take(0) + F * (take(1) - take(2))
+    out = (trial < lo[:, None]) | (trial > hi[:, None])
+    trial = torch.where(out, lo[:, None] + torch.rand(trial.shape, generator=gen) * (hi - lo)[:, None], trial)
+    tf = f(trial)
+    better = tf <= fit
+    return torch.where(better[..., None], trial, pop), torch.where(better, tf, fit)
+
+
+def pyadv_de_generation(pop, fit, lo, hi, f, step):
+    best = fit.argmin(1)
+    trial = ops.de_trial(pop, best, lo, hi, F=0.5, CR=1.0, seed=0, step=step)
+    ops.de_select(trial, f(trial), pop, fit)
+
+
+def torch_sparse_perturb(base, idx, values):
+    B, P = base.shape
+    N = values.shape[1]
+    out = base[:, None].expand(B, N, P).clone()
+    out.scatter_add_(2, idx[:, None].expand(B, N, idx.shape[1]), values)
+    return out.clamp_(0, 1).view(B * N, P)
+
+
+def main() -> None:
+    args = parser(__doc__).parse_args()
+    setup_threads(args.threads)
+    rounds = 3 if args.quick else args.repeat
+    payload = {"family": "swarm", "machine": machine(args.threads)}
+    logging.getLogger("pyswarms").setLevel(logging.ERROR)
+    import pyswarms as ps
+    from pyswarms.backend.operators import compute_position, compute_velocity
+    from pyswarms.backend.handlers import BoundaryHandler, VelocityHandler
+    from pyswarms.backend.swarms import Swarm
+
+    # --- pso_step
+    B, N, D = 256, 200, 20
+    g = torch.Generator().manual_seed(0)
+    lo, hi = torch.full((B, D), -5.12), torch.full((B, D), 5.12)
+    pos = (torch.rand(B, N, D, generator=g) * 2 - 1) * 5.12
+    vel, pbest, gbest = torch.zeros_like(pos), pos.clone(), pos[:, 0].clone()
+    p1, v1, p2, v2 = pos.clone(), vel.clone(), pos.clone(), vel.clone()
+    step = [0]
+
+    def pyadv_step():
+        step[0] += 1
+        ops.pso_step(p1, v1, pbest, gbest, lo, hi, seed=0, step=step[0])
+
+    t = interleaved({"pyadv": pyadv_step, "composed_torch": lambda: composed_pso_step(p2, v2, pbest, gbest, lo, hi, g)},
+                    rounds=rounds)
+    sw = Swarm(position=pos[0].numpy().astype(np.float64), velocity=np.zeros((N, D)), options={"c1": 2, "c2": 2, "w": 0.6},
+               pbest_pos=pos[0].numpy().astype(np.float64), best_pos=pos[0, 0].numpy().astype(np.float64))
+    vh, bh, bounds = VelocityHandler(strategy="unmodified"), BoundaryHandler(strategy="nearest"), (np.full(D, -5.12), np.full(D, 5.12))
+
+    def pyswarms_one_swarm():
+        sw.velocity = compute_velocity(sw, None, vh, bounds)
+        sw.position = compute_position(sw, bounds, bh)
+
+    t_ps = interleaved({"pyswarms": pyswarms_one_swarm}, rounds=rounds)["pyswarms"]["median_s"] * B  # all B swarms
+    elems = B * N * D
+    payload["pso_step"] = {
+        "B": B, "N": N, "D": D, "pyadv_s": t["pyadv"]["median_s"], "composed_torch_s": t["composed_torch"]["median_s"],
+        "pyswarms_s_for_all_swarms": t_ps,
+        "pyadv_particle_dims_per_s": elems / t["pyadv"]["median_s"],
+        "speedup_vs_composed_torch": t["pyadv"]["ratios_to"]["composed_torch"],
+        "speedup_vs_pyswarms": t_ps / t["pyadv"]["median_s"],
+    }
+    print(f"pso_step   {elems / t['pyadv']['median_s'] / 1e6:8.1f} M particle-dims/s; "
+          f"{payload['pso_step']['speedup_vs_composed_torch']:.1f}x composed torch, "
+          f"{payload['pso_step']['speedup_vs_pyswarms']:.1f}x pyswarms' update")
+
+    # --- whole optimisation: 256 Rastrigin-20 problems, N = 200, T = 100
+    T, b = 20 if args.quick else 100, 5.12
+
+    def pyadv_run():
+        return PSO(rastrigin, [-b] * D, [b] * D, batch=B, n_particles=N, seed=0).run(T).best_fit
+
+    t_run = interleaved({"pyadv": pyadv_run, "composed_torch": lambda: composed_pso_run(rastrigin, B, N, D, T, b)},
+                        rounds=max(1, rounds // 3), warmup=1, min_call_s=0)
+    np_rastrigin = lambda x: 10 * x.shape[-1] + (x**2 - 10 * np.cos(2 * np.pi * x)).sum(-1)
+    k = 4 if args.quick else 16
+    t0 = time.perf_counter()
+    for s in range(k):
+        np.random.seed(s)
+        opt = ps.single.GlobalBestPSO(n_particles=N, dimensions=D, options={"c1": 2, "c2": 2, "w": 0.6},
+                                      bounds=(np.full(D, -b), np.full(D, b)))
+        opt.optimize(np_rastrigin, iters=T, verbose=False)
+    per_problem = (time.perf_counter() - t0) / k
+    res = pyadv_run()
+    payload["pso_run"] = {
+        "problems": B, "N": N, "D": D, "T": T, "pyadv_s": t_run["pyadv"]["median_s"],
+        "composed_torch_s": t_run["composed_torch"]["median_s"],
+        "pyswarms_s_per_problem": per_problem, "pyswarms_problems_timed": k,
+        "pyswarms_s_all_problems": per_problem * B,
+        "speedup_vs_pyswarms_one_by_one": per_problem * B / t_run["pyadv"]["median_s"],
+        "speedup_vs_composed_torch": t_run["pyadv"]["ratios_to"]["composed_torch"],
+        "pyadv_median_best": float(res.median()),
+    }
+    print(f"pso_run    256 problems in {t_run['pyadv']['median_s']:.3f} s; "
+          f"{payload['pso_run']['speedup_vs_pyswarms_one_by_one']:.0f}x pyswarms one by one "
+          f"({1e3 * per_problem:.1f} ms/problem, timed on {k}), "
+          f"{payload['pso_run']['speedup_vs_composed_torch']:.1f}x the composed torch PSO")
+
+    # --- one DE generation, B = 256, N = 400, D = 5
+    Bd, Nd, Dd = 256, 400, 5
+    lo_d, hi_d = torch.zeros(Bd, Dd), torch.ones(Bd, Dd)
+    sph = lambda x: ((x - 0.3) ** 2).sum(-1)
+    pop = torch.rand(Bd, Nd, Dd, generator=g)
+    fit = sph(pop)
+    pop1, fit1 = pop.clone(), fit.clone()
+    gen_step = [0]
+
+    def pyadv_gen():
+        gen_step[0] += 1
+        pyadv_de_generation(pop1, fit1, lo_d, hi_d, sph, gen_step[0])
+
+    state = [pop.clone(), fit.clone()]
+
+    def composed_gen():
+        state[0], state[1] = composed_de_generation(state[0], state[1], lo_d, hi_d, sph, g)
+
+    t_de = interleaved({"pyadv": pyadv_gen, "composed_torch": composed_gen}, rounds=rounds)
+    from scipy.optimize import differential_evolution
+
+    np_sph = lambda x: ((x - 0.3) ** 2).sum(0)  # vectorized: x is [D, S]
+    G = 20
+    t0 = time.perf_counter()
+    for s in range(4):
+        differential_evolution(np_sph, [(0, 1)] * Dd, strategy="rand1bin", maxiter=G, init=np.random.default_rng(s).random((Nd, Dd)),
+                               mutation=0.5, recombination=1.0, polish=False, tol=0, seed=s, updating="deferred",
+                               vectorized=True)
+    scipy_gen = (time.perf_counter() - t0) / 4 / (G + 1) * Bd  # per generation, all problems
+    payload["de_generation"] = {
+        "B": Bd, "N": Nd, "D": Dd, "pyadv_s": t_de["pyadv"]["median_s"], "composed_torch_s": t_de["composed_torch"]["median_s"],
+        "scipy_s_all_problems": scipy_gen,
+        "speedup_vs_composed_torch": t_de["pyadv"]["ratios_to"]["composed_torch"],
+        "speedup_vs_scipy": scipy_gen / t_de["pyadv"]["median_s"],
+    }
+    print(f"de_gen     {1e3 * t_de['pyadv']['median_s']:.2f} ms; {payload['de_generation']['speedup_vs_composed_torch']:.1f}x "
+          f"composed torch, {payload['de_generation']['speedup_vs_scipy']:.0f}x scipy (vectorized, one problem at a time)")
+
+    # --- sparse_perturb
+    Bs, Ns, m, P = 64, 200, 10, 3072
+    base = torch.rand(Bs, P, generator=g)
+    idx = torch.stack([torch.randperm(P, generator=g)[:m] for _ in range(Bs)])
+    values = torch.randn(Bs, Ns, m, generator=g) * 0.1
+    torch.testing.assert_close(ops.sparse_perturb(base, idx, values), torch_sparse_perturb(base, idx, values))
+    buf_p = torch.empty(Bs * Ns, P)
+    buf_t = torch.empty(Bs, Ns, P)
+
+    def torch_into_buffer():
+        buf_t.copy_(base[:, None].expand(Bs, Ns, P))
+        buf_t.scatter_add_(2, idx[:, None].expand(Bs, Ns, m), values)
+        return buf_t.clamp_(0, 1)
+
+    t_sp = interleaved({"pyadv": lambda: ops.sparse_perturb(base, idx, values),
+                        "torch": lambda: torch_sparse_perturb(base, idx, values),
+                        "pyadv_out": lambda: ops.sparse_perturb(base, idx, values, out=buf_p),
+                        "torch_out": torch_into_buffer}, rounds=rounds)
+    out_bytes = Bs * Ns * P * 4
+    payload["sparse_perturb"] = {
+        "B": Bs, "N": Ns, "m": m, "P": P, "pyadv_s": t_sp["pyadv"]["median_s"], "torch_s": t_sp["torch"]["median_s"],
+        "speedup_vs_torch": t_sp["pyadv"]["ratios_to"]["torch"], "pyadv_GBps_written": out_bytes / t_sp["pyadv"]["median_s"] / 1e9,
+        "pyadv_out_s": t_sp["pyadv_out"]["median_s"], "torch_out_s": t_sp["torch_out"]["median_s"],
+        "speedup_out_vs_torch_out": t_sp["pyadv_out"]["ratios_to"]["torch_out"],
+        "speedup_out_vs_torch": t_sp["pyadv_out"]["ratios_to"]["torch"],
+    }
+    print(f"sparse_perturb {1e3 * t_sp['pyadv']['median_s']:.2f} ms ({payload['sparse_perturb']['pyadv_GBps_written']:.1f} GB/s "
+          f"written); {payload['sparse_perturb']['speedup_vs_torch']:.1f}x torch expand+clone+scatter; into a reused "
+          f"buffer {payload['sparse_perturb']['speedup_out_vs_torch_out']:.1f}x torch into its reused buffer, "
+          f"{payload['sparse_perturb']['speedup_out_vs_torch']:.1f}x torch allocating")
+    payload["goals"] = {"pso_step_vs_composed_torch": ">= 5", "pso_run_vs_pyswarms_one_by_one": ">= 20",
+                        "sparse_perturb_vs_torch": ">= 2"}
+    print(f"wrote {write_results('swarm', payload, args.out)}")
+
+
+if __name__ == "__main__":
+    main()
