@@ -68,39 +68,6 @@ struct Uniform2<double> {
   }
 };
 
-// Draws for the kBlock consecutive indices first .. first + kBlock - 1 into four word arrays,
-// written as fixed-length loops over the block so the CPU compiler vectorises the rounds (the
-// widening 32x32 multiply maps to vpmuludq); with a variable length GCC's AVX-512 code fell
-// back to scalar stores. Identical words to draw() for each index.
-constexpr int kBlock = 16;
-inline void draw_block(uint64_t seed, uint32_t step, uint64_t first, uint32_t stream, uint32_t* w0, uint32_t* w1,
-                       uint32_t* w2, uint32_t* w3) {
-  constexpr uint32_t M0 = 0xD2511F53u, M1 = 0xCD9E8D57u, W0 = 0x9E3779B9u, W1 = 0xBB67AE85u;
-  uint32_t k0 = static_cast<uint32_t>(seed), k1 = static_cast<uint32_t>(seed >> 32);
-  const uint32_t lo = static_cast<uint32_t>(first), hi = static_cast<uint32_t>(first >> 32);
-  for (int j = 0; j < kBlock; ++j) {
-    const uint32_t l = lo + static_cast<uint32_t>(j);
-    w0[j] = l;
-    w1[j] = hi + (l < lo ? 1u : 0u);  // carry into the high word
-    w2[j] = step;
-    w3[j] = stream;
-  }
-  for (int r = 0; r < 10; ++r) {
-    for (int j = 0; j < kBlock; ++j) {
-      const uint64_t p0 = static_cast<uint64_t>(M0) * w0[j];
-      const uint64_t p1 = static_cast<uint64_t>(M1) * w2[j];
-      const uint32_t n0 = static_cast<uint32_t>(p1 >> 32) ^ w1[j] ^ k0;
-      const uint32_t n2 = static_cast<uint32_t>(p0 >> 32) ^ w3[j] ^ k1;
-      w0[j] = n0;
-      w1[j] = static_cast<uint32_t>(p1);
-      w2[j] = n2;
-      w3[j] = static_cast<uint32_t>(p0);
-    }
-    k0 += W0;
-    k1 += W1;
-  }
-}
-
 // An integer uniform in [0, n) from one word (n small: the bias, below n / 2^32, is negligible).
 PYADV_HD inline uint32_t below(uint32_t word, uint32_t n) {
   return static_cast<uint32_t>((static_cast<uint64_t>(word) * n) >> 32);

@@ -25,8 +25,7 @@ __global__ void pso_step_kernel(T* pos, T* vel, const T* pbest, const T* gbest, 
     const int64_t b = e / (N * D), d = e % D;
     const int64_t stream_e = (ids ? ids[b] : b) * N * D + (e - b * N * D);
     T r1, r2;
-    ::pyadv::philox::Uniform2<T>::get(
-        ::pyadv::philox::draw(seed, step, static_cast<uint64_t>(stream_e), sm::kPsoStream), &r1, &r2);
+    sm::pso_uniforms<T>(seed, step, static_cast<uint64_t>(stream_e), &r1, &r2);
     sm::pso_coord(pos[e], vel[e], pbest[e], gbest[b * D + d], lo[b * D + d], hi[b * D + d], w, c1, c2, r1, r2,
                   boundary, vmax_frac);
   }

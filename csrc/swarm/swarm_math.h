@@ -51,6 +51,26 @@ PYADV_HD inline void pso_coord(T& x, T& v, T pb, T gb, T lo, T hi, T w, T c1, T 
   v = pinned ? T(0) : nv;
 }
 
+// The two uniforms (r1, r2) of PSO stream element e. float: one Philox draw feeds two
+// consecutive elements (words 0-1 for the even one, 2-3 for the odd one), halving the cost of
+// the generator, which dominates the update; double: one draw per element (53-bit uniforms
+// take two words each).
+template <typename T>
+PYADV_HD inline void pso_uniforms(uint64_t seed, uint32_t step, uint64_t e, T* r1, T* r2);
+template <>
+PYADV_HD inline void pso_uniforms<float>(uint64_t seed, uint32_t step, uint64_t e, float* r1, float* r2) {
+  const philox::U4 u = philox::draw(seed, step, e >> 1, kPsoStream);
+  const bool odd = e & 1u;
+  *r1 = philox::to_unit_float(odd ? u.v[2] : u.v[0]);
+  *r2 = philox::to_unit_float(odd ? u.v[3] : u.v[1]);
+}
+template <>
+PYADV_HD inline void pso_uniforms<double>(uint64_t seed, uint32_t step, uint64_t e, double* r1, double* r2) {
+  const philox::U4 u = philox::draw(seed, step, e, kPsoStream);
+  *r1 = philox::to_unit_double(u.v[0], u.v[1]);
+  *r2 = philox::to_unit_double(u.v[2], u.v[3]);
+}
+
 // NaN fitness counts as +inf: it never enters a best.
 template <typename T>
 PYADV_HD inline T sane_fitness(T f) {

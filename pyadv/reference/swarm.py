@@ -18,8 +18,15 @@ def pso_step_reference(pos, vel, pbest, gbest, lo, hi, w, c1, c2, seed, step, bo
     B, N, D = pos.shape
     ids = np.arange(B) if ids is None else np.asarray(ids)
     elem = (ids[:, None, None] * N * D + np.arange(N * D).reshape(1, N, D)).astype(np.uint64)
-    words = draw(seed, step, elem.reshape(-1), PSO_STREAM)
-    r1, r2 = (r.reshape(B, N, D) for r in uniform2(words, pos.dtype))
+    elem = elem.reshape(-1)
+    if pos.dtype == np.float32:  # one draw feeds two elements: words 0-1 the even, 2-3 the odd one
+        words = draw(seed, step, elem >> np.uint64(1), PSO_STREAM)
+        odd = (elem & np.uint64(1)).astype(bool)
+        r1 = to_unit_float(np.where(odd, words[2], words[0]))
+        r2 = to_unit_float(np.where(odd, words[3], words[1]))
+    else:
+        r1, r2 = uniform2(draw(seed, step, elem, PSO_STREAM), pos.dtype)
+    r1, r2 = r1.reshape(B, N, D), r2.reshape(B, N, D)
     w, c1, c2, vmax_frac = T(w), T(c1), T(c2), T(vmax_frac)
     g, l, h = gbest[:, None, :], lo[:, None, :], hi[:, None, :]
     v = w * vel
