@@ -30,10 +30,20 @@ def rastrigin(x, ids=None):
     return 10 * x.shape[-1] + (x**2 - 10 * torch.cos(2 * math.pi * x)).sum(-1)
 
 
-def composed_pso_step(pos, vel, pbest, gbest, lo, hi, gen, w=0.6, c1=2.0, c2=2.0):
-    r1 = torch.rand(pos.shape, generator=gen)
-    r2 = torch.rand(pos.shape, generator=gen)
-    vel.mul_(w).add_(c1 * r1 * (pbest - pos)).add_(c2 * r2 * (gbest[:, None] - pos))
+def composed_pso_step(pos, vel, pbest, gbest, lo, hi, gen, w=0.6, c1=2.0, c2=2.0, scratch=None):
+    """The same update from torch ops. With ``scratch`` (three buffers shaped like pos) it
+    allocates nothing, as a careful user would write it: fresh temporaries of this size cost
+    page faults whose price swings 2x between processes."""
+    if scratch is None:
+        scratch = [torch.empty_like(pos) for _ in range(3)]
+    r1, r2, tmp = scratch
+    torch.rand(pos.shape, generator=gen, out=r1)
+    torch.rand(pos.shape, generator=gen, out=r2)
+    vel.mul_(w)
+    torch.sub(pbest, pos, out=tmp)
+    vel.addcmul_(r1, tmp, value=c1)
+    torch.sub(gbest[:, None].expand_as(pos), pos, out=tmp)
+    vel.addcmul_(r2, tmp, value=c2)
     pos.add_(vel)
     out = (pos < lo[:, None]) | (pos > hi[:, None])
     torch.maximum(pos, lo[:, None], out=pos)
@@ -46,12 +56,13 @@ def composed_pso_run(f, B, N, D, T, b, seed=0):
     lo, hi = torch.full((B, D), -b), torch.full((B, D), b)
     pos = lo[:, None] + torch.rand(B, N, D, generator=gen) * (hi - lo)[:, None]
     vel = torch.zeros_like(pos)
+    scratch = [torch.empty_like(pos) for _ in range(3)]
     fit = f(pos)
     pbest, pbest_fit = pos.clone(), fit.clone()
     gi = pbest_fit.argmin(1)
     gbest, gbest_fit = pbest[torch.arange(B), gi], pbest_fit.gather(1, gi[:, None])[:, 0]
     for _ in range(T):
-        composed_pso_step(pos, vel, pbest, gbest, lo, hi, gen)
+        composed_pso_step(pos, vel, pbest, gbest, lo, hi, gen, scratch=scratch)
         fit = f(pos)
         better = fit < pbest_fit
         pbest_fit = torch.where(better, fit, pbest_fit)
@@ -114,7 +125,9 @@ def main() -> None:
         step[0] += 1
         ops.pso_step(p1, v1, pbest, gbest, lo, hi, seed=0, step=step[0])
 
-    t = interleaved({"pyadv": pyadv_step, "composed_torch": lambda: composed_pso_step(p2, v2, pbest, gbest, lo, hi, g)},
+    scratch = [torch.empty_like(pos) for _ in range(3)]
+    t = interleaved({"pyadv": pyadv_step,
+                     "composed_torch": lambda: composed_pso_step(p2, v2, pbest, gbest, lo, hi, g, scratch=scratch)},
                     rounds=rounds)
     sw = Swarm(position=pos[0].numpy().astype(np.float64), velocity=np.zeros((N, D)), options={"c1": 2, "c2": 2, "w": 0.6},
                pbest_pos=pos[0].numpy().astype(np.float64), best_pos=pos[0, 0].numpy().astype(np.float64))

@@ -52,18 +52,17 @@ PYADV_HD inline void pso_coord(T& x, T& v, T pb, T gb, T lo, T hi, T w, T c1, T 
 }
 
 // The two uniforms (r1, r2) of PSO stream element e. float: one Philox draw feeds two
-// elements, halving the cost of the generator, which dominates the update: in each aligned
-// group of 16 elements, draw 8 g + k serves elements 16 g + k (words 0-1) and 16 g + 8 + k
-// (words 2-3), so a vectorised CPU loop stores both halves contiguously. double: one draw per
-// element (53-bit uniforms take two words each).
+// consecutive elements (words 0-1 for the even one, 2-3 for the odd one), halving the cost of
+// the generator, which dominates the update; double: one draw per element (53-bit uniforms
+// take two words each).
 template <typename T>
 PYADV_HD inline void pso_uniforms(uint64_t seed, uint32_t step, uint64_t e, T* r1, T* r2);
 template <>
 PYADV_HD inline void pso_uniforms<float>(uint64_t seed, uint32_t step, uint64_t e, float* r1, float* r2) {
-  const philox::U4 u = philox::draw(seed, step, (e >> 4) * 8 + (e & 7u), kPsoStream);
-  const bool upper = e & 8u;
-  *r1 = philox::to_unit_float(upper ? u.v[2] : u.v[0]);
-  *r2 = philox::to_unit_float(upper ? u.v[3] : u.v[1]);
+  const philox::U4 u = philox::draw(seed, step, e >> 1, kPsoStream);
+  const bool odd = e & 1u;
+  *r1 = philox::to_unit_float(odd ? u.v[2] : u.v[0]);
+  *r2 = philox::to_unit_float(odd ? u.v[3] : u.v[1]);
 }
 template <>
 PYADV_HD inline void pso_uniforms<double>(uint64_t seed, uint32_t step, uint64_t e, double* r1, double* r2) {

@@ -6,6 +6,7 @@
 #include <torch/library.h>
 
 #include "../common/cpu_isa.h"
+#include "../common/huge_pages.h"
 #include "swarm_cpu_kernel.h"
 #include "swarm_op.h"
 
@@ -123,6 +124,7 @@ at::Tensor sparse_perturb_cpu(const at::Tensor& base, const at::Tensor& idx, con
                               int64_t n_begin, int64_t n_end) {
   const auto dims = check_sparse_perturb(base, idx, values, n_begin, n_end);
   at::Tensor out = at::empty({dims[0] * (n_end - n_begin), dims[3]}, base.options());
+  advise_huge_pages(out.data_ptr(), out.nbytes());
   sparse_perturb_out_cpu(base, idx, values, n_begin, n_end, out);
   return out;
 }
@@ -145,6 +147,7 @@ void pixel_replace_out_cpu(const at::Tensor& base_in, const at::Tensor& cand_in,
 at::Tensor pixel_replace_cpu(const at::Tensor& base, const at::Tensor& cand, int64_t n_begin, int64_t n_end) {
   const auto d = check_pixel_replace(base, cand, n_begin, n_end);
   at::Tensor out = at::empty({d[0] * (n_end - n_begin), d[3], d[4], d[5]}, base.options());
+  advise_huge_pages(out.data_ptr(), out.nbytes());
   pixel_replace_out_cpu(base, cand, n_begin, n_end, out);
   return out;
 }

@@ -19,13 +19,11 @@ def pso_step_reference(pos, vel, pbest, gbest, lo, hi, w, c1, c2, seed, step, bo
     ids = np.arange(B) if ids is None else np.asarray(ids)
     elem = (ids[:, None, None] * N * D + np.arange(N * D).reshape(1, N, D)).astype(np.uint64)
     elem = elem.reshape(-1)
-    if pos.dtype == np.float32:
-        # One draw feeds two elements: in each group of 16, draw 8 g + k serves 16 g + k (words
-        # 0-1) and 16 g + 8 + k (words 2-3).
-        words = draw(seed, step, (elem >> np.uint64(4)) * np.uint64(8) + (elem & np.uint64(7)), PSO_STREAM)
-        upper = (elem & np.uint64(8)).astype(bool)
-        r1 = to_unit_float(np.where(upper, words[2], words[0]))
-        r2 = to_unit_float(np.where(upper, words[3], words[1]))
+    if pos.dtype == np.float32:  # one draw feeds two elements: words 0-1 the even, 2-3 the odd one
+        words = draw(seed, step, elem >> np.uint64(1), PSO_STREAM)
+        odd = (elem & np.uint64(1)).astype(bool)
+        r1 = to_unit_float(np.where(odd, words[2], words[0]))
+        r2 = to_unit_float(np.where(odd, words[3], words[1]))
     else:
         r1, r2 = uniform2(draw(seed, step, elem, PSO_STREAM), pos.dtype)
     r1, r2 = r1.reshape(B, N, D), r2.reshape(B, N, D)
