@@ -48,6 +48,8 @@ test: build
 
 bench: build
 	$(PY) benchmarks/fi.py
+	$(PY) benchmarks/fi_model.py
+	$(PY) benchmarks/swarm.py
 
 # Needs no torch; with the venv's torch present it also checks the torch-side CUDA glue.
 cuda-check:

@@ -74,11 +74,17 @@ def composed_pso_run(f, B, N, D, T, b, seed=0):
 
 def composed_de_generation(pop, fit, lo, hi, f, gen, F=0.5):
     B, N, D = pop.shape
-    # Three distinct partners != i per member: the first three of a random permutation of the others.
-    keys = torch.rand(B, N, N, generator=gen)
-    keys[:, torch.arange(N), torch.arange(N)] = 2.0
-    r = keys.argsort(-1)[..., :3]
-    take = lambda k: pop.gather(1, r[..., k, None].expand(B, N, D))
+    # Three distinct partners != i per member, drawn as the kernel does: an index below N - k,
+    # moved past the k already taken (in increasing order).
+    taken = torch.arange(N).expand(B, N)[..., None]
+    picks = []
+    for k in range(1, 4):
+        r = torch.randint(0, N - k, (B, N), generator=gen)
+        for j in range(k):
+            r = r + (r >= taken[..., j]).long()
+        picks.append(r)
+        taken = torch.cat([taken, r[..., None]], -1).sort(-1).values
+    take = lambda k: pop.gather(1, picks[k][..., None].expand(B, N, D))
     trial = take(0) + F * (take(1) - take(2))
     out = (trial < lo[:, None]) | (trial > hi[:, None])
     trial = torch.where(out, lo[:, None] + torch.rand(trial.shape, generator=gen) * (hi - lo)[:, None], trial)
