@@ -42,14 +42,6 @@ def close(a, b, dtype):
     torch.testing.assert_close(a.double(), b.double(), **tol)
 
 
-@pytest.fixture(params=list(_C.cpu_isa_supported()))
-def isa(request):
-    before = _C.cpu_isa()
-    _C.set_cpu_isa(request.param)
-    yield request.param
-    _C.set_cpu_isa(before)
-
-
 @pytest.mark.parametrize("C", [1, 2, 3, 4])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("eps,rank_tol", GUARDS)

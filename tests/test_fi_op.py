@@ -29,14 +29,6 @@ def assert_fi_close(actual, expected, dtype):
     torch.testing.assert_close(actual.double(), expected.double(), rtol=tol["rtol"], atol=tol["atol"] * scale)
 
 
-@pytest.fixture(params=list(_C.cpu_isa_supported()))
-def isa(request):
-    before = _C.cpu_isa()
-    _C.set_cpu_isa(request.param)
-    yield request.param
-    _C.set_cpu_isa(before)
-
-
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("eps,rank_tol", GUARDS)
 @pytest.mark.parametrize("B,K,P", [(3, 10, 784), (2, 7, 257), (1, 100, 300), (4, 3, 3072)])

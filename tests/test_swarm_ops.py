@@ -13,14 +13,6 @@ DTYPES = [torch.float64, torch.float32]
 SHAPES = [(3, 5, 4), (2, 4, 1), (1, 7, 3), (0, 4, 3)]  # D = 1, N = 4 (smallest DE population), B = 0
 
 
-@pytest.fixture(params=list(_C.cpu_isa_supported()))
-def isa(request):
-    before = _C.cpu_isa()
-    _C.set_cpu_isa(request.param)
-    yield request.param
-    _C.set_cpu_isa(before)
-
-
 def swarm(B, N, D, dtype, seed=0, degenerate=True):
     g = torch.Generator().manual_seed(seed)
     lo = -torch.rand(B, D, generator=g, dtype=torch.float64)

@@ -43,6 +43,17 @@ def check_target(target: torch.Tensor, y: torch.Tensor) -> None:
                          "class (leave target=None for the objective -log P(y))")
 
 
+def objective_classes(y, target, n: int, k: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(y, t): the labels and the objective's class per image, -log P(t) with t = target if given
+    (it must differ from the label), else y (paper 000, eq. (5))."""
+    y = as_labels(y, n, k, "y", device)
+    if target is None:
+        return y, y
+    t = as_labels(target, n, k, "target", device)
+    check_target(t, y)
+    return y, t
+
+
 def check_logits(logits: torch.Tensor, n: int) -> None:
     if not isinstance(logits, torch.Tensor) or logits.dim() != 2 or logits.shape[0] != n:
         raise ValueError(f"the model must map [N, C, H, W] images to logits [N, K]; for N = {n} it returned "

@@ -12,7 +12,7 @@ from torch import nn
 
 from .. import ops
 from .._model_mode import frozen_eval
-from ._inputs import as_labels, check_images, check_target
+from ._inputs import check_images, objective_classes
 from .jacobian import make_plan, stream
 from .pixel import num_classes
 
@@ -53,10 +53,7 @@ def cook_influence(model: nn.Module, x: torch.Tensor, y, target=None, *, sub_bat
     out = torch.zeros(N, x[0].numel(), dtype=dtype, device=x.device)
     with frozen_eval(model):
         K = num_classes(model, x) if N else 0
-        y = as_labels(y, N, K, "y", x.device)
-        t = y if target is None else as_labels(target, N, K, "target", x.device)
-        if target is not None:
-            check_target(t, y)
+        y, t = objective_classes(y, target, N, K, x.device)
         if N:
             plan = make_plan(model, x, 1, sub_batch=sub_batch, memory_budget=memory_budget)
             for sb in stream(model, x, plan, select=lambda probs, rows: t[rows, None]):

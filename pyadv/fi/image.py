@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from .._model_mode import frozen_eval
-from ._inputs import as_labels, check_images, check_logits, check_target
+from ._inputs import check_images, check_logits, objective_classes
 from .jacobian import make_plan, stream
 from .pixel import num_classes
 
@@ -55,10 +55,7 @@ def image_fi(model: nn.Module, x: torch.Tensor, y, target=None, *, exact: bool =
     rtol = DEFAULT_RTOL[dtype] if rtol is None else float(rtol)
     with frozen_eval(model):
         K = num_classes(model, x) if N else 0
-        y = as_labels(y, N, K, "y", x.device)
-        t = y if target is None else as_labels(target, N, K, "target", x.device)
-        if target is not None:
-            check_target(t, y)
+        y, t = objective_classes(y, target, N, K, x.device)
         if not exact:
             plan = make_plan(model, x, 1, sub_batch=sub_batch, memory_budget=memory_budget) if N else None
             p_t = torch.empty(N, dtype=dtype, device=x.device)

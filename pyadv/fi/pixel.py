@@ -9,7 +9,7 @@ from torch import nn
 
 from .. import ops
 from .._model_mode import frozen_eval
-from ._inputs import as_labels, check_images, check_target, check_logits
+from ._inputs import check_images, check_logits, objective_classes
 from .jacobian import make_plan, stream
 
 #: "exact": eq. (1) as printed. "sa_dnn": the guards of the authors' code (shu-hai/SA_DNN).
@@ -190,10 +190,7 @@ def pixel_fi(model: nn.Module, x: torch.Tensor, y, target=None, *, convention: s
     eps, rank_tol = CONVENTIONS[convention]
     with frozen_eval(model):  # every forward pass, the probing ones included, in eval mode
         K = num_classes(model, x) if N else 0
-        y = as_labels(y, N, K, "y", x.device)
-        t = y if target is None else as_labels(target, N, K, "target", x.device)
-        if target is not None:
-            check_target(t, y)
+        y, t = objective_classes(y, target, N, K, x.device)
         if fisher == "topk" and (not isinstance(k, int) or not 1 <= k <= K):
             raise ValueError(f"fisher='topk' needs k, an int in [1, {K}], got {k!r}")
         if fisher == "sampled" and (not isinstance(samples, int) or samples < 1):
