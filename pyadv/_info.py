@@ -8,7 +8,8 @@ import torch
 from . import _C
 
 OPS = ("pixel_fi", "fi_accumulate", "fi_finish", "fi_group_accumulate", "fi_group_finish", "pso_step", "swarm_best",
-       "de_trial", "de_select", "sparse_perturb", "pixel_replace", "sparse_perturb_out", "pixel_replace_out")
+       "de_trial", "de_select", "sparse_perturb", "pixel_replace", "sparse_perturb_out", "pixel_replace_out",
+       "ssim_forward", "ssim_backward")
 
 
 def info() -> dict:

@@ -1,0 +1,29 @@
+"""Perturbation norms of adversarial images (paper 001 reports L0, L2 per pixel and L-inf)."""
+from __future__ import annotations
+
+import torch
+
+__all__ = ["lp_norms"]
+
+
+def lp_norms(x_adv: torch.Tensor, x: torch.Tensor, *, eps: float = 0.0) -> dict[str, torch.Tensor]:
+    """Per image [B]: ``l0`` (pixels changed by more than eps; a pixel counts once whatever
+    channels changed), ``l0_components`` (changed channel components), ``l2`` (over all
+    components), ``l2_per_pixel`` (l2 / sqrt(C*H*W), paper 001's per-pixel figure) and ``linf``.
+    Inputs [B, C, H, W] (or [C, H, W])."""
+    if x_adv.shape != x.shape:
+        raise ValueError(f"x_adv and x must have the same shape, got {tuple(x_adv.shape)} and {tuple(x.shape)}")
+    if x.dim() == 3:
+        x_adv, x = x_adv[None], x[None]
+    if x.dim() != 4:
+        raise ValueError(f"images must be [B, C, H, W] or [C, H, W], got {tuple(x.shape)}")
+    d = (x_adv - x).flatten(2).double()  # [B, C, HW]
+    changed = d.abs() > eps
+    B, C, P = d.shape
+    return {
+        "l0": changed.any(1).sum(1),
+        "l0_components": changed.sum((1, 2)),
+        "l2": d.pow(2).sum((1, 2)).sqrt(),
+        "l2_per_pixel": d.pow(2).sum((1, 2)).sqrt() / (C * P) ** 0.5,
+        "linf": d.abs().amax((1, 2)) if P else torch.zeros(B, dtype=torch.float64),
+    }

@@ -1,0 +1,79 @@
+"""SSIM with scikit-image's semantics, fused in the compiled kernels, differentiable in both
+images (paper 001, eq. (2)-(4): 11 x 11 Gaussian window, sigma = 1.5, K1 = 0.01, K2 = 0.03,
+alpha = beta = gamma = 1).
+
+``ssim(x, y)`` equals ``skimage.metrics.structural_similarity(x, y, gaussian_weights=True,
+sigma=1.5, use_sample_covariance=False, data_range=...)`` per image (channels averaged): the
+mean over the pixels whose window lies inside the image. Variances are clamped at 0 (float32
+cancellation can push SSIM above 1) and the gradient is zero where the clamp acts.
+"""
+from __future__ import annotations
+
+import torch
+
+from .. import _C  # noqa: F401  (registers the ops)
+
+__all__ = ["ssim", "ssim_map"]
+
+
+class _SSIM(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, y, win, sigma, K1, K2, data_range):
+        need_grad = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
+        score, _, partials = torch.ops.pyadv.ssim_forward(x, y, win, sigma, K1, K2, data_range, False, need_grad)
+        ctx.save_for_backward(x, y, partials)
+        ctx.win, ctx.sigma = win, sigma
+        return score
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, y, partials = ctx.saved_tensors
+        dx, dy = torch.ops.pyadv.ssim_backward(grad.contiguous(), x, y, partials, ctx.win, ctx.sigma)
+        return (dx if ctx.needs_input_grad[0] else None, dy if ctx.needs_input_grad[1] else None,
+                None, None, None, None, None)
+
+
+def _prepare(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, bool]:
+    if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor):
+        raise TypeError("x and y must be tensors")
+    single = x.dim() == 3
+    if x.dim() == 2:
+        x, y = x[None, None], y[None, None]
+        single = True
+    elif x.dim() == 3:
+        x, y = x[None], y[None]
+    if x.dim() != 4:
+        raise ValueError(f"x must be [H, W], [C, H, W] or [B, C, H, W], got {tuple(x.shape)}")
+    return x, y, single
+
+
+def ssim(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0, *, win_size: int = 11, sigma: float = 1.5,
+         K1: float = 0.01, K2: float = 0.03) -> torch.Tensor:
+    """Per-image SSIM [B] of x and y ([B, C, H, W]; [C, H, W] or [H, W] give a scalar),
+    differentiable with respect to both. Images smaller than the window raise ValueError, as in
+    scikit-image."""
+    x, y, single = _prepare(x, y)
+    out = _SSIM.apply(x, y, int(win_size), float(sigma), float(K1), float(K2), float(data_range))
+    return out[0] if single else out
+
+
+def ssim_map(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0, *, win_size: int = 11, sigma: float = 1.5,
+             K1: float = 0.01, K2: float = 0.03) -> torch.Tensor:
+    """The SSIM map over the valid region, [B, C, H - win + 1, W - win + 1] (not differentiable)."""
+    x, y, _ = _prepare(x, y)
+    _, m, _ = torch.ops.pyadv.ssim_forward(x, y, int(win_size), float(sigma), float(K1), float(K2),
+                                           float(data_range), True, False)
+    return m
+
+
+@torch.library.register_fake("pyadv::ssim_forward")
+def _ssim_forward_fake(x, y, win, sigma, K1, K2, data_range, want_map, want_partials):
+    B, C, H, W = x.shape
+    hv, wv = H - win + 1, W - win + 1
+    return (x.new_empty(B), x.new_empty((B, C, hv, wv)) if want_map else x.new_empty(0),
+            x.new_empty((B, C, 5, hv, wv)) if want_partials else x.new_empty(0))
+
+
+@torch.library.register_fake("pyadv::ssim_backward")
+def _ssim_backward_fake(grad, x, y, partials, win, sigma):
+    return torch.empty_like(x), torch.empty_like(y)
