@@ -9,6 +9,7 @@
 #include "../fi/fi_gpu.h"
 #include "../fi/fi_group_gpu.h"
 #include "../fi/fi_op.h"
+#include "../image/ssim_gpu_ops.h"
 #include "../swarm/swarm_gpu_ops.h"
 #include "emu_module.h"
 
@@ -18,6 +19,7 @@ namespace {
 namespace py = pybind11;
 
 PYADV_SWARM_GPU_POLICY(EmulatedSwarm, ::pyadv::emulated);
+PYADV_SSIM_GPU_POLICY(EmulatedSsim, ::pyadv::emulated);
 
 void check(int err, const char* what) { TORCH_CHECK(err == 0, "emulated ", what, " returned error ", err); }
 
@@ -152,6 +154,16 @@ void register_emulated(py::module_& parent) {
   });
   m.def("pixel_replace", [](const at::Tensor& base, const at::Tensor& cand, int64_t n0, int64_t n1) {
     return swarm::pixel_replace_gpu<EmulatedSwarm>(cpu_contiguous(base, "base"), cand, n0, n1, nullptr);
+  });
+
+  m.def("ssim_forward", [](const at::Tensor& x, const at::Tensor& y, int64_t win, double sigma, double K1, double K2,
+                           double data_range, bool want_map, bool want_partials) {
+    return ssim::ssim_forward_gpu<EmulatedSsim>(cpu_contiguous(x, "x"), y, win, sigma, K1, K2, data_range, want_map,
+                                                want_partials, nullptr);
+  });
+  m.def("ssim_backward", [](const at::Tensor& grad, const at::Tensor& x, const at::Tensor& y,
+                            const at::Tensor& partials, int64_t win, double sigma) {
+    return ssim::ssim_backward_gpu<EmulatedSsim>(grad, cpu_contiguous(x, "x"), y, partials, win, sigma, nullptr);
   });
 
   m.def("selftest_block_sum", [](const at::Tensor& x_in, int variant) {
