@@ -10,6 +10,7 @@
 #include "../fi/fi_group_gpu.h"
 #include "../fi/fi_op.h"
 #include "../image/ssim_gpu_ops.h"
+#include "../image/warp_op.h"
 #include "../swarm/swarm_gpu_ops.h"
 #include "emu_module.h"
 
@@ -164,6 +165,11 @@ void register_emulated(py::module_& parent) {
   m.def("ssim_backward", [](const at::Tensor& grad, const at::Tensor& x, const at::Tensor& y,
                             const at::Tensor& partials, int64_t win, double sigma) {
     return ssim::ssim_backward_gpu<EmulatedSsim>(grad, cpu_contiguous(x, "x"), y, partials, win, sigma, nullptr);
+  });
+
+  m.def("warp_perspective", [](const at::Tensor& img, const at::Tensor& M, int64_t out_h, int64_t out_w) {
+    return warp::warp_gpu(cpu_contiguous(img, "img"), M, out_h, out_w, nullptr,
+                          [](auto... a) { return emulated::warp::warp(a...); });
   });
 
   m.def("selftest_block_sum", [](const at::Tensor& x_in, int variant) {

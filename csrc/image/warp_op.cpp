@@ -1,0 +1,58 @@
+// The perspective-warp op: checks, the CPU loop over output rows (the math of warp_math.h),
+// and, on a CUDA build, the CUDA implementation; the emulator reuses run_warp_gpu.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include "warp_gpu.h"
+#include "warp_math.h"
+#include "warp_op.h"
+
+namespace pyadv {
+namespace warp {
+
+WarpArgs check_warp(const at::Tensor& img, const at::Tensor& M, int64_t out_h, int64_t out_w) {
+  TORCH_CHECK_VALUE(img.dim() == 4, "img must be an image batch [B, C, H, W], got ", img.sizes());
+  TORCH_CHECK_TYPE(img.scalar_type() == at::kFloat || img.scalar_type() == at::kDouble,
+                   "img must be float32 or float64, got ", img.scalar_type());
+  TORCH_CHECK_VALUE(M.dim() == 3 && M.size(0) == img.size(0) && M.size(1) == 3 && M.size(2) == 3,
+                    "M must have shape [B, 3, 3] with B = ", img.size(0), ", got ", M.sizes());
+  TORCH_CHECK_TYPE(at::isFloatingType(M.scalar_type()), "M must be floating point, got ", M.scalar_type());
+  TORCH_CHECK_VALUE(M.device() == img.device(), "M is on ", M.device(), " but img is on ", img.device());
+  TORCH_CHECK_VALUE(out_h >= 0 && out_w >= 0, "the output size must be >= 0, got ", out_h, " x ", out_w);
+  if (M.numel()) TORCH_CHECK_VALUE(at::isfinite(M).all().item<bool>(), "M holds NaN or Inf");
+  return {img.contiguous(), M.to(at::kDouble).contiguous(), img.size(0), img.size(1), img.size(2), img.size(3)};
+}
+
+namespace {
+
+at::Tensor warp_perspective_cpu(const at::Tensor& img_in, const at::Tensor& M_in, int64_t out_h, int64_t out_w) {
+  const WarpArgs a = check_warp(img_in, M_in, out_h, out_w);
+  at::Tensor out = at::empty({a.B, a.C, out_h, out_w}, a.img.options());
+  AT_DISPATCH_FLOATING_TYPES(a.img.scalar_type(), "warp_perspective_cpu", [&] {
+    const scalar_t* img = a.img.const_data_ptr<scalar_t>();
+    const double* M = a.M.const_data_ptr<double>();
+    scalar_t* o = out.mutable_data_ptr<scalar_t>();
+    at::parallel_for(0, a.B * out_h, 16, [&](int64_t r0, int64_t r1) {
+      for (int64_t row = r0; row < r1; ++row) {
+        const int64_t b = row / out_h, y = row % out_h;
+        for (int64_t x = 0; x < out_w; ++x) {
+          int64_t ix, iy;
+          double ax, ay;
+          const bool ok = warp_math::source(M + 9 * b, x, y, &ix, &iy, &ax, &ay);
+          for (int64_t c = 0; c < a.C; ++c)
+            o[((b * a.C + c) * out_h + y) * out_w + x] =
+                ok ? warp_math::sample(img + (b * a.C + c) * a.H * a.W, a.H, a.W, ix, iy, ax, ay) : scalar_t(0);
+        }
+      }
+    });
+  });
+  return out;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(pyadv, CPU, m) { m.impl("warp_perspective", &warp_perspective_cpu); }
+
+}  // namespace warp
+}  // namespace pyadv
