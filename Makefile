@@ -50,6 +50,7 @@ bench: build
 	$(PY) benchmarks/fi.py
 	$(PY) benchmarks/fi_model.py
 	$(PY) benchmarks/swarm.py
+	$(PY) benchmarks/ssim.py
 
 # Needs no torch; with the venv's torch present it also checks the torch-side CUDA glue.
 cuda-check:
