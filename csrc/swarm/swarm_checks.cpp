@@ -132,6 +132,21 @@ Dims check_de_trial(const at::Tensor& pop, const at::Tensor& best, const at::Ten
   return d;
 }
 
+DeTrialArgs prepare_de_trial(const at::Tensor& pop, const at::Tensor& best, const at::Tensor& lo, const at::Tensor& hi,
+                             const std::optional<at::Tensor>& int_mask, const std::optional<at::Tensor>& ids,
+                             int64_t strategy, int64_t bounds, int64_t seed, int64_t step) {
+  const at::Tensor mask = int_mask.has_value() ? *int_mask : at::Tensor();
+  DeTrialArgs a;
+  a.d = check_de_trial(pop, best, lo, hi, mask, strategy, bounds, seed, step);
+  a.ids = check_ids(ids, a.d.B, pop);
+  a.pop = pop.contiguous();
+  a.best = best.contiguous();
+  a.lo = lo.contiguous();
+  a.hi = hi.contiguous();
+  if (mask.defined()) a.mask = mask.to(at::kByte).contiguous();
+  return a;
+}
+
 Dims check_de_select(const at::Tensor& trial, const at::Tensor& trial_fit, const at::Tensor& pop,
                      const at::Tensor& fit) {
   TORCH_CHECK_VALUE(pop.dim() == 3, "pop must have shape [B, N, D], got ", pop.sizes());

@@ -67,23 +67,19 @@ void swarm_best_gpu(const at::Tensor& pos_in, const at::Tensor& fit_in, const at
 
 template <class L>
 at::Tensor de_trial_gpu(const at::Tensor& pop_in, const at::Tensor& best_in, const at::Tensor& lo_in,
-                        const at::Tensor& hi_in, const std::optional<at::Tensor>& int_mask_in,
-                        const std::optional<at::Tensor>& ids_in, double F, double CR, int64_t strategy, int64_t bounds, int64_t seed,
-                        int64_t step, void* stream) {
-  const at::Tensor mask_arg = int_mask_in.has_value() ? *int_mask_in : at::Tensor();
-  const Dims d = check_de_trial(pop_in, best_in, lo_in, hi_in, mask_arg, strategy, bounds, seed, step);
-  const at::Tensor ids = check_ids(ids_in, d.B, pop_in);
-  const at::Tensor pop = pop_in.contiguous(), best = best_in.contiguous(), lo = lo_in.contiguous(),
-                   hi = hi_in.contiguous();
-  const at::Tensor mask = mask_arg.defined() ? mask_arg.to(at::kByte).contiguous() : at::Tensor();
-  at::Tensor trial = at::empty_like(pop);
-  AT_DISPATCH_FLOATING_TYPES(pop.scalar_type(), "de_trial_gpu", [&] {
+                        const at::Tensor& hi_in, const std::optional<at::Tensor>& int_mask,
+                        const std::optional<at::Tensor>& ids, double F, double CR, int64_t strategy, int64_t bounds,
+                        int64_t seed, int64_t step, void* stream) {
+  const DeTrialArgs a = prepare_de_trial(pop_in, best_in, lo_in, hi_in, int_mask, ids, strategy, bounds, seed, step);
+  at::Tensor trial = at::empty_like(a.pop);
+  AT_DISPATCH_FLOATING_TYPES(a.pop.scalar_type(), "de_trial_gpu", [&] {
     check_launch(L::template de_trial<scalar_t>(
-                     pop.const_data_ptr<scalar_t>(), best.const_data_ptr<int64_t>(), lo.const_data_ptr<scalar_t>(),
-                     hi.const_data_ptr<scalar_t>(), mask.defined() ? mask.const_data_ptr<uint8_t>() : nullptr,
-                     ids.defined() ? ids.const_data_ptr<int64_t>() : nullptr, trial.mutable_data_ptr<scalar_t>(), d.B, d.N, d.D, scalar_t(F), scalar_t(CR),
-                     static_cast<int>(strategy), static_cast<int>(bounds), static_cast<uint64_t>(seed),
-                     static_cast<uint32_t>(step), stream),
+                     a.pop.const_data_ptr<scalar_t>(), a.best.const_data_ptr<int64_t>(),
+                     a.lo.const_data_ptr<scalar_t>(), a.hi.const_data_ptr<scalar_t>(),
+                     a.mask.defined() ? a.mask.const_data_ptr<uint8_t>() : nullptr,
+                     a.ids.defined() ? a.ids.const_data_ptr<int64_t>() : nullptr, trial.mutable_data_ptr<scalar_t>(),
+                     a.d.B, a.d.N, a.d.D, scalar_t(F), scalar_t(CR), static_cast<int>(strategy),
+                     static_cast<int>(bounds), static_cast<uint64_t>(seed), static_cast<uint32_t>(step), stream),
                  "de_trial");
   });
   return trial;

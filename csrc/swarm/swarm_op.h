@@ -26,6 +26,15 @@ Dims check_swarm_best(const at::Tensor& pos, const at::Tensor& fit, const at::Te
 // int_mask, when defined, is a bool [B, D] tensor (returned as uint8).
 Dims check_de_trial(const at::Tensor& pop, const at::Tensor& best, const at::Tensor& lo, const at::Tensor& hi,
                     const at::Tensor& int_mask, int64_t strategy, int64_t bounds, int64_t seed, int64_t step);
+// check_de_trial and check_ids, then the tensors as the kernels read them (contiguous; the
+// mask as uint8 or undefined; ids undefined when not given).
+struct DeTrialArgs {
+  Dims d;
+  at::Tensor pop, best, lo, hi, mask, ids;
+};
+DeTrialArgs prepare_de_trial(const at::Tensor& pop, const at::Tensor& best, const at::Tensor& lo, const at::Tensor& hi,
+                             const std::optional<at::Tensor>& int_mask, const std::optional<at::Tensor>& ids,
+                             int64_t strategy, int64_t bounds, int64_t seed, int64_t step);
 Dims check_de_select(const at::Tensor& trial, const at::Tensor& trial_fit, const at::Tensor& pop,
                      const at::Tensor& fit);
 // Returns (B, N, m, P).
