@@ -102,18 +102,21 @@ def test_variance_clamp_keeps_ssim_at_most_one():
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_emulated_cuda_matches_cpu(dtype):
+@pytest.mark.parametrize("shape,win", [((2, 2, 14, 16), 11), ((1, 1, 40, 29), 11), ((1, 2, 30, 35), 21), ((1, 1, 9, 12), 3)])
+def test_emulated_cuda_matches_cpu(dtype, shape, win):
+    # Tiles of 16 (8 for windows over 15) with partial edge tiles, under the emulator's
+    # per-thread execution and barriers.
     g = torch.Generator().manual_seed(2)
-    x = torch.rand(2, 2, 14, 16, generator=g).to(dtype)
+    x = torch.rand(shape, generator=g).to(dtype)
     y = (x + 0.2 * torch.rand(x.shape, generator=g).to(dtype)).clamp(0, 1)
-    cpu = torch.ops.pyadv.ssim_forward(x, y, 11, 1.5, 0.01, 0.03, 1.0, True, True)
-    emu = _C.emulated.ssim_forward(x, y, 11, 1.5, 0.01, 0.03, 1.0, True, True)
+    cpu = torch.ops.pyadv.ssim_forward(x, y, win, 1.5, 0.01, 0.03, 1.0, True, True)
+    emu = _C.emulated.ssim_forward(x, y, win, 1.5, 0.01, 0.03, 1.0, True, True)
     tol = dict(rtol=1e-12, atol=1e-12) if dtype == torch.float64 else dict(rtol=1e-5, atol=1e-6)
     for a, b in zip(cpu, emu):
         torch.testing.assert_close(b, a, **tol)
-    grad = torch.tensor([1.0, -2.0], dtype=dtype)
-    for a, b in zip(torch.ops.pyadv.ssim_backward(grad, x, y, cpu[2], 11, 1.5),
-                    _C.emulated.ssim_backward(grad, x, y, cpu[2], 11, 1.5)):
+    grad = torch.linspace(1.0, -2.0, shape[0], dtype=dtype)
+    for a, b in zip(torch.ops.pyadv.ssim_backward(grad, x, y, cpu[2], win, 1.5),
+                    _C.emulated.ssim_backward(grad, x, y, cpu[2], win, 1.5)):
         torch.testing.assert_close(b, a, **tol)
 
 
