@@ -43,7 +43,8 @@ def no_worse(ours: float, peer: float) -> bool:
 @pytest.mark.parametrize("f", [sphere, rastrigin, rosenbrock], ids=lambda f: f.__name__)
 @pytest.mark.parametrize("D", [2, 10, 30])
 def test_pso_no_worse_than_pyswarms(f, D):
-    ps = pytest.importorskip("pyswarms")
+    import pyswarms as ps  # a declared test dependency (pyproject.toml [test])
+
     logging.getLogger("pyswarms").setLevel(logging.ERROR)
     b = BOUND[f]
     # Ten seeds of ours are ten independent problems of one batch (their streams differ by id).

@@ -5,10 +5,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import cv2  # a declared test dependency (pyproject.toml [test])
+
 from pyadv import _C
 from pyadv.metrics import warp_perspective
-
-cv2 = pytest.importorskip("cv2")
 
 
 def homographies(n, size, seed=0):
