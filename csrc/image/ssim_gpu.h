@@ -9,8 +9,9 @@
   namespace NS {                                                                                                   \
   namespace ssim {                                                                                                 \
   /* Writes the SSIM map [planes, Hv, Wv] and, when partials is non-null, dS/dmoments [planes, 5, Hv, Wv]. */      \
+  /* centers [planes, 2]: the constants subtracted from x and y before filtering (their means). */               \
   template <typename T>                                                                                            \
-  int forward(const T* x, const T* y, int64_t planes, int64_t H, int64_t W, const double* g, int win, T C1, T C2,  \
+  int forward(const T* x, const T* y, const T* centers, int64_t planes, int64_t H, int64_t W, const double* g, int win, T C1, T C2,  \
               T* map, T* partials, void* stream);                                                                  \
   /* dx, dy [planes, H, W] = scale[plane] * d(sum of S)/d(x, y). */                                                \
   template <typename T>                                                                                            \

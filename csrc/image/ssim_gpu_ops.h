@@ -34,11 +34,18 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ssim_forward_gpu(const at::Tensor
   const at::Tensor g = at::tensor(gh, x.options().dtype(at::kDouble));
   at::Tensor map = at::empty({d.B, d.C, d.Hv, d.Wv}, x.options());
   at::Tensor partials = want_partials ? at::empty({d.B, d.C, 5, d.Hv, d.Wv}, x.options()) : at::empty({0}, x.options());
+  // Per-plane means, the centring constants (summed in double like the CPU kernels').
+  const at::Tensor centers = at::stack({at::mean(x.reshape({d.B * d.C, d.H * d.W}), {1}, false, at::kDouble),
+                                        at::mean(y.reshape({d.B * d.C, d.H * d.W}), {1}, false, at::kDouble)},
+                                       1)
+                                 .to(x.scalar_type())
+                                 .contiguous();
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "ssim_forward_gpu", [&] {
     const scalar_t C1 = scalar_t((K1 * data_range) * (K1 * data_range));
     const scalar_t C2 = scalar_t((K2 * data_range) * (K2 * data_range));
     const int err = L::template forward<scalar_t>(
-        x.const_data_ptr<scalar_t>(), y.const_data_ptr<scalar_t>(), d.B * d.C, d.H, d.W, g.const_data_ptr<double>(),
+        x.const_data_ptr<scalar_t>(), y.const_data_ptr<scalar_t>(), centers.const_data_ptr<scalar_t>(), d.B * d.C, d.H,
+        d.W, g.const_data_ptr<double>(),
         static_cast<int>(win), C1, C2, map.mutable_data_ptr<scalar_t>(),
         want_partials ? partials.mutable_data_ptr<scalar_t>() : nullptr, stream);
     TORCH_CHECK(err == 0, "ssim forward failed to launch (error ", err, ")");

@@ -20,10 +20,12 @@ namespace ssim {
 
 constexpr int kMaxWin = 31;
 
+// SSIM from the means and the (co)variances; d (5 or nullptr) receives dS/d(Ex, Ey, Exx, Eyy,
+// Exy). The variances may come from centred data (the CPU kernels subtract a per-plane constant
+// before filtering, which keeps float32 cancellation small): they are shift-invariant, and ex, ey
+// here are the uncentred means, so the partials are the same either way.
 template <typename T>
-PYADV_HD inline T ssim_point(T ex, T ey, T exx, T eyy, T exy, T C1, T C2, T* d /* 5 or nullptr */) {
-  T vx = exx - ex * ex, vy = eyy - ey * ey;
-  const T vxy = exy - ex * ey;
+PYADV_HD inline T ssim_stats(T ex, T ey, T vx, T vy, T vxy, T C1, T C2, T* d /* 5 or nullptr */) {
   const bool cx = vx < T(0), cy = vy < T(0);
   vx = cx ? T(0) : vx;
   vy = cy ? T(0) : vy;
@@ -44,6 +46,12 @@ PYADV_HD inline T ssim_point(T ex, T ey, T exx, T eyy, T exy, T C1, T C2, T* d /
     d[4] = dvxy;
   }
   return S;
+}
+
+// SSIM from the raw moments Ex, Ey, Exx, Eyy, Exy.
+template <typename T>
+PYADV_HD inline T ssim_point(T ex, T ey, T exx, T eyy, T exy, T C1, T C2, T* d /* 5 or nullptr */) {
+  return ssim_stats(ex, ey, exx - ex * ex, eyy - ey * ey, exy - ex * ey, C1, C2, d);
 }
 
 }  // namespace ssim

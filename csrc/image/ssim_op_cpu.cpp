@@ -38,7 +38,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ssim_forward_cpu(const at::Tensor
     const scalar_t C1 = scalar_t((K1 * data_range) * (K1 * data_range));
     const scalar_t C2 = scalar_t((K2 * data_range) * (K2 * data_range));
     at::parallel_for(0, d.B * d.C, 1, [&](int64_t p0, int64_t p1) {
-      std::vector<double> ring(win * 5 * d.Wv);
+      std::vector<scalar_t> work(ssim_cpu::ssim_cpu_workspace<scalar_t>(d.W, win));
       for (int64_t p = p0; p < p1; ++p) {
         const scalar_t* xp = x.const_data_ptr<scalar_t>() + p * d.H * d.W;
         const scalar_t* yp = y.const_data_ptr<scalar_t>() + p * d.H * d.W;
@@ -46,7 +46,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ssim_forward_cpu(const at::Tensor
         scalar_t* pp = want_partials ? partials.mutable_data_ptr<scalar_t>() + p * 5 * d.Hv * d.Wv : nullptr;
         PYADV_ISA_DISPATCH(sums[p] = isa_ns::ssim::forward_plane<scalar_t>(xp, yp, d.H, d.W, g.data(),
                                                                            static_cast<int>(win), C1, C2, mp, pp,
-                                                                           ring.data()));
+                                                                           work.data()));
       }
     });
   });
@@ -76,14 +76,14 @@ std::tuple<at::Tensor, at::Tensor> ssim_backward_cpu(const at::Tensor& grad_in, 
   const double* gr = grad.const_data_ptr<double>();
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "ssim_backward_cpu", [&] {
     at::parallel_for(0, d.B * d.C, 1, [&](int64_t p0, int64_t p1) {
-      std::vector<double> tmp(5 * d.H * d.Wv);
+      std::vector<scalar_t> work(ssim_cpu::ssim_cpu_workspace<scalar_t>(d.W, win));
       for (int64_t p = p0; p < p1; ++p) {
         const double scale = gr[p / d.C] / double(d.C * d.Hv * d.Wv);
         const int64_t off = p * d.H * d.W;
         PYADV_ISA_DISPATCH(isa_ns::ssim::backward_plane<scalar_t>(
             x.const_data_ptr<scalar_t>() + off, y.const_data_ptr<scalar_t>() + off,
             partials.const_data_ptr<scalar_t>() + p * 5 * d.Hv * d.Wv, d.H, d.W, g.data(), static_cast<int>(win),
-            scale, dx.mutable_data_ptr<scalar_t>() + off, dy.mutable_data_ptr<scalar_t>() + off, tmp.data()));
+            scale, dx.mutable_data_ptr<scalar_t>() + off, dy.mutable_data_ptr<scalar_t>() + off, work.data()));
       }
     });
   });
