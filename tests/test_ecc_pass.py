@@ -9,41 +9,15 @@ from skimage.transform import resize
 
 import cv2  # a declared test dependency (pyproject.toml [test])
 
-from pyadv.metrics import ecc_align, pass_score, warp_perspective
+from pyadv import _C
+from pyadv.data.pairs import noise_pairs, warped_pairs
+from pyadv.metrics import ecc_align, pass_score, ssim, warp_perspective
+from pyadv.reference import ecc_moments_reference
 
-PHOTOS = {"camera": lambda: data.camera(), "astronaut": lambda: data.astronaut().mean(2),
-          "coffee": lambda: data.coffee().mean(2)}
-
-
-def small_homographies(n, size, rng):
-    """Shifts of 0.5-2 px, rotations up to 2 degrees, slight perspective, about the centre."""
-    H = W = size
-    out = []
-    for _ in range(n):
-        a = np.deg2rad(rng.uniform(-2, 2))
-        c, s = np.cos(a), np.sin(a)
-        t = rng.uniform(0.5, 2, 2) * rng.choice([-1, 1], 2)
-        p = rng.uniform(-3e-5, 3e-5, 2) * (224 / size)  # up to ~0.7 px at the corners
-        R = np.array([[c, -s, 0], [s, c, 0], [p[0], p[1], 1.0]])
-        C = np.array([[1, 0, W / 2], [0, 1, H / 2], [0, 0, 1.0]])
-        Ci = np.linalg.inv(C)
-        T = np.array([[1, 0, t[0]], [0, 1, t[1]], [0, 0, 1.0]])
-        out.append(T @ C @ R @ Ci)
-    return out
-
-
-def pairs(size, per_photo, seed):
-    """(template, image, true warp template -> image): image(W x) = template(x) + noise."""
-    rng = np.random.default_rng(seed)
-    out = []
-    for name, load in PHOTOS.items():
-        img = resize(load()[40:296, 80:336].astype(np.float64) / 255, (size, size), anti_aliasing=True)
-        for M in small_homographies(per_photo, size, rng):
-            w = cv2.warpPerspective(img.astype(np.float32), np.linalg.inv(M), (size, size),
-                                    flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
-            w = np.clip(w + rng.choice([-8 / 255, 8 / 255], w.shape), 0, 1).astype(np.float32)
-            out.append((img.astype(np.float32), w, M))
-    return out
+def pairs(size, per_photo, seed, border="replicate"):
+    """(template, image, true warp template -> image) as numpy: image(M x) = template(x) + noise."""
+    P = warped_pairs(size, per_photo, seed, border=border)
+    return [(P.template[k, 0].numpy(), P.image[k, 0].numpy(), P.warp[k].numpy()) for k in range(len(P.warp))]
 
 
 def corner_error(W, M, size):
@@ -62,8 +36,8 @@ def opencv_ecc(tmpl, img, iters, eps):
         return None
 
 
-def run(size, per_photo, seed, iters=100, eps=1e-3):
-    ps = pairs(size, per_photo, seed)
+def run(size, per_photo, seed, iters=100, eps=1e-3, border="replicate"):
+    ps = pairs(size, per_photo, seed, border)
     t = torch.from_numpy(np.stack([p[0] for p in ps]))[:, None]
     i = torch.from_numpy(np.stack([p[1] for p in ps]))[:, None]
     r = ecc_align(t, i, iters=iters, eps=eps)
@@ -73,9 +47,8 @@ def run(size, per_photo, seed, iters=100, eps=1e-3):
 
 
 def test_agrees_with_opencv_at_224():
-    """Median corner disagreement <= 0.05 px. The largest (0.06 px on one of six pairs) is at
-    the level of either method's own error against the truth (0.03-0.10 px): OpenCV works in
-    float32 and pyadv in float64, and on that pair pyadv is the closer to the truth."""
+    """Corners within 0.05 px of OpenCV's on every pair (measured: median 0.010 px, max 0.028 px;
+    OpenCV works in float32 and pyadv in float64)."""
     ps, r, ours, cv = run(224, 2, seed=0, eps=1e-6)
     c = 223
     pts = np.array([[0, 0, 1], [c, 0, 1], [0, c, 1], [c, c, 1]], dtype=np.float64).T
@@ -84,18 +57,129 @@ def test_agrees_with_opencv_at_224():
         assert W is not None
         a, b = r.warp[k].numpy() @ pts, W @ pts
         agree.append(np.abs(a[:2] / a[2] - b[:2] / b[2]).max())
-    assert np.median(agree) <= 0.05 and max(agree) <= 0.1
+    print(f"224 px: pyadv vs OpenCV corners median {np.median(agree):.4f} px, max {max(agree):.4f} px")
+    assert max(agree) <= 0.05
     cv_err = [corner_error(W, p[2], 224) for W, p in zip(cv, ps)]
     assert np.median(ours) <= np.median(cv_err) + 0.01 and r.converged.all()
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("border", ["replicate", "constant"])
 @pytest.mark.parametrize("size", [28, 32])
-def test_small_images_no_worse_than_opencv_and_never_far_off(size):
-    ps, r, ours, cv = run(size, 34, seed=size)
+def test_small_images_no_worse_than_opencv_and_never_far_off(size, border):
+    """With a constant (black) border brought in by the warp, OpenCV raises or returns a warp more
+    than 2 px off on several percent of pairs, up to hundreds of px; pyadv's margin keeps the
+    smeared border out of the fit."""
+    ps, r, ours, cv = run(size, 34, seed=size, border=border)
     cv_err = np.array([corner_error(W, p[2], size) if W is not None else np.inf for W, p in zip(cv, ps)])
+    print(f"{size} px, {border} border: pyadv median {np.median(ours):.3f} px, > 2 px on {np.mean(ours > 2):.1%}; "
+          f"OpenCV median {np.median(cv_err):.3f} px, raised on {np.mean(np.isinf(cv_err)):.1%}, "
+          f"> 2 px on {np.mean(np.isfinite(cv_err) & (cv_err > 2)):.1%}")
     assert np.median(ours) <= np.median(cv_err)
     assert np.mean(ours > 2) <= 0.01
+    assert not r.failed.any()
+    if border == "constant":  # the hard regime: OpenCV does go wrong here
+        assert np.mean(cv_err > 2) >= 0.03
+
+
+def random_moment_inputs(B, H, W, dtype, seed):
+    g = torch.Generator().manual_seed(seed)
+    img = torch.rand(B, 3, H, W, generator=g, dtype=torch.float64).to(dtype)
+    tmpl = torch.rand(B, H, W, generator=g, dtype=torch.float64).to(dtype)
+    M = torch.eye(3, dtype=torch.float64).repeat(B, 1, 1)
+    M[:, :2, :2] += 0.02 * torch.randn(B, 2, 2, generator=g, dtype=torch.float64)
+    M[:, :2, 2] += 2 * torch.randn(B, 2, generator=g, dtype=torch.float64)
+    M[:, 2, :2] += 1e-3 * torch.randn(B, 2, generator=g, dtype=torch.float64)
+    return img, tmpl, M
+
+
+@pytest.mark.parametrize("motion", [0, 1, 2, 3])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("shape,margin", [((3, 20, 23), 0), ((2, 17, 16), 3), ((1, 1, 1), 0), ((0, 8, 8), 0)])
+def test_ecc_moments_op_matches_reference_and_emulator(motion, dtype, shape, margin):
+    img, tmpl, M = random_moment_inputs(*shape, dtype, seed=motion)
+    cpu = torch.ops.pyadv.ecc_moments(img, tmpl, M, motion, margin)
+    ref = ecc_moments_reference(img, tmpl, M, motion, margin)
+    emu = _C.emulated.ecc_moments(img, tmpl, M, motion, margin)
+    assert cpu.dtype == torch.float64 and cpu.shape == ref.shape
+    torch.testing.assert_close(cpu, ref, rtol=1e-11, atol=1e-9)
+    torch.testing.assert_close(emu, cpu, rtol=1e-11, atol=1e-9)
+
+
+def test_ecc_moments_edge_cases():
+    img, tmpl, M = random_moment_inputs(2, 12, 12, torch.float64, seed=7)
+    # A warp sending every pixel outside the image, one sending it to infinity: no valid pixel.
+    M[0] = torch.tensor([[1, 0, 500.0], [0, 1, 0], [0, 0, 1]])
+    M[1] = torch.tensor([[1, 0, 0.0], [0, 1, 0], [0, 0, 0]])
+    out = torch.ops.pyadv.ecc_moments(img, tmpl, M, 3, 0)
+    assert torch.equal(out, torch.zeros_like(out))
+    # The identity on an exact grid: every pixel valid, sum I and sum T exact.
+    eye = torch.eye(3, dtype=torch.float64).expand(2, 3, 3)
+    out = torch.ops.pyadv.ecc_moments(img, tmpl, eye, 0, 2)
+    assert out[:, 0].tolist() == [64.0, 64.0]
+    torch.testing.assert_close(out[:, 1], tmpl[:, 2:10, 2:10].sum((1, 2)))
+    torch.testing.assert_close(out[:, 2], img[:, 0, 2:10, 2:10].sum((1, 2)))
+    # Same sums for 1 and 2 threads (fixed row bands, added in order).
+    img, tmpl, M = random_moment_inputs(3, 40, 37, torch.float64, seed=8)
+    n = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = torch.ops.pyadv.ecc_moments(img, tmpl, M, 3, 0)
+        torch.set_num_threads(2)
+        two = torch.ops.pyadv.ecc_moments(img, tmpl, M, 3, 0)
+    finally:
+        torch.set_num_threads(n)
+    assert torch.equal(one, two)
+
+
+@pytest.mark.parametrize("call,match", [
+    (lambda: torch.ops.pyadv.ecc_moments(torch.rand(1, 2, 8, 8), torch.rand(1, 8, 8), torch.eye(3)[None], 0, 0),
+     "img must be"),
+    (lambda: torch.ops.pyadv.ecc_moments(torch.rand(1, 3, 8, 8), torch.rand(1, 8, 7), torch.eye(3)[None], 0, 0),
+     "tmpl must be"),
+    (lambda: torch.ops.pyadv.ecc_moments(torch.rand(1, 3, 8, 8), torch.rand(1, 8, 8), torch.eye(3)[None], 4, 0),
+     "motion must be"),
+    (lambda: torch.ops.pyadv.ecc_moments(torch.rand(1, 3, 8, 8), torch.rand(1, 8, 8), torch.eye(3)[None], 0, -1),
+     "margin must be"),
+    (lambda: torch.ops.pyadv.ecc_moments(torch.rand(1, 3, 8, 8), torch.rand(1, 8, 8), torch.eye(3).expand(2, 3, 3),
+                                         0, 0), "M must have shape"),
+])
+def test_ecc_moments_bad_input(call, match):
+    with pytest.raises((ValueError, TypeError, RuntimeError), match=match):
+        call()
+
+
+def test_ecc_moments_opcheck():
+    img, tmpl, M = random_moment_inputs(2, 10, 11, torch.float64, seed=9)
+    torch.library.opcheck(torch.ops.pyadv.ecc_moments.default, (img, tmpl, M, 3, 1))
+
+
+@pytest.mark.slow
+def test_noise_only_pairs_pass_exceeds_ssim_like_opencv():
+    """Noise-only pairs (no motion): ECC's optimum is not the identity. Bilinear resampling at a
+    sub-pixel offset averages neighbouring pixels, which attenuates independent per-pixel noise,
+    so the correlation with the clean template rises as the warp leaves the identity; the
+    resampled image is smoother than the noisy one and PASS > SSIM. pyadv follows ECC and shows
+    the same effect as the OpenCV composition (the figures are printed); it stays small."""
+    size = 28
+    P = noise_pairs(size, 40, seed=1)
+    t, x = P.template.double(), P.image.double()
+    plain = ssim(x, t).numpy()
+    ours = pass_score(x, t).numpy()
+    cvs = []
+    for k in range(len(t)):
+        a, b = P.template[k, 0].numpy(), P.image[k, 0].numpy()
+        W = opencv_ecc(a, b, 50, 1e-3)
+        W = np.eye(3) if W is None else W
+        al = cv2.warpPerspective(b, W.astype(np.float32), (size, size), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
+        cvs.append(structural_similarity(al.astype(np.float64), a.astype(np.float64), gaussian_weights=True, sigma=1.5,
+                                         use_sample_covariance=False, data_range=1.0))
+    cvs = np.array(cvs)
+    print(f"noise-only {size} px: pyadv PASS > SSIM on {np.mean(ours > plain):.0%}, mean excess "
+          f"{np.mean(ours - plain):.4f}, max {np.max(ours - plain):.3f}; OpenCV composition on "
+          f"{np.mean(cvs > plain):.0%}, mean {np.mean(cvs - plain):.4f}, max {np.max(cvs - plain):.3f}")
+    assert np.mean(ours > plain) >= 0.9 and np.mean(cvs > plain) >= 0.9  # the documented effect
+    assert np.max(ours - plain) <= 0.15
 
 
 def test_identical_images_give_identity_and_pass_one():
@@ -145,9 +229,10 @@ def test_pass_matches_opencv_plus_scikit_image_at_224():
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("border", ["replicate", "constant"])
 @pytest.mark.parametrize("size", [28, 32])
-def test_pass_closer_to_true_alignment_than_opencv(size):
-    ps = pairs(size, 20, seed=100 + size)
+def test_pass_closer_to_true_alignment_than_opencv(size, border):
+    ps = pairs(size, 20, seed=100 + size, border=border)
     t = torch.from_numpy(np.stack([p[0] for p in ps]))[:, None].double()
     i = torch.from_numpy(np.stack([p[1] for p in ps]))[:, None].double()
     ours = pass_score(i, t, iters=100).numpy()

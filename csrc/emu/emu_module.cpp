@@ -9,6 +9,7 @@
 #include "../fi/fi_gpu.h"
 #include "../fi/fi_group_gpu.h"
 #include "../fi/fi_op.h"
+#include "../image/ecc_op.h"
 #include "../image/ssim_gpu_ops.h"
 #include "../image/warp_op.h"
 #include "../swarm/swarm_gpu_ops.h"
@@ -170,6 +171,12 @@ void register_emulated(py::module_& parent) {
   m.def("warp_perspective", [](const at::Tensor& img, const at::Tensor& M, int64_t out_h, int64_t out_w) {
     return warp::warp_gpu(cpu_contiguous(img, "img"), M, out_h, out_w, nullptr,
                           [](auto... a) { return emulated::warp::warp(a...); });
+  });
+
+  m.def("ecc_moments", [](const at::Tensor& img, const at::Tensor& tmpl, const at::Tensor& M, int64_t motion,
+                          int64_t margin) {
+    return ecc::ecc_moments_gpu(cpu_contiguous(img, "img"), tmpl, M, motion, margin, nullptr,
+                                [](auto... a) { return emulated::ecc::moments(a...); });
   });
 
   m.def("selftest_block_sum", [](const at::Tensor& x_in, int variant) {

@@ -1,0 +1,62 @@
+// ECC inner-step CUDA kernel: one block per pair; each thread sums its strided share of the
+// template pixels (ecc_math.h), then the block reduces the sums in a fixed order (warp shuffles,
+// then the warps' partials in index order), so the result does not depend on scheduling.
+#include "../common/cuda_compat.h"
+#include "ecc_gpu.h"
+#include "ecc_math.h"
+
+namespace pyadv {
+namespace PYADV_GPU_NS {
+namespace ecc {
+
+namespace em = ::pyadv::ecc_math;
+constexpr unsigned kThreads = 128;
+constexpr unsigned kWarps = kThreads / 32;
+
+template <typename T>
+__global__ void moments_kernel(const T* img, const T* tmpl, const double* M, int64_t B, int64_t H, int64_t W,
+                               int motion, int64_t margin, double* out) {
+  __shared__ double partial[kWarps][em::kMaxStats];
+  const int K = em::n_stats(motion);
+  const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
+  const int64_t P = H * W;
+  for (int64_t b = blockIdx.x; b < B; b += gridDim.x) {
+    double acc[em::kMaxStats];
+    for (int k = 0; k < K; ++k) acc[k] = 0.0;
+    const T* ib = img + b * 3 * P;
+    for (int64_t e = tid; e < P; e += blockDim.x) {
+      const int64_t x = e % W, y = e / W;
+      if (em::inside_margin(x, y, H, W, margin))
+        em::add_pixel(ib, ib + P, ib + 2 * P, H, W, x, y, double(tmpl[b * P + e]), M + 9 * b, motion, acc);
+    }
+    for (int k = 0; k < K; ++k) {
+      double v = acc[k];
+      for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_down_sync(0xFFFFFFFFu, v, offset);
+      if (lane == 0) partial[warp][k] = v;
+    }
+    __syncthreads();
+    for (int k = tid; k < K; k += blockDim.x) {
+      double s = 0.0;
+      for (unsigned w = 0; w < kWarps; ++w) s += partial[w][k];
+      out[b * K + k] = s;
+    }
+    __syncthreads();  // partial is reused by the next pair
+  }
+}
+
+template <typename T>
+int moments(const T* img, const T* tmpl, const double* M, int64_t B, int64_t H, int64_t W, int motion, int64_t margin,
+            double* out, void* stream) {
+  if (B <= 0) return 0;
+  const unsigned blocks = static_cast<unsigned>(B < 65535 ? B : 65535);
+  return launch_kernel(moments_kernel<T>, blocks, kThreads, 0, stream, img, tmpl, M, B, H, W, motion, margin, out);
+}
+
+template int moments<float>(const float*, const float*, const double*, int64_t, int64_t, int64_t, int, int64_t,
+                            double*, void*);
+template int moments<double>(const double*, const double*, const double*, int64_t, int64_t, int64_t, int, int64_t,
+                             double*, void*);
+
+}  // namespace ecc
+}  // namespace PYADV_GPU_NS
+}  // namespace pyadv

@@ -1,0 +1,122 @@
+// The inner step of ECC alignment (Evangelidis and Psarakis 2008; OpenCV's findTransformECC),
+// per template pixel: warp the pixel into the image, sample the pre-filtered image and its
+// gradients bilinearly (warp_math.h, the perspective warp's own rule), and add the pixel's
+// contribution to the sums that the Gauss-Newton step needs. One pass over the template gives
+// everything; the tiny solves stay in Python. Shared by the CPU op, the CUDA kernel and the
+// emulator.
+//
+// Sums over the template pixels that are at least `margin` pixels inside the template and whose
+// source lies inside the image (the bilinear coverage of an all-ones image > 0.999, as OpenCV's
+// warped mask), in this order (K = 6 + 3n + n(n+1)/2 values, n the motion's parameters):
+//   count, sum T, sum I, sum T^2, sum I^2, sum T I,
+//   sum J [n], sum J T [n], sum J I [n], sum J J^T (upper triangle, row by row) [n(n+1)/2],
+// with J the Jacobian of the warped image with respect to the motion's parameters, in OpenCV's
+// order. Means are removed afterwards: J (T - mean T) = sum J T - mean T * sum J, and so on.
+#pragma once
+
+#include <cstdint>
+
+#include "../common/macros.h"
+#include "warp_math.h"
+
+namespace pyadv {
+inline namespace PYADV_ISA_TAG {
+namespace ecc_math {
+
+enum Motion : int { kTranslation = 0, kEuclidean = 1, kAffine = 2, kHomography = 3 };  // OpenCV's codes
+constexpr int kMaxParams = 8;
+constexpr int kMaxStats = 6 + 3 * kMaxParams + kMaxParams * (kMaxParams + 1) / 2;  // 66
+
+PYADV_HD inline int n_params(int motion) {
+  return motion == kTranslation ? 2 : motion == kEuclidean ? 3 : motion == kAffine ? 6 : 8;
+}
+PYADV_HD inline int n_stats(int motion) {
+  const int n = n_params(motion);
+  return 6 + 3 * n + n * (n + 1) / 2;
+}
+
+// Bilinear weight of the in-image neighbours, computed as warp_math::sample would on an all-ones
+// image (so the mask is the one warping a ones channel gives).
+PYADV_HD inline double coverage(int64_t H, int64_t W, int64_t ix, int64_t iy, double ax, double ay) {
+  auto at = [&](int64_t r, int64_t c) -> double { return (r >= 0 && r < H && c >= 0 && c < W) ? 1.0 : 0.0; };
+  return (1 - ay) * ((1 - ax) * at(iy, ix) + ax * at(iy, ix + 1)) + ay * ((1 - ax) * at(iy + 1, ix) + ax * at(iy + 1, ix + 1));
+}
+
+// Adds template pixel (x, y) with value t to acc [n_stats(motion)]. img: the image, x- and
+// y-gradient planes, each [H, W]; M: the warp (template -> image), row-major 3 x 3.
+template <typename T>
+PYADV_HD inline void add_pixel(const T* img, const T* gx_plane, const T* gy_plane, int64_t H, int64_t W, int64_t x,
+                               int64_t y, double t, const double* M, int motion, double* acc) {
+  int64_t ix, iy;
+  double ax, ay;
+  if (!warp_math::source(M, x, y, &ix, &iy, &ax, &ay)) return;
+  if (!(coverage(H, W, ix, iy, ax, ay) > 0.999)) return;
+  const double v = double(warp_math::sample(img, H, W, ix, iy, ax, ay));
+  double gx = double(warp_math::sample(gx_plane, H, W, ix, iy, ax, ay));
+  double gy = double(warp_math::sample(gy_plane, H, W, ix, iy, ax, ay));
+  const double X = double(x), Y = double(y);
+  double J[kMaxParams];
+  int n;
+  if (motion == kTranslation) {
+    n = 2;
+    J[0] = gx;
+    J[1] = gy;
+  } else if (motion == kAffine) {
+    n = 6;
+    J[0] = gx * X;
+    J[1] = gy * X;
+    J[2] = gx * Y;
+    J[3] = gy * Y;
+    J[4] = gx;
+    J[5] = gy;
+  } else if (motion == kEuclidean) {
+    n = 3;
+    const double c = M[0], s = M[3];
+    const double hx = -(X * s) - (Y * c), hy = (X * c) - (Y * s);
+    J[0] = gx * hx + gy * hy;
+    J[1] = gx;
+    J[2] = gy;
+  } else {
+    n = 8;
+    const double den = X * M[6] + Y * M[7] + 1.0;
+    const double hx = (-X * M[0] - Y * M[1] - M[2]) / den;
+    const double hy = (-X * M[3] - Y * M[4] - M[5]) / den;
+    gx /= den;
+    gy /= den;
+    const double tt = hx * gx + hy * gy;
+    J[0] = gx * X;
+    J[1] = gy * X;
+    J[2] = tt * X;
+    J[3] = gx * Y;
+    J[4] = gy * Y;
+    J[5] = tt * Y;
+    J[6] = gx;
+    J[7] = gy;
+  }
+  acc[0] += 1.0;
+  acc[1] += t;
+  acc[2] += v;
+  acc[3] += t * t;
+  acc[4] += v * v;
+  acc[5] += t * v;
+  double* sj = acc + 6;
+  double* sjt = sj + n;
+  double* sji = sjt + n;
+  double* sjj = sji + n;
+  for (int i = 0; i < n; ++i) {
+    sj[i] += J[i];
+    sjt[i] += J[i] * t;
+    sji[i] += J[i] * v;
+  }
+  for (int i = 0, k = 0; i < n; ++i)
+    for (int j = i; j < n; ++j, ++k) sjj[k] += J[i] * J[j];
+}
+
+// Whether template pixel (x, y) of an [H, W] template lies at least `margin` pixels inside.
+PYADV_HD inline bool inside_margin(int64_t x, int64_t y, int64_t H, int64_t W, int64_t margin) {
+  return x >= margin && y >= margin && x < W - margin && y < H - margin;
+}
+
+}  // namespace ecc_math
+}  // namespace PYADV_ISA_TAG
+}  // namespace pyadv

@@ -1,0 +1,81 @@
+// The ECC inner-step op: checks, and the CPU implementation (the math of ecc_math.h). Each pair's
+// rows are summed in a fixed number of row bands and the bands added in order, so the sums are
+// the same for any thread count.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <vector>
+
+#include "ecc_math.h"
+#include "ecc_op.h"
+
+namespace pyadv {
+namespace ecc {
+
+EccArgs check_ecc(const at::Tensor& img, const at::Tensor& tmpl, const at::Tensor& M, int64_t motion, int64_t margin) {
+  TORCH_CHECK_VALUE(motion >= 0 && motion <= 3,
+                    "motion must be 0 (translation), 1 (euclidean), 2 (affine) or 3 (homography), got ", motion);
+  TORCH_CHECK_VALUE(margin >= 0, "margin must be >= 0, got ", margin);
+  TORCH_CHECK_VALUE(img.dim() == 4 && img.size(1) == 3,
+                    "img must be [B, 3, H, W] (image, x-gradient, y-gradient), got ", img.sizes());
+  TORCH_CHECK_TYPE(img.scalar_type() == at::kFloat || img.scalar_type() == at::kDouble,
+                   "img must be float32 or float64, got ", img.scalar_type());
+  TORCH_CHECK_VALUE(tmpl.dim() == 3 && tmpl.size(0) == img.size(0) && tmpl.size(1) == img.size(2) &&
+                        tmpl.size(2) == img.size(3),
+                    "tmpl must be [B, H, W] = [", img.size(0), ", ", img.size(2), ", ", img.size(3), "], got ",
+                    tmpl.sizes());
+  TORCH_CHECK_TYPE(tmpl.scalar_type() == img.scalar_type(), "tmpl must have img's dtype ", img.scalar_type(),
+                   ", got ", tmpl.scalar_type());
+  TORCH_CHECK_VALUE(M.dim() == 3 && M.size(0) == img.size(0) && M.size(1) == 3 && M.size(2) == 3,
+                    "M must have shape [B, 3, 3] with B = ", img.size(0), ", got ", M.sizes());
+  TORCH_CHECK_TYPE(at::isFloatingType(M.scalar_type()), "M must be floating point, got ", M.scalar_type());
+  TORCH_CHECK_VALUE(M.device() == img.device() && tmpl.device() == img.device(),
+                    "img, tmpl and M must be on one device, got ", img.device(), ", ", tmpl.device(), ", ",
+                    M.device());
+  return {img.contiguous(), tmpl.contiguous(), M.to(at::kDouble).contiguous(), img.size(0), img.size(2),
+          img.size(3), ecc_math::n_stats(static_cast<int>(motion))};
+}
+
+namespace {
+
+constexpr int64_t kBands = 16;
+
+at::Tensor ecc_moments_cpu(const at::Tensor& img_in, const at::Tensor& tmpl_in, const at::Tensor& M_in,
+                           int64_t motion, int64_t margin) {
+  const EccArgs a = check_ecc(img_in, tmpl_in, M_in, motion, margin);
+  const int64_t bands = a.H < kBands ? (a.H > 0 ? a.H : 1) : kBands;
+  const int64_t rows = (a.H + bands - 1) / bands;
+  std::vector<double> part(a.B * bands * a.K, 0.0);
+  AT_DISPATCH_FLOATING_TYPES(a.img.scalar_type(), "ecc_moments_cpu", [&] {
+    const scalar_t* img = a.img.const_data_ptr<scalar_t>();
+    const scalar_t* tmpl = a.tmpl.const_data_ptr<scalar_t>();
+    const double* M = a.M.const_data_ptr<double>();
+    const int64_t P = a.H * a.W;
+    at::parallel_for(0, a.B * bands, 1, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) {
+        const int64_t b = i / bands, y0 = (i % bands) * rows, y1 = y0 + rows < a.H ? y0 + rows : a.H;
+        const scalar_t* ib = img + b * 3 * P;
+        double* acc = part.data() + i * a.K;
+        for (int64_t y = y0; y < y1; ++y)
+          for (int64_t x = 0; x < a.W; ++x)
+            if (ecc_math::inside_margin(x, y, a.H, a.W, margin))
+              ecc_math::add_pixel(ib, ib + P, ib + 2 * P, a.H, a.W, x, y, double(tmpl[b * P + y * a.W + x]),
+                                  M + 9 * b, static_cast<int>(motion), acc);
+      }
+    });
+  });
+  at::Tensor out = at::zeros({a.B, a.K}, a.img.options().dtype(at::kDouble));
+  double* o = out.mutable_data_ptr<double>();
+  for (int64_t b = 0; b < a.B; ++b)
+    for (int64_t j = 0; j < bands; ++j)
+      for (int64_t k = 0; k < a.K; ++k) o[b * a.K + k] += part[(b * bands + j) * a.K + k];
+  return out;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(pyadv, CPU, m) { m.impl("ecc_moments", &ecc_moments_cpu); }
+
+}  // namespace ecc
+}  // namespace pyadv

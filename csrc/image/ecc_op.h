@@ -1,0 +1,36 @@
+// Checks of the ECC inner-step op (ecc_moments), and its GPU-style glue for the CUDA build and
+// the emulator.
+#pragma once
+
+#include <ATen/ATen.h>
+#include <c10/util/Exception.h>
+
+#include "ecc_gpu.h"
+
+namespace pyadv {
+namespace ecc {
+
+struct EccArgs {
+  at::Tensor img, tmpl, M;  // contiguous; M as double
+  int64_t B, H, W, K;
+};
+
+EccArgs check_ecc(const at::Tensor& img, const at::Tensor& tmpl, const at::Tensor& M, int64_t motion, int64_t margin);
+
+// Launch(T*...) forwards to pyadv::cuda::ecc::moments or pyadv::emulated::ecc::moments.
+template <typename Launch>
+at::Tensor ecc_moments_gpu(const at::Tensor& img, const at::Tensor& tmpl, const at::Tensor& M, int64_t motion,
+                           int64_t margin, void* stream, Launch launch) {
+  const EccArgs a = check_ecc(img, tmpl, M, motion, margin);
+  at::Tensor out = at::empty({a.B, a.K}, a.img.options().dtype(at::kDouble));
+  AT_DISPATCH_FLOATING_TYPES(a.img.scalar_type(), "ecc_moments_gpu", [&] {
+    const int err = launch(a.img.const_data_ptr<scalar_t>(), a.tmpl.const_data_ptr<scalar_t>(),
+                           a.M.const_data_ptr<double>(), a.B, a.H, a.W, static_cast<int>(motion), margin,
+                           out.mutable_data_ptr<double>(), stream);
+    TORCH_CHECK(err == 0, "ecc_moments failed to launch (error ", err, ")");
+  });
+  return out;
+}
+
+}  // namespace ecc
+}  // namespace pyadv

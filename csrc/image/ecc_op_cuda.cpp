@@ -1,0 +1,25 @@
+// CUDA implementation of the ECC inner-step op (built only with a CUDA torch and nvcc).
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <torch/library.h>
+
+#include "ecc_op.h"
+
+namespace pyadv {
+namespace ecc {
+namespace {
+
+at::Tensor ecc_moments_cuda(const at::Tensor& img, const at::Tensor& tmpl, const at::Tensor& M, int64_t motion,
+                            int64_t margin) {
+  const c10::cuda::CUDAGuard guard(img.device());
+  return ecc_moments_gpu(img, tmpl, M, motion, margin,
+                         c10::cuda::getCurrentCUDAStream(img.device().index()).stream(),
+                         [](auto... a) { return ::pyadv::cuda::ecc::moments(a...); });
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(pyadv, CUDA, m) { m.impl("ecc_moments", &ecc_moments_cuda); }
+
+}  // namespace ecc
+}  // namespace pyadv
