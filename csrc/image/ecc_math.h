@@ -42,42 +42,27 @@ PYADV_HD inline double coverage(int64_t H, int64_t W, int64_t ix, int64_t iy, do
   return (1 - ay) * ((1 - ax) * at(iy, ix) + ax * at(iy, ix + 1)) + ay * ((1 - ax) * at(iy + 1, ix) + ax * at(iy + 1, ix + 1));
 }
 
-// Adds template pixel (x, y) with value t to acc [n_stats(motion)]. img: the image, x- and
-// y-gradient planes, each [H, W]; M: the warp (template -> image), row-major 3 x 3.
-template <typename T>
-PYADV_HD inline void add_pixel(const T* img, const T* gx_plane, const T* gy_plane, int64_t H, int64_t W, int64_t x,
-                               int64_t y, double t, const double* M, int motion, double* acc) {
-  int64_t ix, iy;
-  double ax, ay;
-  if (!warp_math::source(M, x, y, &ix, &iy, &ax, &ay)) return;
-  if (!(coverage(H, W, ix, iy, ax, ay) > 0.999)) return;
-  const double v = double(warp_math::sample(img, H, W, ix, iy, ax, ay));
-  double gx = double(warp_math::sample(gx_plane, H, W, ix, iy, ax, ay));
-  double gy = double(warp_math::sample(gy_plane, H, W, ix, iy, ax, ay));
-  const double X = double(x), Y = double(y);
-  double J[kMaxParams];
-  int n;
-  if (motion == kTranslation) {
-    n = 2;
+// J [n_params(kMotion)]: the Jacobian at template point (X, Y) from the warped image's
+// gradients (gx, gy), in OpenCV's parameter order.
+template <int kMotion>
+PYADV_HD inline void jacobian_of(double X, double Y, double gx, double gy, const double* M, double* J) {
+  if (kMotion == kTranslation) {
     J[0] = gx;
     J[1] = gy;
-  } else if (motion == kAffine) {
-    n = 6;
+  } else if (kMotion == kAffine) {
     J[0] = gx * X;
     J[1] = gy * X;
     J[2] = gx * Y;
     J[3] = gy * Y;
     J[4] = gx;
     J[5] = gy;
-  } else if (motion == kEuclidean) {
-    n = 3;
+  } else if (kMotion == kEuclidean) {
     const double c = M[0], s = M[3];
     const double hx = -(X * s) - (Y * c), hy = (X * c) - (Y * s);
     J[0] = gx * hx + gy * hy;
     J[1] = gx;
     J[2] = gy;
   } else {
-    n = 8;
     const double den = X * M[6] + Y * M[7] + 1.0;
     const double hx = (-X * M[0] - Y * M[1] - M[2]) / den;
     const double hy = (-X * M[3] - Y * M[4] - M[5]) / den;
@@ -93,6 +78,60 @@ PYADV_HD inline void add_pixel(const T* img, const T* gx_plane, const T* gy_plan
     J[6] = gx;
     J[7] = gy;
   }
+}
+
+PYADV_HD inline void jacobian(int motion, double X, double Y, double gx, double gy, const double* M, double* J) {
+  switch (motion) {
+    case kTranslation: jacobian_of<kTranslation>(X, Y, gx, gy, M, J); break;
+    case kEuclidean: jacobian_of<kEuclidean>(X, Y, gx, gy, M, J); break;
+    case kAffine: jacobian_of<kAffine>(X, Y, gx, gy, M, J); break;
+    default: jacobian_of<kHomography>(X, Y, gx, gy, M, J); break;
+  }
+}
+
+// The bilinear blend of warp_math::sample, for corners known to be inside.
+template <typename T>
+PYADV_HD inline T blend(double ax, double ay, double a00, double a01, double a10, double a11) {
+  return T((1 - ay) * ((1 - ax) * a00 + ax * a01) + ay * ((1 - ax) * a10 + ax * a11));
+}
+
+// The terms of template pixel (x, y): the image sample v and the Jacobian J [n_params(motion)].
+// Returns false when the pixel does not count (its source is outside the image). img: the image,
+// x- and y-gradient planes, each [H, W]; M: the warp (template -> image), row-major 3 x 3.
+template <typename T>
+PYADV_HD inline bool pixel_terms(const T* img, const T* gx_plane, const T* gy_plane, int64_t H, int64_t W, int64_t x,
+                                 int64_t y, const double* M, int motion, double* v, double* J) {
+  int64_t ix, iy;
+  double ax, ay;
+  if (!warp_math::source(M, x, y, &ix, &iy, &ax, &ay)) return false;
+  double gx, gy;
+  if (ix >= 0 && iy >= 0 && ix + 1 < W && iy + 1 < H) {
+    // All four neighbours inside (the common case): warp_math::sample's arithmetic without its
+    // bounds checks, the coverage being 1.
+    const int64_t o = iy * W + ix;
+    auto lerp = [&](const T* p) -> T {
+      return blend<T>(ax, ay, double(p[o]), double(p[o + 1]), double(p[o + W]), double(p[o + W + 1]));
+    };
+    *v = double(lerp(img));
+    gx = double(lerp(gx_plane));
+    gy = double(lerp(gy_plane));
+  } else {
+    if (!(coverage(H, W, ix, iy, ax, ay) > 0.999)) return false;
+    *v = double(warp_math::sample(img, H, W, ix, iy, ax, ay));
+    gx = double(warp_math::sample(gx_plane, H, W, ix, iy, ax, ay));
+    gy = double(warp_math::sample(gy_plane, H, W, ix, iy, ax, ay));
+  }
+  jacobian(motion, double(x), double(y), gx, gy, M, J);
+  return true;
+}
+
+// Adds template pixel (x, y) with template value t to acc [n_stats(motion)].
+template <typename T>
+PYADV_HD inline void add_pixel(const T* img, const T* gx_plane, const T* gy_plane, int64_t H, int64_t W, int64_t x,
+                               int64_t y, double t, const double* M, int motion, double* acc) {
+  double v, J[kMaxParams];
+  if (!pixel_terms(img, gx_plane, gy_plane, H, W, x, y, M, motion, &v, J)) return;
+  const int n = n_params(motion);
   acc[0] += 1.0;
   acc[1] += t;
   acc[2] += v;

@@ -7,8 +7,18 @@
 
 #include <vector>
 
+#include "../common/cpu_isa.h"
+#include "ecc_cpu_kernel.h"
 #include "ecc_math.h"
 #include "ecc_op.h"
+
+PYADV_DECLARE_ECC_CPU_KERNELS(isa_baseline)
+#if defined(PYADV_HAVE_AVX2)
+PYADV_DECLARE_ECC_CPU_KERNELS(isa_avx2)
+#endif
+#if defined(PYADV_HAVE_AVX512)
+PYADV_DECLARE_ECC_CPU_KERNELS(isa_avx512)
+#endif
 
 namespace pyadv {
 namespace ecc {
@@ -55,13 +65,9 @@ at::Tensor ecc_moments_cpu(const at::Tensor& img_in, const at::Tensor& tmpl_in, 
     at::parallel_for(0, a.B * bands, 1, [&](int64_t i0, int64_t i1) {
       for (int64_t i = i0; i < i1; ++i) {
         const int64_t b = i / bands, y0 = (i % bands) * rows, y1 = y0 + rows < a.H ? y0 + rows : a.H;
-        const scalar_t* ib = img + b * 3 * P;
-        double* acc = part.data() + i * a.K;
-        for (int64_t y = y0; y < y1; ++y)
-          for (int64_t x = 0; x < a.W; ++x)
-            if (ecc_math::inside_margin(x, y, a.H, a.W, margin))
-              ecc_math::add_pixel(ib, ib + P, ib + 2 * P, a.H, a.W, x, y, double(tmpl[b * P + y * a.W + x]),
-                                  M + 9 * b, static_cast<int>(motion), acc);
+        PYADV_ISA_DISPATCH(isa_ns::ecc::moments_rows<scalar_t>(img + b * 3 * P, tmpl + b * P, a.H, a.W, y0, y1,
+                                                               M + 9 * b, static_cast<int>(motion), margin,
+                                                               part.data() + i * a.K));
       }
     });
   });

@@ -1,0 +1,140 @@
+// CPU kernel of the ECC inner step, over blocks of kLanes pixels of a row: everything but the
+// corner gathers vectorises, and the 6 + 3n + n(n+1)/2 sums run on independent lanes that stay
+// in L1 (one accumulator per sum and lane), added in a fixed order at the end.
+#include "ecc_cpu_kernel.h"
+
+#include <cmath>
+
+#include "ecc_math.h"
+
+PYADV_DECLARE_ECC_CPU_KERNELS(PYADV_ISA_TAG)
+
+namespace pyadv {
+namespace PYADV_ISA_TAG {
+namespace ecc {
+
+namespace em = ecc_math;
+constexpr int kLanes = 8;
+
+namespace {
+
+// Sums of rows [r0, r1) of one pair, for one motion model. Each block of kLanes pixels of a row
+// goes through: the warp (vectorised, divisions included), the corner gathers (scalar), the
+// bilinear blends and the Jacobian (vectorised), then the sums on kLanes independent lanes.
+// Pixels whose four neighbours are not all inside take warp_math's general path, one by one.
+// Every value is computed with the same operations, in the same order, as ecc_math's
+// pixel_terms (FMA contraction is off for this file), so the lanes agree with it bit for bit.
+template <typename T, int kMotion>
+void moments_rows_motion(const T* img, const T* tmpl, int64_t H, int64_t W, int64_t r0, int64_t r1, const double* M,
+                         int64_t margin, double* out) {
+  constexpr int n = kMotion == em::kTranslation ? 2 : kMotion == em::kEuclidean ? 3 : kMotion == em::kAffine ? 6 : 8;
+  constexpr int K = 6 + 3 * n + n * (n + 1) / 2;
+  const int64_t P = H * W;
+  alignas(64) double acc[K][kLanes] = {};
+  alignas(64) double bc[kLanes], bt[kLanes], bv[kLanes], bJ[n][kLanes];
+  alignas(64) double ax[kLanes], ay[kLanes], a[3][4][kLanes], val[3][kLanes];
+  alignas(64) int64_t off[kLanes];
+  bool inside[kLanes];
+  const int64_t x_end = W - margin;
+  for (int64_t y = r0; y < r1; ++y) {
+    const double yd = double(y);
+    for (int64_t x0 = margin; x0 < x_end; x0 += kLanes) {
+      const int m = x_end - x0 < kLanes ? int(x_end - x0) : kLanes;
+      for (int l = 0; l < kLanes; ++l) {
+        const double xd = double(x0 + l);
+        const double X = M[0] * xd + M[1] * yd + M[2];
+        const double Y = M[3] * xd + M[4] * yd + M[5];
+        const double Z = M[6] * xd + M[7] * yd + M[8];
+        const double zs = Z == 0.0 ? 1.0 : Z;
+        double sx = X / zs, sy = Y / zs;
+        const bool fin = Z != 0.0 && sx > -2.0e9 && sx < 2.0e9 && sy > -2.0e9 && sy < 2.0e9;
+        sx = fin ? sx : 0.0;
+        sy = fin ? sy : 0.0;
+        const double fx = std::floor(sx), fy = std::floor(sy);
+        ax[l] = sx - fx;
+        ay[l] = sy - fy;
+        inside[l] = fin && fx >= 0.0 && fy >= 0.0 && fx + 1.0 < double(W) && fy + 1.0 < double(H) && l < m;
+        off[l] = inside[l] ? int64_t(fy) * W + int64_t(fx) : 0;
+      }
+      for (int l = 0; l < kLanes; ++l) {
+        const int64_t o = off[l];
+        for (int c = 0; c < 3; ++c) {
+          const T* p = img + c * P;
+          if (inside[l]) {
+            a[c][0][l] = double(p[o]);
+            a[c][1][l] = double(p[o + 1]);
+            a[c][2][l] = double(p[o + W]);
+            a[c][3][l] = double(p[o + W + 1]);
+          } else {
+            a[c][0][l] = a[c][1][l] = a[c][2][l] = a[c][3][l] = 0.0;
+          }
+        }
+      }
+      for (int c = 0; c < 3; ++c)
+        for (int l = 0; l < kLanes; ++l)
+          val[c][l] = double(em::blend<T>(ax[l], ay[l], a[c][0][l], a[c][1][l], a[c][2][l], a[c][3][l]));
+      for (int l = 0; l < kLanes; ++l) {
+        double J[n];
+        em::jacobian_of<kMotion>(double(x0 + l), yd, val[1][l], val[2][l], M, J);
+        for (int i = 0; i < n; ++i) bJ[i][l] = inside[l] ? J[i] : 0.0;
+        bc[l] = inside[l] ? 1.0 : 0.0;
+        bv[l] = inside[l] ? val[0][l] : 0.0;
+        bt[l] = inside[l] ? double(tmpl[y * W + x0 + l]) : 0.0;
+      }
+      for (int l = 0; l < m; ++l) {  // the border cases, through the general path
+        if (inside[l]) continue;
+        double v, J[em::kMaxParams];
+        if (!em::pixel_terms(img, img + P, img + 2 * P, H, W, x0 + l, y, M, kMotion, &v, J)) continue;
+        bc[l] = 1.0;
+        bv[l] = v;
+        bt[l] = double(tmpl[y * W + x0 + l]);
+        for (int i = 0; i < n; ++i) bJ[i][l] = J[i];
+      }
+      for (int l = 0; l < kLanes; ++l) {
+        acc[0][l] += bc[l];
+        acc[1][l] += bt[l];
+        acc[2][l] += bv[l];
+        acc[3][l] += bt[l] * bt[l];
+        acc[4][l] += bv[l] * bv[l];
+        acc[5][l] += bt[l] * bv[l];
+      }
+      for (int i = 0; i < n; ++i)
+        for (int l = 0; l < kLanes; ++l) {
+          acc[6 + i][l] += bJ[i][l];
+          acc[6 + n + i][l] += bJ[i][l] * bt[l];
+          acc[6 + 2 * n + i][l] += bJ[i][l] * bv[l];
+        }
+      for (int i = 0, k = 6 + 3 * n; i < n; ++i)
+        for (int j = i; j < n; ++j, ++k)
+          for (int l = 0; l < kLanes; ++l) acc[k][l] += bJ[i][l] * bJ[j][l];
+    }
+  }
+  for (int k = 0; k < K; ++k) {
+    double s = 0.0;
+    for (int l = 0; l < kLanes; ++l) s += acc[k][l];
+    out[k] += s;
+  }
+}
+
+}  // namespace
+
+template <typename T>
+void moments_rows(const T* img, const T* tmpl, int64_t H, int64_t W, int64_t y0, int64_t y1, const double* M,
+                  int motion, int64_t margin, double* out) {
+  const int64_t r0 = y0 > margin ? y0 : margin, r1 = y1 < H - margin ? y1 : H - margin;
+  switch (motion) {
+    case em::kTranslation: return moments_rows_motion<T, em::kTranslation>(img, tmpl, H, W, r0, r1, M, margin, out);
+    case em::kEuclidean: return moments_rows_motion<T, em::kEuclidean>(img, tmpl, H, W, r0, r1, M, margin, out);
+    case em::kAffine: return moments_rows_motion<T, em::kAffine>(img, tmpl, H, W, r0, r1, M, margin, out);
+    default: return moments_rows_motion<T, em::kHomography>(img, tmpl, H, W, r0, r1, M, margin, out);
+  }
+}
+
+template void moments_rows<float>(const float*, const float*, int64_t, int64_t, int64_t, int64_t, const double*, int,
+                                  int64_t, double*);
+template void moments_rows<double>(const double*, const double*, int64_t, int64_t, int64_t, int64_t, const double*,
+                                   int, int64_t, double*);
+
+}  // namespace ecc
+}  // namespace PYADV_ISA_TAG
+}  // namespace pyadv
