@@ -108,6 +108,12 @@ def test_ecc_moments_op_matches_reference_and_emulator(motion, dtype, shape, mar
     tol = dict(rtol=1e-11, atol=1e-9) if dtype == torch.float64 else dict(rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(cpu, ref, **tol)
     torch.testing.assert_close(emu, cpu, **tol)
+    if shape[0] > 1:  # a subset of the pairs, read in place
+        ids = torch.tensor([shape[0] - 1, 0])
+        sub = torch.ops.pyadv.ecc_moments(img, tmpl, M[ids], motion, margin, ids)
+        torch.testing.assert_close(sub, cpu[ids], rtol=0, atol=0)
+        torch.testing.assert_close(_C.emulated.ecc_moments(img, tmpl, M[ids], motion, margin, ids), sub, **tol)
+        torch.testing.assert_close(ecc_moments_reference(img, tmpl, M[ids], motion, margin, ids), sub, **tol)
 
 
 def test_ecc_moments_edge_cases():
@@ -147,6 +153,10 @@ def test_ecc_moments_edge_cases():
      "margin must be"),
     (lambda: torch.ops.pyadv.ecc_moments(torch.rand(1, 3, 8, 8), torch.rand(1, 8, 8), torch.eye(3).expand(2, 3, 3),
                                          0, 0), "M must have shape"),
+    (lambda: torch.ops.pyadv.ecc_moments(torch.rand(2, 3, 8, 8), torch.rand(2, 8, 8), torch.eye(3)[None], 0, 0,
+                                         torch.tensor([2])), "ids must lie in"),
+    (lambda: torch.ops.pyadv.ecc_moments(torch.rand(2, 3, 8, 8), torch.rand(2, 8, 8), torch.eye(3)[None], 0, 0,
+                                         torch.tensor([1.0])), "ids must be int64"),
 ])
 def test_ecc_moments_bad_input(call, match):
     with pytest.raises((ValueError, TypeError, RuntimeError), match=match):
@@ -156,6 +166,7 @@ def test_ecc_moments_bad_input(call, match):
 def test_ecc_moments_opcheck():
     img, tmpl, M = random_moment_inputs(2, 10, 11, torch.float64, seed=9)
     torch.library.opcheck(torch.ops.pyadv.ecc_moments.default, (img, tmpl, M, 3, 1))
+    torch.library.opcheck(torch.ops.pyadv.ecc_moments.default, (img, tmpl, M[1:], 3, 1, torch.tensor([1])))
 
 
 @pytest.mark.slow

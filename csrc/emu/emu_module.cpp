@@ -173,11 +173,14 @@ void register_emulated(py::module_& parent) {
                           [](auto... a) { return emulated::warp::warp(a...); });
   });
 
-  m.def("ecc_moments", [](const at::Tensor& img, const at::Tensor& tmpl, const at::Tensor& M, int64_t motion,
-                          int64_t margin) {
-    return ecc::ecc_moments_gpu(cpu_contiguous(img, "img"), tmpl, M, motion, margin, nullptr,
-                                [](auto... a) { return emulated::ecc::moments(a...); });
-  });
+  m.def(
+      "ecc_moments",
+      [](const at::Tensor& img, const at::Tensor& tmpl, const at::Tensor& M, int64_t motion, int64_t margin,
+         const std::optional<at::Tensor>& ids) {
+        return ecc::ecc_moments_gpu(cpu_contiguous(img, "img"), tmpl, M, motion, margin, ids, nullptr,
+                                    [](auto... a) { return emulated::ecc::moments(a...); });
+      },
+      py::arg("img"), py::arg("tmpl"), py::arg("M"), py::arg("motion"), py::arg("margin"), py::arg("ids") = py::none());
 
   m.def("selftest_block_sum", [](const at::Tensor& x_in, int variant) {
     const at::Tensor x = float_input(x_in);

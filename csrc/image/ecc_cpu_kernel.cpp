@@ -4,6 +4,7 @@
 #include "ecc_cpu_kernel.h"
 
 #include <cmath>
+#include <cstring>
 
 #include "ecc_math.h"
 
@@ -15,6 +16,8 @@ namespace ecc {
 
 namespace em = ecc_math;
 constexpr int kLanes = 8;
+// One pixel per lane (lowered to SSE, AVX2 or AVX-512 by the variant's flags).
+typedef double V8 __attribute__((vector_size(kLanes * sizeof(double))));
 
 namespace {
 
@@ -32,35 +35,40 @@ void moments_rows_motion(const T* img, const T* tmpl, int64_t H, int64_t W, int6
   const int64_t P = H * W;
   alignas(64) double acc[K][kLanes] = {};
   alignas(64) double bc[kLanes], bt[kLanes], bv[kLanes], bJ[n][kLanes];
-  alignas(64) double ax[kLanes], ay[kLanes], a[3][4][kLanes], val[3][kLanes];
-  alignas(64) int64_t off[kLanes];
-  bool inside[kLanes];
+  alignas(64) double ax[kLanes], ay[kLanes], fxs[kLanes], fys[kLanes], ins[kLanes], a[3][4][kLanes], val[3][kLanes];
+  alignas(64) double xs[kLanes];
+  for (int l = 0; l < kLanes; ++l) xs[l] = double(l);
   const int64_t x_end = W - margin;
+  const double Wd = double(W), Hd = double(H);
   for (int64_t y = r0; y < r1; ++y) {
     const double yd = double(y);
     for (int64_t x0 = margin; x0 < x_end; x0 += kLanes) {
       const int m = x_end - x0 < kLanes ? int(x_end - x0) : kLanes;
+      const double x0d = double(x0), md = double(m);
+      // The warp, as warp_math::source computes it (vectorised: no integer work here).
       for (int l = 0; l < kLanes; ++l) {
-        const double xd = double(x0 + l);
+        const double xd = x0d + xs[l];
         const double X = M[0] * xd + M[1] * yd + M[2];
         const double Y = M[3] * xd + M[4] * yd + M[5];
         const double Z = M[6] * xd + M[7] * yd + M[8];
         const double zs = Z == 0.0 ? 1.0 : Z;
         double sx = X / zs, sy = Y / zs;
-        const bool fin = Z != 0.0 && sx > -2.0e9 && sx < 2.0e9 && sy > -2.0e9 && sy < 2.0e9;
+        const bool fin = (Z != 0.0) & (sx > -2.0e9) & (sx < 2.0e9) & (sy > -2.0e9) & (sy < 2.0e9);
         sx = fin ? sx : 0.0;
         sy = fin ? sy : 0.0;
         const double fx = std::floor(sx), fy = std::floor(sy);
         ax[l] = sx - fx;
         ay[l] = sy - fy;
-        inside[l] = fin && fx >= 0.0 && fy >= 0.0 && fx + 1.0 < double(W) && fy + 1.0 < double(H) && l < m;
-        off[l] = inside[l] ? int64_t(fy) * W + int64_t(fx) : 0;
+        fxs[l] = fx;
+        fys[l] = fy;
+        ins[l] = (fin & (fx >= 0.0) & (fy >= 0.0) & (fx + 1.0 < Wd) & (fy + 1.0 < Hd) & (xs[l] < md)) ? 1.0 : 0.0;
       }
       for (int l = 0; l < kLanes; ++l) {
-        const int64_t o = off[l];
+        const bool in = ins[l] != 0.0;
+        const int64_t o = in ? int64_t(fys[l]) * W + int64_t(fxs[l]) : 0;
         for (int c = 0; c < 3; ++c) {
           const T* p = img + c * P;
-          if (inside[l]) {
+          if (in) {
             a[c][0][l] = double(p[o]);
             a[c][1][l] = double(p[o + 1]);
             a[c][2][l] = double(p[o + W]);
@@ -73,16 +81,30 @@ void moments_rows_motion(const T* img, const T* tmpl, int64_t H, int64_t W, int6
       for (int c = 0; c < 3; ++c)
         for (int l = 0; l < kLanes; ++l)
           val[c][l] = double(em::blend<T>(ax[l], ay[l], a[c][0][l], a[c][1][l], a[c][2][l], a[c][3][l]));
+      const T* trow = tmpl + y * W + x0;
+      {
+        V8 X, Y, gx, gy, in;
+        std::memcpy(&X, xs, sizeof X);
+        X += x0d;
+        Y = V8{} + yd;
+        std::memcpy(&gx, val[1], sizeof gx);
+        std::memcpy(&gy, val[2], sizeof gy);
+        std::memcpy(&in, ins, sizeof in);
+        V8 J[n];
+        em::jacobian_of<kMotion, V8>(X, Y, gx, gy, M, J);
+        for (int i = 0; i < n; ++i) {
+          const V8 Ji = in != 0.0 ? J[i] : V8{};
+          std::memcpy(bJ[i], &Ji, sizeof Ji);
+        }
+      }
       for (int l = 0; l < kLanes; ++l) {
-        double J[n];
-        em::jacobian_of<kMotion>(double(x0 + l), yd, val[1][l], val[2][l], M, J);
-        for (int i = 0; i < n; ++i) bJ[i][l] = inside[l] ? J[i] : 0.0;
-        bc[l] = inside[l] ? 1.0 : 0.0;
-        bv[l] = inside[l] ? val[0][l] : 0.0;
-        bt[l] = inside[l] ? double(tmpl[y * W + x0 + l]) : 0.0;
+        const bool in = ins[l] != 0.0;
+        bc[l] = ins[l];
+        bv[l] = in ? val[0][l] : 0.0;
+        bt[l] = in ? double(trow[l < m ? l : 0]) : 0.0;
       }
       for (int l = 0; l < m; ++l) {  // the border cases, through the general path
-        if (inside[l]) continue;
+        if (ins[l] != 0.0) continue;
         double v, J[em::kMaxParams];
         if (!em::pixel_terms(img, img + P, img + 2 * P, H, W, x0 + l, y, M, kMotion, &v, J)) continue;
         bc[l] = 1.0;

@@ -14,20 +14,21 @@ constexpr unsigned kThreads = 128;
 constexpr unsigned kWarps = kThreads / 32;
 
 template <typename T>
-__global__ void moments_kernel(const T* img, const T* tmpl, const double* M, int64_t B, int64_t H, int64_t W,
-                               int motion, int64_t margin, double* out) {
+__global__ void moments_kernel(const T* img, const T* tmpl, const double* M, const int64_t* ids, int64_t N, int64_t H,
+                               int64_t W, int motion, int64_t margin, double* out) {
   __shared__ double partial[kWarps][em::kMaxStats];
   const int K = em::n_stats(motion);
   const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
   const int64_t P = H * W;
-  for (int64_t b = blockIdx.x; b < B; b += gridDim.x) {
+  for (int64_t b = blockIdx.x; b < N; b += gridDim.x) {
+    const int64_t pair = ids ? ids[b] : b;
     double acc[em::kMaxStats];
     for (int k = 0; k < K; ++k) acc[k] = 0.0;
-    const T* ib = img + b * 3 * P;
+    const T* ib = img + pair * 3 * P;
     for (int64_t e = tid; e < P; e += blockDim.x) {
       const int64_t x = e % W, y = e / W;
       if (em::inside_margin(x, y, H, W, margin))
-        em::add_pixel(ib, ib + P, ib + 2 * P, H, W, x, y, double(tmpl[b * P + e]), M + 9 * b, motion, acc);
+        em::add_pixel(ib, ib + P, ib + 2 * P, H, W, x, y, double(tmpl[pair * P + e]), M + 9 * b, motion, acc);
     }
     for (int k = 0; k < K; ++k) {
       double v = acc[k];
@@ -45,17 +46,18 @@ __global__ void moments_kernel(const T* img, const T* tmpl, const double* M, int
 }
 
 template <typename T>
-int moments(const T* img, const T* tmpl, const double* M, int64_t B, int64_t H, int64_t W, int motion, int64_t margin,
-            double* out, void* stream) {
-  if (B <= 0) return 0;
-  const unsigned blocks = static_cast<unsigned>(B < 65535 ? B : 65535);
-  return launch_kernel(moments_kernel<T>, blocks, kThreads, 0, stream, img, tmpl, M, B, H, W, motion, margin, out);
+int moments(const T* img, const T* tmpl, const double* M, const int64_t* ids, int64_t N, int64_t H, int64_t W, int motion,
+            int64_t margin, double* out, void* stream) {
+  if (N <= 0) return 0;
+  const unsigned blocks = static_cast<unsigned>(N < 65535 ? N : 65535);
+  return launch_kernel(moments_kernel<T>, blocks, kThreads, 0, stream, img, tmpl, M, ids, N, H, W, motion, margin,
+                       out);
 }
 
-template int moments<float>(const float*, const float*, const double*, int64_t, int64_t, int64_t, int, int64_t,
-                            double*, void*);
-template int moments<double>(const double*, const double*, const double*, int64_t, int64_t, int64_t, int, int64_t,
-                             double*, void*);
+template int moments<float>(const float*, const float*, const double*, const int64_t*, int64_t, int64_t, int64_t, int,
+                            int64_t, double*, void*);
+template int moments<double>(const double*, const double*, const double*, const int64_t*, int64_t, int64_t, int64_t,
+                             int, int64_t, double*, void*);
 
 }  // namespace ecc
 }  // namespace PYADV_GPU_NS

@@ -43,9 +43,10 @@ PYADV_HD inline double coverage(int64_t H, int64_t W, int64_t ix, int64_t iy, do
 }
 
 // J [n_params(kMotion)]: the Jacobian at template point (X, Y) from the warped image's
-// gradients (gx, gy), in OpenCV's parameter order.
-template <int kMotion>
-PYADV_HD inline void jacobian_of(double X, double Y, double gx, double gy, const double* M, double* J) {
+// gradients (gx, gy), in OpenCV's parameter order. V is double, or on the CPU a GCC vector of
+// doubles (one pixel per lane).
+template <int kMotion, typename V>
+PYADV_HD inline void jacobian_of(V X, V Y, V gx, V gy, const double* M, V* J) {
   if (kMotion == kTranslation) {
     J[0] = gx;
     J[1] = gy;
@@ -58,17 +59,17 @@ PYADV_HD inline void jacobian_of(double X, double Y, double gx, double gy, const
     J[5] = gy;
   } else if (kMotion == kEuclidean) {
     const double c = M[0], s = M[3];
-    const double hx = -(X * s) - (Y * c), hy = (X * c) - (Y * s);
+    const V hx = -(X * s) - (Y * c), hy = (X * c) - (Y * s);
     J[0] = gx * hx + gy * hy;
     J[1] = gx;
     J[2] = gy;
   } else {
-    const double den = X * M[6] + Y * M[7] + 1.0;
-    const double hx = (-X * M[0] - Y * M[1] - M[2]) / den;
-    const double hy = (-X * M[3] - Y * M[4] - M[5]) / den;
+    const V den = X * M[6] + Y * M[7] + 1.0;
+    const V hx = (-X * M[0] - Y * M[1] - M[2]) / den;
+    const V hy = (-X * M[3] - Y * M[4] - M[5]) / den;
     gx /= den;
     gy /= den;
-    const double tt = hx * gx + hy * gy;
+    const V tt = hx * gx + hy * gy;
     J[0] = gx * X;
     J[1] = gy * X;
     J[2] = tt * X;
@@ -82,10 +83,10 @@ PYADV_HD inline void jacobian_of(double X, double Y, double gx, double gy, const
 
 PYADV_HD inline void jacobian(int motion, double X, double Y, double gx, double gy, const double* M, double* J) {
   switch (motion) {
-    case kTranslation: jacobian_of<kTranslation>(X, Y, gx, gy, M, J); break;
-    case kEuclidean: jacobian_of<kEuclidean>(X, Y, gx, gy, M, J); break;
-    case kAffine: jacobian_of<kAffine>(X, Y, gx, gy, M, J); break;
-    default: jacobian_of<kHomography>(X, Y, gx, gy, M, J); break;
+    case kTranslation: jacobian_of<kTranslation, double>(X, Y, gx, gy, M, J); break;
+    case kEuclidean: jacobian_of<kEuclidean, double>(X, Y, gx, gy, M, J); break;
+    case kAffine: jacobian_of<kAffine, double>(X, Y, gx, gy, M, J); break;
+    default: jacobian_of<kHomography, double>(X, Y, gx, gy, M, J); break;
   }
 }
 

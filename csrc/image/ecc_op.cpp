@@ -1,10 +1,11 @@
 // The ECC inner-step op: checks, and the CPU implementation (the math of ecc_math.h). Each pair's
-// rows are summed in a fixed number of row bands and the bands added in order, so the sums are
-// the same for any thread count.
+// rows are summed in row bands whose number depends only on the image size, and the bands are
+// added in order, so the sums are the same for any thread count.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <optional>
 #include <vector>
 
 #include "../common/cpu_isa.h"
@@ -23,7 +24,8 @@ PYADV_DECLARE_ECC_CPU_KERNELS(isa_avx512)
 namespace pyadv {
 namespace ecc {
 
-EccArgs check_ecc(const at::Tensor& img, const at::Tensor& tmpl, const at::Tensor& M, int64_t motion, int64_t margin) {
+EccArgs check_ecc(const at::Tensor& img, const at::Tensor& tmpl, const at::Tensor& M, int64_t motion, int64_t margin,
+                  const std::optional<at::Tensor>& ids_in) {
   TORCH_CHECK_VALUE(motion >= 0 && motion <= 3,
                     "motion must be 0 (translation), 1 (euclidean), 2 (affine) or 3 (homography), got ", motion);
   TORCH_CHECK_VALUE(margin >= 0, "margin must be >= 0, got ", margin);
@@ -37,43 +39,65 @@ EccArgs check_ecc(const at::Tensor& img, const at::Tensor& tmpl, const at::Tenso
                     tmpl.sizes());
   TORCH_CHECK_TYPE(tmpl.scalar_type() == img.scalar_type(), "tmpl must have img's dtype ", img.scalar_type(),
                    ", got ", tmpl.scalar_type());
-  TORCH_CHECK_VALUE(M.dim() == 3 && M.size(0) == img.size(0) && M.size(1) == 3 && M.size(2) == 3,
-                    "M must have shape [B, 3, 3] with B = ", img.size(0), ", got ", M.sizes());
+  at::Tensor ids;
+  int64_t N = img.size(0);
+  if (ids_in.has_value() && ids_in->defined()) {
+    TORCH_CHECK_VALUE(ids_in->dim() == 1, "ids must be 1-D, got ", ids_in->sizes());
+    TORCH_CHECK_TYPE(ids_in->scalar_type() == at::kLong, "ids must be int64, got ", ids_in->scalar_type());
+    TORCH_CHECK_VALUE(ids_in->device() == img.device(), "ids is on ", ids_in->device(), " but img is on ",
+                      img.device());
+    ids = ids_in->contiguous();
+    N = ids.numel();
+    if (N) {
+      const auto lo = ids.min().item<int64_t>(), hi = ids.max().item<int64_t>();
+      TORCH_CHECK_VALUE(lo >= 0 && hi < img.size(0), "ids must lie in [0, ", img.size(0), "), got values in [", lo,
+                        ", ", hi, "]");
+    }
+  }
+  TORCH_CHECK_VALUE(M.dim() == 3 && M.size(0) == N && M.size(1) == 3 && M.size(2) == 3,
+                    "M must have shape [N, 3, 3] with N = ", N, " (the pairs computed), got ", M.sizes());
   TORCH_CHECK_TYPE(at::isFloatingType(M.scalar_type()), "M must be floating point, got ", M.scalar_type());
   TORCH_CHECK_VALUE(M.device() == img.device() && tmpl.device() == img.device(),
                     "img, tmpl and M must be on one device, got ", img.device(), ", ", tmpl.device(), ", ",
                     M.device());
-  return {img.contiguous(), tmpl.contiguous(), M.to(at::kDouble).contiguous(), img.size(0), img.size(2),
+  return {img.contiguous(), tmpl.contiguous(), M.to(at::kDouble).contiguous(), ids, img.size(0), N, img.size(2),
           img.size(3), ecc_math::n_stats(static_cast<int>(motion))};
 }
 
 namespace {
 
 constexpr int64_t kBands = 16;
+constexpr int64_t kBandPixels = 4096;
 
 at::Tensor ecc_moments_cpu(const at::Tensor& img_in, const at::Tensor& tmpl_in, const at::Tensor& M_in,
-                           int64_t motion, int64_t margin) {
-  const EccArgs a = check_ecc(img_in, tmpl_in, M_in, motion, margin);
-  const int64_t bands = a.H < kBands ? (a.H > 0 ? a.H : 1) : kBands;
+                           int64_t motion, int64_t margin, const std::optional<at::Tensor>& ids) {
+  const EccArgs a = check_ecc(img_in, tmpl_in, M_in, motion, margin, ids);
+  // Bands of at least kBandPixels pixels (the per-band set-up costs about a microsecond), at
+  // most kBands; the count depends on the image size only.
+  int64_t bands = (a.H * a.W) / kBandPixels;
+  bands = bands < 1 ? 1 : bands > kBands ? kBands : bands;
+  bands = bands > a.H ? (a.H > 0 ? a.H : 1) : bands;
   const int64_t rows = (a.H + bands - 1) / bands;
-  std::vector<double> part(a.B * bands * a.K, 0.0);
+  std::vector<double> part(a.N * bands * a.K, 0.0);
+  const int64_t* idp = a.ids.defined() ? a.ids.const_data_ptr<int64_t>() : nullptr;
   AT_DISPATCH_FLOATING_TYPES(a.img.scalar_type(), "ecc_moments_cpu", [&] {
     const scalar_t* img = a.img.const_data_ptr<scalar_t>();
     const scalar_t* tmpl = a.tmpl.const_data_ptr<scalar_t>();
     const double* M = a.M.const_data_ptr<double>();
     const int64_t P = a.H * a.W;
-    at::parallel_for(0, a.B * bands, 1, [&](int64_t i0, int64_t i1) {
+    at::parallel_for(0, a.N * bands, 1, [&](int64_t i0, int64_t i1) {
       for (int64_t i = i0; i < i1; ++i) {
         const int64_t b = i / bands, y0 = (i % bands) * rows, y1 = y0 + rows < a.H ? y0 + rows : a.H;
-        PYADV_ISA_DISPATCH(isa_ns::ecc::moments_rows<scalar_t>(img + b * 3 * P, tmpl + b * P, a.H, a.W, y0, y1,
+        const int64_t pair = idp ? idp[b] : b;
+        PYADV_ISA_DISPATCH(isa_ns::ecc::moments_rows<scalar_t>(img + pair * 3 * P, tmpl + pair * P, a.H, a.W, y0, y1,
                                                                M + 9 * b, static_cast<int>(motion), margin,
                                                                part.data() + i * a.K));
       }
     });
   });
-  at::Tensor out = at::zeros({a.B, a.K}, a.img.options().dtype(at::kDouble));
+  at::Tensor out = at::zeros({a.N, a.K}, a.img.options().dtype(at::kDouble));
   double* o = out.mutable_data_ptr<double>();
-  for (int64_t b = 0; b < a.B; ++b)
+  for (int64_t b = 0; b < a.N; ++b)
     for (int64_t j = 0; j < bands; ++j)
       for (int64_t k = 0; k < a.K; ++k) o[b * a.K + k] += part[(b * bands + j) * a.K + k];
   return out;

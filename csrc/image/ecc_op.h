@@ -5,27 +5,31 @@
 #include <ATen/ATen.h>
 #include <c10/util/Exception.h>
 
+#include <optional>
+
 #include "ecc_gpu.h"
 
 namespace pyadv {
 namespace ecc {
 
 struct EccArgs {
-  at::Tensor img, tmpl, M;  // contiguous; M as double
-  int64_t B, H, W, K;
+  at::Tensor img, tmpl, M, ids;  // contiguous; M as double; ids int64 or undefined
+  int64_t B, N, H, W, K;         // N pairs computed: ids' length, or B
 };
 
-EccArgs check_ecc(const at::Tensor& img, const at::Tensor& tmpl, const at::Tensor& M, int64_t motion, int64_t margin);
+EccArgs check_ecc(const at::Tensor& img, const at::Tensor& tmpl, const at::Tensor& M, int64_t motion, int64_t margin,
+                  const std::optional<at::Tensor>& ids);
 
 // Launch(T*...) forwards to pyadv::cuda::ecc::moments or pyadv::emulated::ecc::moments.
 template <typename Launch>
 at::Tensor ecc_moments_gpu(const at::Tensor& img, const at::Tensor& tmpl, const at::Tensor& M, int64_t motion,
-                           int64_t margin, void* stream, Launch launch) {
-  const EccArgs a = check_ecc(img, tmpl, M, motion, margin);
-  at::Tensor out = at::empty({a.B, a.K}, a.img.options().dtype(at::kDouble));
+                           int64_t margin, const std::optional<at::Tensor>& ids, void* stream, Launch launch) {
+  const EccArgs a = check_ecc(img, tmpl, M, motion, margin, ids);
+  at::Tensor out = at::empty({a.N, a.K}, a.img.options().dtype(at::kDouble));
   AT_DISPATCH_FLOATING_TYPES(a.img.scalar_type(), "ecc_moments_gpu", [&] {
     const int err = launch(a.img.const_data_ptr<scalar_t>(), a.tmpl.const_data_ptr<scalar_t>(),
-                           a.M.const_data_ptr<double>(), a.B, a.H, a.W, static_cast<int>(motion), margin,
+                           a.M.const_data_ptr<double>(), a.ids.defined() ? a.ids.const_data_ptr<int64_t>() : nullptr,
+                           a.N, a.H, a.W, static_cast<int>(motion), margin,
                            out.mutable_data_ptr<double>(), stream);
     TORCH_CHECK(err == 0, "ecc_moments failed to launch (error ", err, ")");
   });

@@ -10,9 +10,9 @@ namespace ecc {
 namespace {
 
 at::Tensor ecc_moments_cuda(const at::Tensor& img, const at::Tensor& tmpl, const at::Tensor& M, int64_t motion,
-                            int64_t margin) {
+                            int64_t margin, const std::optional<at::Tensor>& ids) {
   const c10::cuda::CUDAGuard guard(img.device());
-  return ecc_moments_gpu(img, tmpl, M, motion, margin,
+  return ecc_moments_gpu(img, tmpl, M, motion, margin, ids,
                          c10::cuda::getCurrentCUDAStream(img.device().index()).stream(),
                          [](auto... a) { return ::pyadv::cuda::ecc::moments(a...); });
 }

@@ -140,14 +140,15 @@ def _inverse(H: torch.Tensor) -> torch.Tensor:
     return inv
 
 
-def _moments(stack: torch.Tensor, T: torch.Tensor, W: torch.Tensor, motion: str, margin: int) -> torch.Tensor:
-    return torch.ops.pyadv.ecc_moments(stack, T, W, MOTION_CODES[motion], margin)
+def _moments(stack: torch.Tensor, T: torch.Tensor, W: torch.Tensor, motion: str, margin: int,
+             ids: Optional[torch.Tensor] = None) -> torch.Tensor:
+    return torch.ops.pyadv.ecc_moments(stack, T, W, MOTION_CODES[motion], margin, ids)
 
 
 @torch.library.register_fake("pyadv::ecc_moments")
-def _ecc_moments_fake(img, tmpl, M, motion, margin):
+def _ecc_moments_fake(img, tmpl, M, motion, margin, ids=None):
     n = (2, 3, 6, 8)[motion]
-    return img.new_empty((img.shape[0], 6 + 3 * n + n * (n + 1) // 2), dtype=torch.float64)
+    return img.new_empty((M.shape[0], 6 + 3 * n + n * (n + 1) // 2), dtype=torch.float64)
 
 
 def ecc_align(template: torch.Tensor, image: torch.Tensor, motion: str = "homography", *, iters: int = 50,
@@ -217,7 +218,8 @@ def _ecc(T, stack, motion, iters, eps, init, safeguards, margin) -> ECCResult:
         if len(idx) == 0:
             break
         w = W[idx]
-        s = _Sums(_moments(stack[idx], T[idx], w, motion, margin), n)
+        # The op reads the active pairs in place (ids): no copies of their images.
+        s = _Sums(_moments(stack, T, w, motion, margin, None if len(idx) == B else idx), n)
         Hinv = _inverse(s.hessian)
         last[idx] = rho[idx]
         rho[idx] = s.rho

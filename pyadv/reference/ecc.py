@@ -39,11 +39,13 @@ def jacobian(motion: int, gx, gy, X, Y, M) -> torch.Tensor:
 
 
 def ecc_moments_reference(img: torch.Tensor, tmpl: torch.Tensor, M: torch.Tensor, motion: int,
-                          margin: int = 0) -> torch.Tensor:
+                          margin: int = 0, ids=None) -> torch.Tensor:
     """img [B, 3, H, W] (image, x-gradient, y-gradient), tmpl [B, H, W], M [B, 3, 3] ->
     [B, K] float64: count, sum T, sum I, sum T^2, sum I^2, sum T I, sum J, sum J T, sum J I and
     the upper triangle of sum J J^T, over the template pixels at least ``margin`` inside whose
-    source lies inside the image."""
+    source lies inside the image. With ``ids``, only those pairs, M [len(ids), 3, 3]."""
+    if ids is not None:
+        img, tmpl = img[ids], tmpl[ids]
     B, _, H, W = img.shape
     n = N_PARAMS[motion]
     out = torch.zeros(B, 6 + 3 * n + n * (n + 1) // 2, dtype=torch.float64)
