@@ -28,6 +28,7 @@ TORCH_LIBRARY(pyadv, m) {
         "bool want_partials) -> (Tensor, Tensor, Tensor)");
   m.def("ssim_backward(Tensor grad, Tensor x, Tensor y, Tensor partials, int win, float sigma) -> (Tensor, Tensor)");
   m.def("warp_perspective(Tensor img, Tensor M, int out_h, int out_w) -> Tensor");
+  m.def("ecc_prefilter(Tensor tmpl, Tensor img, Tensor kernel) -> (Tensor, Tensor)");
   m.def("ecc_moments(Tensor img, Tensor tmpl, Tensor M, int motion, int margin, Tensor? ids=None) -> Tensor");
   m.def("sparse_perturb_out(Tensor base, Tensor idx, Tensor values, int n_begin, int n_end, Tensor(a!) out) -> ()");
   m.def("pixel_replace_out(Tensor base, Tensor candidates, int n_begin, int n_end, Tensor(a!) out) -> ()");

@@ -163,10 +163,32 @@ def test_ecc_moments_bad_input(call, match):
         call()
 
 
+@pytest.mark.parametrize("shape", [(2, 5, 7), (3, 12, 9), (2, 28, 28), (1, 3, 40)])
+@pytest.mark.parametrize("gauss", [0, 3, 5, 7])
+def test_ecc_prefilter_op_matches_torch_composition(shape, gauss):
+    if gauss // 2 >= min(shape[1:]):
+        pytest.skip("torch's reflect padding needs the image larger than the radius")
+    from pyadv.metrics.ecc import _gauss_kernel, _prefilter_torch
+    g = torch.Generator().manual_seed(3)
+    t, i = torch.rand(shape, generator=g), torch.rand(shape, generator=g)
+    k = _gauss_kernel(gauss, torch.float64) if gauss > 1 else torch.ones(1, dtype=torch.float64)
+    T, S = torch.ops.pyadv.ecc_prefilter(t, i, k)
+    Tr, Sr = _prefilter_torch(t[:, None], i[:, None], k)
+    torch.testing.assert_close(T, Tr, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(S, Sr, rtol=1e-6, atol=1e-6)
+    # Against OpenCV's own filters (GaussianBlur and a central-difference kernel, reflect-101).
+    ref = cv2.GaussianBlur(i[0].numpy(), (gauss, gauss), 0) if gauss > 1 else i[0].numpy()
+    np.testing.assert_allclose(S[0, 0].numpy(), ref, rtol=0, atol=2e-6)
+    gx = cv2.filter2D(ref, -1, np.array([[-0.5, 0, 0.5]], np.float32), borderType=cv2.BORDER_REFLECT_101)
+    np.testing.assert_allclose(S[0, 1].numpy(), gx, rtol=0, atol=2e-6)
+
+
 def test_ecc_moments_opcheck():
     img, tmpl, M = random_moment_inputs(2, 10, 11, torch.float64, seed=9)
     torch.library.opcheck(torch.ops.pyadv.ecc_moments.default, (img, tmpl, M, 3, 1))
     torch.library.opcheck(torch.ops.pyadv.ecc_moments.default, (img, tmpl, M[1:], 3, 1, torch.tensor([1])))
+    torch.library.opcheck(torch.ops.pyadv.ecc_prefilter.default,
+                          (img[:, 0].float(), tmpl.float(), torch.tensor([0.25, 0.5, 0.25], dtype=torch.float64)))
 
 
 @pytest.mark.slow

@@ -6,6 +6,7 @@
 #include <torch/library.h>
 
 #include <optional>
+#include <tuple>
 #include <vector>
 
 #include "../common/cpu_isa.h"
@@ -103,9 +104,81 @@ at::Tensor ecc_moments_cpu(const at::Tensor& img_in, const at::Tensor& tmpl_in, 
   return out;
 }
 
+// Reflect-101 (OpenCV's default border): ... 2 1 | 0 1 2 ... n-1 | n-2 n-3 ...
+inline int64_t reflect101(int64_t i, int64_t n) {
+  if (n == 1) return 0;
+  while (i < 0 || i >= n) i = i < 0 ? -i : 2 * n - 2 - i;
+  return i;
+}
+
+// The pre-filtering of ECC (as cv::findTransformECC): both images through the separable
+// Gaussian k with reflect-101 borders, and the image's central-difference gradients (0 on the
+// edges under reflect-101). template, image [B, H, W] float32 -> T [B, H, W], stack [B, 3, H, W]
+// (image, x-gradient, y-gradient). CPU only: on CUDA the torch ops do this step.
+std::tuple<at::Tensor, at::Tensor> ecc_prefilter_cpu(const at::Tensor& tmpl_in, const at::Tensor& img_in,
+                                                     const at::Tensor& k_in) {
+  TORCH_CHECK_VALUE(tmpl_in.dim() == 3 && img_in.sizes() == tmpl_in.sizes(),
+                    "template and image must both be [B, H, W], got ", tmpl_in.sizes(), " and ", img_in.sizes());
+  TORCH_CHECK_TYPE(tmpl_in.scalar_type() == at::kFloat && img_in.scalar_type() == at::kFloat,
+                   "template and image must be float32");
+  TORCH_CHECK_VALUE(k_in.dim() == 1 && k_in.numel() % 2 == 1, "kernel must be 1-D of odd length, got ", k_in.sizes());
+  const at::Tensor t = tmpl_in.contiguous(), im = img_in.contiguous();
+  const at::Tensor kf = k_in.to(at::kFloat).contiguous();
+  const int64_t B = t.size(0), H = t.size(1), W = t.size(2), r = kf.numel() / 2, P = H * W;
+  at::Tensor T = at::empty({B, H, W}, t.options()), S = at::empty({B, 3, H, W}, t.options());
+  const float* k = kf.const_data_ptr<float>();
+  const float* tp = t.const_data_ptr<float>();
+  const float* ip = im.const_data_ptr<float>();
+  float* To = T.mutable_data_ptr<float>();
+  float* So = S.mutable_data_ptr<float>();
+  at::parallel_for(0, 2 * B, 1, [&](int64_t j0, int64_t j1) {
+    std::vector<float> pad(W + 2 * r), tmp(P);
+    std::vector<int64_t> rows(H + 2 * r);
+    for (int64_t i = 0; i < H + 2 * r; ++i) rows[i] = reflect101(i - r, H);
+    for (int64_t j = j0; j < j1; ++j) {
+      const int64_t b = j / 2;
+      const float* src = (j % 2 ? ip : tp) + b * P;
+      float* dst = j % 2 ? So + b * 3 * P : To + b * P;
+      for (int64_t y = 0; y < H; ++y) {  // horizontal
+        for (int64_t x = 0; x < W + 2 * r; ++x) pad[x] = src[y * W + reflect101(x - r, W)];
+        float* o = tmp.data() + y * W;
+        for (int64_t x = 0; x < W; ++x) o[x] = 0.f;
+        for (int64_t q = 0; q <= 2 * r; ++q)
+          for (int64_t x = 0; x < W; ++x) o[x] += k[q] * pad[x + q];
+      }
+      for (int64_t y = 0; y < H; ++y) {  // vertical
+        float* o = dst + y * W;
+        for (int64_t x = 0; x < W; ++x) o[x] = 0.f;
+        for (int64_t q = 0; q <= 2 * r; ++q) {
+          const float* row = tmp.data() + rows[y + q] * W;
+          for (int64_t x = 0; x < W; ++x) o[x] += k[q] * row[x];
+        }
+      }
+      if (j % 2) {  // gradients of the filtered image
+        const float* I = dst;
+        float* gx = dst + P;
+        float* gy = dst + 2 * P;
+        for (int64_t y = 0; y < H; ++y) {
+          const int64_t up = reflect101(y - 1, H), down = reflect101(y + 1, H);
+          const float* row = I + y * W;
+          float* ox = gx + y * W;
+          for (int64_t x = 1; x + 1 < W; ++x) ox[x] = 0.5f * (row[x + 1] - row[x - 1]);
+          ox[0] = 0.5f * (row[reflect101(1, W)] - row[reflect101(-1, W)]);
+          ox[W - 1] = 0.5f * (row[reflect101(W, W)] - row[reflect101(W - 2, W)]);
+          for (int64_t x = 0; x < W; ++x) gy[y * W + x] = 0.5f * (I[down * W + x] - I[up * W + x]);
+        }
+      }
+    }
+  });
+  return {T, S};
+}
+
 }  // namespace
 
-TORCH_LIBRARY_IMPL(pyadv, CPU, m) { m.impl("ecc_moments", &ecc_moments_cpu); }
+TORCH_LIBRARY_IMPL(pyadv, CPU, m) {
+  m.impl("ecc_moments", &ecc_moments_cpu);
+  m.impl("ecc_prefilter", &ecc_prefilter_cpu);
+}
 
 }  // namespace ecc
 }  // namespace pyadv

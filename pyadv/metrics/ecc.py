@@ -52,7 +52,15 @@ class ECCResult:
     rejected: torch.Tensor    # [B] the safeguard replaced a warp worse than the identity
 
 
+# OpenCV's getGaussianKernel for sigma <= 0: fixed tables for sizes up to 7 (GaussianBlur in
+# findTransformECC asks for sigma 0), the sigma-from-size rule above.
+_SMALL_GAUSS = {1: [1.0], 3: [0.25, 0.5, 0.25], 5: [0.0625, 0.25, 0.375, 0.25, 0.0625],
+                7: [0.03125, 0.109375, 0.21875, 0.28125, 0.21875, 0.109375, 0.03125]}
+
+
 def _gauss_kernel(size: int, dtype) -> torch.Tensor:
+    if size in _SMALL_GAUSS:
+        return torch.tensor(_SMALL_GAUSS[size], dtype=dtype)
     sigma = 0.3 * ((size - 1) * 0.5 - 1) + 0.8  # OpenCV's sigma for sigma = 0
     k = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
     g = torch.exp(-0.5 * (k / sigma) ** 2)
@@ -191,16 +199,32 @@ def _prepare(template: torch.Tensor, image: torch.Tensor, gauss_filt_size: int):
     """The template [B, H, W] and the image with its gradients [B, 3, H, W], pre-filtered as
     OpenCV does, in float32 as OpenCV works (the op's sums and the warps are float64)."""
     dtype = torch.float32
-    B = template.shape[0]
-    both = torch.cat([_luma(template.to(dtype)), _luma(image.to(dtype))], 1)  # filtered in one pass
-    if gauss_filt_size > 1:
-        k = _gauss_kernel(gauss_filt_size, dtype).to(both.device)
+    T, I = _luma(template.to(dtype)), _luma(image.to(dtype))
+    k = (_gauss_kernel(gauss_filt_size, torch.float64) if gauss_filt_size > 1
+         else torch.ones(1, dtype=torch.float64))
+    if T.device.type == "cpu":
+        return torch.ops.pyadv.ecc_prefilter(T[:, 0], I[:, 0], k)
+    return _prefilter_torch(T, I, k)
+
+
+def _prefilter_torch(T: torch.Tensor, I: torch.Tensor, k: torch.Tensor):
+    """The torch composition of the pre-filtering (used on GPUs; the reference of the CPU op)."""
+    B = T.shape[0]
+    k = k.to(T.dtype).to(T.device)
+    both = torch.cat([T, I], 1)  # filtered in one pass
+    if len(k) > 1:
         both = _filter(both.reshape(2 * B, 1, *both.shape[2:]), k, k).reshape(both.shape)
     T, I = both[:, :1], both[:, 1:]
     # Central differences with OpenCV's reflect-101 border, which makes them 0 on the edges.
     gxI = F.pad(0.5 * (I[..., 2:] - I[..., :-2]), (1, 1, 0, 0))
     gyI = F.pad(0.5 * (I[..., 2:, :] - I[..., :-2, :]), (0, 0, 1, 1))
     return T[:, 0].contiguous(), torch.cat([I, gxI, gyI], 1).contiguous()
+
+
+@torch.library.register_fake("pyadv::ecc_prefilter")
+def _ecc_prefilter_fake(tmpl, img, kernel):
+    B, H, W = tmpl.shape
+    return tmpl.new_empty((B, H, W)), tmpl.new_empty((B, 3, H, W))
 
 
 def _ecc(T, stack, motion, iters, eps, init, safeguards, margin) -> ECCResult:
