@@ -21,12 +21,72 @@ typedef double V8 __attribute__((vector_size(kLanes * sizeof(double))));
 
 namespace {
 
+constexpr int kBlocks = 8;                     // blocks of kLanes pixels per chunk
+constexpr int kChunk = kBlocks * kLanes;
+
+PYADV_FORCEINLINE V8 load8(const double* p) {
+  V8 v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+// The per-pixel terms of a chunk of pixels (zero where a pixel does not count).
+template <int n>
+struct Chunk {
+  alignas(64) double c[kChunk], t[kChunk], v[kChunk], J[n][kChunk];
+};
+
+// Adds a chunk's sums to acc [K][kLanes]. Each sum stays in a register across the chunk's blocks
+// (one load of each operand per block), and FMA contraction is allowed here: these are plain
+// sums whose order differs from any reference anyway.
+template <int n>
+__attribute__((noinline, optimize("fp-contract=fast"))) void accumulate(double (*acc)[kLanes], const Chunk<n>& b,
+                                                                         int blocks) {
+  {
+    V8 s0 = {}, s1 = {}, s2 = {}, s3 = {}, s4 = {}, s5 = {};
+    for (int k = 0; k < blocks; ++k) {
+      const V8 c = load8(b.c + k * kLanes), t = load8(b.t + k * kLanes), v = load8(b.v + k * kLanes);
+      s0 += c;
+      s1 += t;
+      s2 += v;
+      s3 += t * t;
+      s4 += v * v;
+      s5 += t * v;
+    }
+    const V8 s[6] = {s0, s1, s2, s3, s4, s5};
+    for (int q = 0; q < 6; ++q) {
+      const V8 r = load8(acc[q]) + s[q];
+      std::memcpy(acc[q], &r, sizeof r);
+    }
+  }
+  int row = 6 + 3 * n;  // first J_i J_j sum of row i
+  for (int i = 0; i < n; ++i) {
+    V8 sj = {}, sjt = {}, sjv = {}, sjj[n] = {};
+    for (int k = 0; k < blocks; ++k) {
+      const V8 Ji = load8(b.J[i] + k * kLanes), t = load8(b.t + k * kLanes), v = load8(b.v + k * kLanes);
+      sj += Ji;
+      sjt += Ji * t;
+      sjv += Ji * v;
+      for (int j = i; j < n; ++j) sjj[j] += Ji * load8(b.J[j] + k * kLanes);
+    }
+    auto add = [&](int q, V8 x) {
+      const V8 r = load8(acc[q]) + x;
+      std::memcpy(acc[q], &r, sizeof r);
+    };
+    add(6 + i, sj);
+    add(6 + n + i, sjt);
+    add(6 + 2 * n + i, sjv);
+    for (int j = i; j < n; ++j) add(row + j - i, sjj[j]);
+    row += n - i;
+  }
+}
+
 // Sums of rows [r0, r1) of one pair, for one motion model. Each block of kLanes pixels of a row
-// goes through: the warp (vectorised, divisions included), the corner gathers (scalar), the
-// bilinear blends and the Jacobian (vectorised), then the sums on kLanes independent lanes.
-// Pixels whose four neighbours are not all inside take warp_math's general path, one by one.
-// Every value is computed with the same operations, in the same order, as ecc_math's
-// pixel_terms (FMA contraction is off for this file), so the lanes agree with it bit for bit.
+// goes through: the warp and the corner offsets (vectorised, divisions included), the corner
+// gathers, the bilinear blends and the Jacobian (vectorised) into a chunk of terms; chunks are
+// summed by accumulate(). Pixels whose four neighbours are not all inside take warp_math's
+// general path, one by one. The warp, blends and Jacobian use the same operations, in the same
+// order, as ecc_math's pixel_terms (FMA contraction is off for this file).
 template <typename T, int kMotion>
 void moments_rows_motion(const T* img, const T* tmpl, int64_t H, int64_t W, int64_t r0, int64_t r1, const double* M,
                          int64_t margin, double* out) {
@@ -34,18 +94,22 @@ void moments_rows_motion(const T* img, const T* tmpl, int64_t H, int64_t W, int6
   constexpr int K = 6 + 3 * n + n * (n + 1) / 2;
   const int64_t P = H * W;
   alignas(64) double acc[K][kLanes] = {};
-  alignas(64) double bc[kLanes], bt[kLanes], bv[kLanes], bJ[n][kLanes];
-  alignas(64) double ax[kLanes], ay[kLanes], fxs[kLanes], fys[kLanes], ins[kLanes], a[3][4][kLanes], val[3][kLanes];
+  Chunk<n> chunk;
+  alignas(64) double ax[kLanes], ay[kLanes], ins[kLanes], a[3][4][kLanes], val[3][kLanes];
+  alignas(64) int64_t off[kLanes];
   alignas(64) double xs[kLanes];
   for (int l = 0; l < kLanes; ++l) xs[l] = double(l);
   const int64_t x_end = W - margin;
   const double Wd = double(W), Hd = double(H);
+  // The unguarded gathers read o + W + 1 for in-lanes only; out-lanes read offset 0, which needs
+  // an image of at least 2 x 2 (smaller ones have no inside lane and take the general path).
+  const bool gathers = H >= 2 && W >= 2;
   for (int64_t y = r0; y < r1; ++y) {
     const double yd = double(y);
+    int blocks = 0;
     for (int64_t x0 = margin; x0 < x_end; x0 += kLanes) {
       const int m = x_end - x0 < kLanes ? int(x_end - x0) : kLanes;
       const double x0d = double(x0), md = double(m);
-      // The warp, as warp_math::source computes it (vectorised: no integer work here).
       for (int l = 0; l < kLanes; ++l) {
         const double xd = x0d + xs[l];
         const double X = M[0] * xd + M[1] * yd + M[2];
@@ -59,29 +123,24 @@ void moments_rows_motion(const T* img, const T* tmpl, int64_t H, int64_t W, int6
         const double fx = std::floor(sx), fy = std::floor(sy);
         ax[l] = sx - fx;
         ay[l] = sy - fy;
-        fxs[l] = fx;
-        fys[l] = fy;
-        ins[l] = (fin & (fx >= 0.0) & (fy >= 0.0) & (fx + 1.0 < Wd) & (fy + 1.0 < Hd) & (xs[l] < md)) ? 1.0 : 0.0;
+        const bool in = gathers & fin & (fx >= 0.0) & (fy >= 0.0) & (fx + 1.0 < Wd) & (fy + 1.0 < Hd) & (xs[l] < md);
+        ins[l] = in ? 1.0 : 0.0;
+        off[l] = in ? int64_t(fy) * W + int64_t(fx) : 0;
       }
-      for (int l = 0; l < kLanes; ++l) {
-        const bool in = ins[l] != 0.0;
-        const int64_t o = in ? int64_t(fys[l]) * W + int64_t(fxs[l]) : 0;
-        for (int c = 0; c < 3; ++c) {
-          const T* p = img + c * P;
-          if (in) {
-            a[c][0][l] = double(p[o]);
-            a[c][1][l] = double(p[o + 1]);
-            a[c][2][l] = double(p[o + W]);
-            a[c][3][l] = double(p[o + W + 1]);
-          } else {
-            a[c][0][l] = a[c][1][l] = a[c][2][l] = a[c][3][l] = 0.0;
-          }
+      for (int c = 0; c < 3; ++c) {
+        const T* p = img + c * P;
+        for (int l = 0; l < kLanes; ++l) {
+          const int64_t o = off[l];
+          a[c][0][l] = double(p[o]);
+          a[c][1][l] = double(p[o + 1]);
+          a[c][2][l] = double(p[o + W]);
+          a[c][3][l] = double(p[o + W + 1]);
         }
       }
       for (int c = 0; c < 3; ++c)
         for (int l = 0; l < kLanes; ++l)
           val[c][l] = double(em::blend<T>(ax[l], ay[l], a[c][0][l], a[c][1][l], a[c][2][l], a[c][3][l]));
-      const T* trow = tmpl + y * W + x0;
+      const int base = blocks * kLanes;
       {
         V8 X, Y, gx, gy, in;
         std::memcpy(&X, xs, sizeof X);
@@ -94,42 +153,31 @@ void moments_rows_motion(const T* img, const T* tmpl, int64_t H, int64_t W, int6
         em::jacobian_of<kMotion, V8>(X, Y, gx, gy, M, J);
         for (int i = 0; i < n; ++i) {
           const V8 Ji = in != 0.0 ? J[i] : V8{};
-          std::memcpy(bJ[i], &Ji, sizeof Ji);
+          std::memcpy(chunk.J[i] + base, &Ji, sizeof Ji);
         }
       }
+      const T* trow = tmpl + y * W + x0;
       for (int l = 0; l < kLanes; ++l) {
         const bool in = ins[l] != 0.0;
-        bc[l] = ins[l];
-        bv[l] = in ? val[0][l] : 0.0;
-        bt[l] = in ? double(trow[l < m ? l : 0]) : 0.0;
+        chunk.c[base + l] = ins[l];
+        chunk.v[base + l] = in ? val[0][l] : 0.0;
+        chunk.t[base + l] = in ? double(trow[l < m ? l : 0]) : 0.0;
       }
       for (int l = 0; l < m; ++l) {  // the border cases, through the general path
         if (ins[l] != 0.0) continue;
         double v, J[em::kMaxParams];
         if (!em::pixel_terms(img, img + P, img + 2 * P, H, W, x0 + l, y, M, kMotion, &v, J)) continue;
-        bc[l] = 1.0;
-        bv[l] = v;
-        bt[l] = double(tmpl[y * W + x0 + l]);
-        for (int i = 0; i < n; ++i) bJ[i][l] = J[i];
+        chunk.c[base + l] = 1.0;
+        chunk.v[base + l] = v;
+        chunk.t[base + l] = double(tmpl[y * W + x0 + l]);
+        for (int i = 0; i < n; ++i) chunk.J[i][base + l] = J[i];
       }
-      for (int l = 0; l < kLanes; ++l) {
-        acc[0][l] += bc[l];
-        acc[1][l] += bt[l];
-        acc[2][l] += bv[l];
-        acc[3][l] += bt[l] * bt[l];
-        acc[4][l] += bv[l] * bv[l];
-        acc[5][l] += bt[l] * bv[l];
+      if (++blocks == kBlocks) {
+        accumulate<n>(acc, chunk, blocks);
+        blocks = 0;
       }
-      for (int i = 0; i < n; ++i)
-        for (int l = 0; l < kLanes; ++l) {
-          acc[6 + i][l] += bJ[i][l];
-          acc[6 + n + i][l] += bJ[i][l] * bt[l];
-          acc[6 + 2 * n + i][l] += bJ[i][l] * bv[l];
-        }
-      for (int i = 0, k = 6 + 3 * n; i < n; ++i)
-        for (int j = i; j < n; ++j, ++k)
-          for (int l = 0; l < kLanes; ++l) acc[k][l] += bJ[i][l] * bJ[j][l];
     }
+    if (blocks) accumulate<n>(acc, chunk, blocks);
   }
   for (int k = 0; k < K; ++k) {
     double s = 0.0;
