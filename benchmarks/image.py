@@ -144,7 +144,7 @@ def case_pass(size: int, rounds: int) -> dict:
     from pyadv.metrics import pass_score
 
     P = warped_pairs(size, PASS_SIZES[size], seed=size)
-    t, x = P.template.double(), P.image.double()
+    t, x = P.template, P.image  # float32, as OpenCV gets them
     tn, xn = P.template[:, 0].numpy(), P.image[:, 0].numpy()
     crit = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 50, 1e-3)
     raised = [0]

@@ -237,6 +237,7 @@ def _ecc(T, stack, motion, iters, eps, init, safeguards, margin) -> ECCResult:
     active = torch.ones(B, dtype=torch.bool, device=dev)
     failed = torch.zeros(B, dtype=torch.bool, device=dev)
     its = torch.zeros(B, dtype=torch.long, device=dev)
+    first_rho = None  # every pair's correlation at its initial warp
     for _ in range(iters):
         idx = (active & ((rho - last).abs() >= eps)).nonzero().flatten()
         if len(idx) == 0:
@@ -247,6 +248,8 @@ def _ecc(T, stack, motion, iters, eps, init, safeguards, margin) -> ECCResult:
         Hinv = _inverse(s.hessian)
         last[idx] = rho[idx]
         rho[idx] = s.rho
+        if its.sum() == 0 and len(idx) == B:
+            first_rho = s.rho.clone()
         iph = (Hinv @ s.ip[..., None])[..., 0]
         lam_n = s.inorm**2 - (s.ip * iph).sum(1)
         lam_d = s.corr - (s.tp * iph).sum(1)
@@ -267,7 +270,9 @@ def _ecc(T, stack, motion, iters, eps, init, safeguards, margin) -> ECCResult:
         finite = torch.isfinite(W).flatten(1).all(1)
         Wf = torch.where(finite[:, None, None], W, eye)
         final = _Sums(_moments(stack, T, Wf, "translation", margin), 0).rho
-        ident = _Sums(_moments(stack, T, eye, "translation", margin), 0).rho
+        # Started from the identity, the first iteration measured the identity's correlation.
+        ident = (first_rho if init is None and first_rho is not None
+                 else _Sums(_moments(stack, T, eye, "translation", margin), 0).rho)
         rejected = ~(final >= ident) | ~finite
         W = torch.where(rejected[:, None, None], eye, W)
         rho = torch.where(rejected, ident, final)

@@ -28,14 +28,17 @@ def pass_score(x_adv: torch.Tensor, x: torch.Tensor, *, motion: str = "homograph
     """
     if x_adv.shape != x.shape or x.dim() != 4:
         raise ValueError(f"x_adv and x must both be [B, C, H, W], got {tuple(x_adv.shape)} and {tuple(x.shape)}")
+    # Scored in the images' precision (float32 stays float32: SSIM's kernels are accurate to
+    # ~1e-6 there); integer and other inputs in float64.
+    work = x.dtype if x.dtype in (torch.float32, torch.float64) and x_adv.dtype == x.dtype else torch.float64
     if integer:
-        x_adv, x = x_adv.round().clamp(0, 255).double(), x.round().clamp(0, 255).double()
+        x_adv, x = x_adv.round().clamp(0, 255).to(work), x.round().clamp(0, 255).to(work)
         scale = 255.0
     else:
-        x_adv, x = x_adv.double(), x.double()
+        x_adv, x = x_adv.to(work), x.to(work)
         scale = 1.0
-    r: ECCResult = ecc_align(x / scale, x_adv / scale, motion, iters=iters, eps=eps, gauss_filt_size=gauss_filt_size,
-                               margin=margin)
+    r: ECCResult = ecc_align(x / scale if integer else x, x_adv / scale if integer else x_adv, motion, iters=iters,
+                             eps=eps, gauss_filt_size=gauss_filt_size, margin=margin)
     fallback = ~r.converged | r.failed | r.rejected
     # An unchanged image needs no alignment (ECC would leave rounding-level residues in the warp).
     same = (x_adv == x).flatten(1).all(1)
