@@ -200,6 +200,59 @@ void moments_rows(const T* img, const T* tmpl, int64_t H, int64_t W, int64_t y0,
   }
 }
 
+namespace {
+
+// Reflect-101 (OpenCV's default border): ... 2 1 | 0 1 2 ... n-1 | n-2 n-3 ...
+inline int64_t reflect101(int64_t i, int64_t n) {
+  if (n == 1) return 0;
+  while (i < 0 || i >= n) i = i < 0 ? -i : 2 * n - 2 - i;
+  return i;
+}
+
+}  // namespace
+
+void prefilter_plane(const float* src, int64_t H, int64_t W, const float* k, int64_t r, float* out, float* gx,
+                     float* gy, float* work) {
+  float* tmp = work;              // [H, W], horizontally filtered
+  float* pad = tmp + H * W;       // one padded row
+  for (int64_t y = 0; y < H; ++y) {
+    const float* srow = src + y * W;
+    for (int64_t x = 0; x < r; ++x) {
+      pad[x] = srow[reflect101(x - r, W)];
+      pad[W + r + x] = srow[reflect101(W + x, W)];
+    }
+    std::memcpy(pad + r, srow, sizeof(float) * W);
+    float* o = tmp + y * W;
+    for (int64_t x = 0; x < W; ++x) o[x] = 0.f;
+    for (int64_t q = 0; q <= 2 * r; ++q) {
+      const float w = k[q];
+      const float* p = pad + q;
+      for (int64_t x = 0; x < W; ++x) o[x] += w * p[x];
+    }
+  }
+  for (int64_t y = 0; y < H; ++y) {
+    float* o = out + y * W;
+    for (int64_t x = 0; x < W; ++x) o[x] = 0.f;
+    for (int64_t q = 0; q <= 2 * r; ++q) {
+      const float w = k[q];
+      const float* row = tmp + reflect101(y + q - r, H) * W;
+      for (int64_t x = 0; x < W; ++x) o[x] += w * row[x];
+    }
+  }
+  if (!gx) return;
+  for (int64_t y = 0; y < H; ++y) {
+    const float* row = out + y * W;
+    float* ox = gx + y * W;
+    for (int64_t x = 1; x + 1 < W; ++x) ox[x] = 0.5f * (row[x + 1] - row[x - 1]);
+    ox[0] = 0.5f * (row[reflect101(1, W)] - row[reflect101(-1, W)]);
+    ox[W - 1] = 0.5f * (row[reflect101(W, W)] - row[reflect101(W - 2, W)]);
+    const float* up = out + reflect101(y - 1, H) * W;
+    const float* down = out + reflect101(y + 1, H) * W;
+    float* oy = gy + y * W;
+    for (int64_t x = 0; x < W; ++x) oy[x] = 0.5f * (down[x] - up[x]);
+  }
+}
+
 template void moments_rows<float>(const float*, const float*, int64_t, int64_t, int64_t, int64_t, const double*, int,
                                   int64_t, double*);
 template void moments_rows<double>(const double*, const double*, int64_t, int64_t, int64_t, int64_t, const double*,

@@ -3,6 +3,9 @@
 
 #include <cstdint>
 
+// Scratch floats prefilter_plane needs for an [H, W] plane and a kernel of radius r.
+inline int64_t ecc_prefilter_workspace(int64_t H, int64_t W, int64_t r) { return H * W + W + 2 * r; }
+
 #define PYADV_DECLARE_ECC_CPU_KERNELS(TAG)                                                                         \
   namespace pyadv {                                                                                                \
   namespace TAG {                                                                                                  \
@@ -11,6 +14,10 @@
   template <typename T>                                                                                            \
   void moments_rows(const T* img, const T* tmpl, int64_t H, int64_t W, int64_t y0, int64_t y1, const double* M,    \
                     int motion, int64_t margin, double* out);                                                      \
+  /* One plane through the separable kernel k [2r + 1] with reflect-101 borders into out; when gx  \
+     is non-null also the central-difference gradients of the result (OpenCV's ECC pre-filter). */ \
+  void prefilter_plane(const float* src, int64_t H, int64_t W, const float* k, int64_t r, float* out, float* gx,   \
+                       float* gy, float* work);                                                                    \
   }                                                                                                                \
   }                                                                                                                \
   }

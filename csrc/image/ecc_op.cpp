@@ -104,13 +104,6 @@ at::Tensor ecc_moments_cpu(const at::Tensor& img_in, const at::Tensor& tmpl_in, 
   return out;
 }
 
-// Reflect-101 (OpenCV's default border): ... 2 1 | 0 1 2 ... n-1 | n-2 n-3 ...
-inline int64_t reflect101(int64_t i, int64_t n) {
-  if (n == 1) return 0;
-  while (i < 0 || i >= n) i = i < 0 ? -i : 2 * n - 2 - i;
-  return i;
-}
-
 // The pre-filtering of ECC (as cv::findTransformECC): both images through the separable
 // Gaussian k with reflect-101 borders, and the image's central-difference gradients (0 on the
 // edges under reflect-101). template, image [B, H, W] float32 -> T [B, H, W], stack [B, 3, H, W]
@@ -132,42 +125,14 @@ std::tuple<at::Tensor, at::Tensor> ecc_prefilter_cpu(const at::Tensor& tmpl_in, 
   float* To = T.mutable_data_ptr<float>();
   float* So = S.mutable_data_ptr<float>();
   at::parallel_for(0, 2 * B, 1, [&](int64_t j0, int64_t j1) {
-    std::vector<float> pad(W + 2 * r), tmp(P);
-    std::vector<int64_t> rows(H + 2 * r);
-    for (int64_t i = 0; i < H + 2 * r; ++i) rows[i] = reflect101(i - r, H);
+    std::vector<float> work(ecc_prefilter_workspace(H, W, r));
     for (int64_t j = j0; j < j1; ++j) {
       const int64_t b = j / 2;
-      const float* src = (j % 2 ? ip : tp) + b * P;
-      float* dst = j % 2 ? So + b * 3 * P : To + b * P;
-      for (int64_t y = 0; y < H; ++y) {  // horizontal
-        for (int64_t x = 0; x < W + 2 * r; ++x) pad[x] = src[y * W + reflect101(x - r, W)];
-        float* o = tmp.data() + y * W;
-        for (int64_t x = 0; x < W; ++x) o[x] = 0.f;
-        for (int64_t q = 0; q <= 2 * r; ++q)
-          for (int64_t x = 0; x < W; ++x) o[x] += k[q] * pad[x + q];
-      }
-      for (int64_t y = 0; y < H; ++y) {  // vertical
-        float* o = dst + y * W;
-        for (int64_t x = 0; x < W; ++x) o[x] = 0.f;
-        for (int64_t q = 0; q <= 2 * r; ++q) {
-          const float* row = tmp.data() + rows[y + q] * W;
-          for (int64_t x = 0; x < W; ++x) o[x] += k[q] * row[x];
-        }
-      }
-      if (j % 2) {  // gradients of the filtered image
-        const float* I = dst;
-        float* gx = dst + P;
-        float* gy = dst + 2 * P;
-        for (int64_t y = 0; y < H; ++y) {
-          const int64_t up = reflect101(y - 1, H), down = reflect101(y + 1, H);
-          const float* row = I + y * W;
-          float* ox = gx + y * W;
-          for (int64_t x = 1; x + 1 < W; ++x) ox[x] = 0.5f * (row[x + 1] - row[x - 1]);
-          ox[0] = 0.5f * (row[reflect101(1, W)] - row[reflect101(-1, W)]);
-          ox[W - 1] = 0.5f * (row[reflect101(W, W)] - row[reflect101(W - 2, W)]);
-          for (int64_t x = 0; x < W; ++x) gy[y * W + x] = 0.5f * (I[down * W + x] - I[up * W + x]);
-        }
-      }
+      const bool image = j % 2;
+      const float* src = (image ? ip : tp) + b * P;
+      float* out = image ? So + b * 3 * P : To + b * P;
+      PYADV_ISA_DISPATCH(isa_ns::ecc::prefilter_plane(src, H, W, k, r, out, image ? out + P : nullptr,
+                                                      image ? out + 2 * P : nullptr, work.data()));
     }
   });
   return {T, S};
