@@ -95,7 +95,8 @@ def random_moment_inputs(B, H, W, dtype, seed):
 
 @pytest.mark.parametrize("motion", [0, 1, 2, 3])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-@pytest.mark.parametrize("shape,margin", [((3, 20, 23), 0), ((2, 17, 16), 3), ((1, 1, 1), 0), ((0, 8, 8), 0)])
+@pytest.mark.parametrize("shape,margin", [((3, 20, 23), 0), ((2, 17, 16), 3), ((1, 1, 1), 0), ((2, 1, 9), 0),
+                                          ((2, 9, 1), 0), ((0, 8, 8), 0)])
 def test_ecc_moments_op_matches_reference_and_emulator(motion, dtype, shape, margin):
     img, tmpl, M = random_moment_inputs(*shape, dtype, seed=motion)
     cpu = torch.ops.pyadv.ecc_moments(img, tmpl, M, motion, margin)

@@ -67,6 +67,21 @@ def test_exact_mode_matches_reference_and_emulator(dtype):
     torch.testing.assert_close(_C.emulated.warp_perspective(img, M, 20, 24), got, rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("hw", [(1, 9), (7, 1), (2, 2), (3, 17), (9, 30)])
+def test_thin_and_tiny_images_match_the_emulated_kernel(hw):
+    # The CPU kernel blends 8 pixels at a time and reads neighbours without bounds checks only
+    # where all four lie inside; thin images have none, every pixel takes the general path.
+    g = torch.Generator().manual_seed(4)
+    img = torch.rand(3, 2, *hw, generator=g)
+    M = torch.eye(3, dtype=torch.float64).repeat(3, 1, 1)
+    M[1, :2, 2] = torch.tensor([0.4, -0.3], dtype=torch.float64)
+    M[2, :2, :2] += 0.05
+    M[2, 2, :2] = 1e-3
+    for out in (hw, (hw[0] + 3, hw[1] + 9)):
+        got = torch.ops.pyadv.warp_perspective(img, M, *out)
+        torch.testing.assert_close(_C.emulated.warp_perspective(img, M, *out), got, rtol=0, atol=0)
+
+
 def test_identity_and_size():
     img = torch.rand(2, 3, 9, 11)
     eye = torch.eye(3, dtype=torch.float64)

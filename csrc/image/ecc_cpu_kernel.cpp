@@ -97,37 +97,17 @@ void moments_rows_motion(const T* img, const T* tmpl, int64_t H, int64_t W, int6
   Chunk<n> chunk;
   alignas(64) double ax[kLanes], ay[kLanes], ins[kLanes], a[3][4][kLanes], val[3][kLanes];
   alignas(64) int64_t off[kLanes];
-  alignas(64) double xs[kLanes];
-  for (int l = 0; l < kLanes; ++l) xs[l] = double(l);
   const int64_t x_end = W - margin;
-  const double Wd = double(W), Hd = double(H);
-  // The unguarded gathers read o + W + 1 for in-lanes only; out-lanes read offset 0, which needs
-  // an image of at least 2 x 2 (smaller ones have no inside lane and take the general path).
-  const bool gathers = H >= 2 && W >= 2;
+  const bool big = H >= 2 && W >= 2;
+  if (!big) std::memset(static_cast<void*>(a), 0, sizeof a);
   for (int64_t y = r0; y < r1; ++y) {
     const double yd = double(y);
     int blocks = 0;
     for (int64_t x0 = margin; x0 < x_end; x0 += kLanes) {
       const int m = x_end - x0 < kLanes ? int(x_end - x0) : kLanes;
-      const double x0d = double(x0), md = double(m);
-      for (int l = 0; l < kLanes; ++l) {
-        const double xd = x0d + xs[l];
-        const double X = M[0] * xd + M[1] * yd + M[2];
-        const double Y = M[3] * xd + M[4] * yd + M[5];
-        const double Z = M[6] * xd + M[7] * yd + M[8];
-        const double zs = Z == 0.0 ? 1.0 : Z;
-        double sx = X / zs, sy = Y / zs;
-        const bool fin = (Z != 0.0) & (sx > -2.0e9) & (sx < 2.0e9) & (sy > -2.0e9) & (sy < 2.0e9);
-        sx = fin ? sx : 0.0;
-        sy = fin ? sy : 0.0;
-        const double fx = std::floor(sx), fy = std::floor(sy);
-        ax[l] = sx - fx;
-        ay[l] = sy - fy;
-        const bool in = gathers & fin & (fx >= 0.0) & (fy >= 0.0) & (fx + 1.0 < Wd) & (fy + 1.0 < Hd) & (xs[l] < md);
-        ins[l] = in ? 1.0 : 0.0;
-        off[l] = in ? int64_t(fy) * W + int64_t(fx) : 0;
-      }
-      for (int c = 0; c < 3; ++c) {
+      const double x0d = double(x0);
+      warp_math::source_block<kLanes>(M, x0, y, m, H, W, ax, ay, ins, off);
+      for (int c = 0; c < 3 && big; ++c) {  // out-lanes read offset 0: needs 2 x 2 (else no lane is in)
         const T* p = img + c * P;
         for (int l = 0; l < kLanes; ++l) {
           const int64_t o = off[l];
@@ -139,12 +119,11 @@ void moments_rows_motion(const T* img, const T* tmpl, int64_t H, int64_t W, int6
       }
       for (int c = 0; c < 3; ++c)
         for (int l = 0; l < kLanes; ++l)
-          val[c][l] = double(em::blend<T>(ax[l], ay[l], a[c][0][l], a[c][1][l], a[c][2][l], a[c][3][l]));
+          val[c][l] = double(warp_math::blend<T>(ax[l], ay[l], a[c][0][l], a[c][1][l], a[c][2][l], a[c][3][l]));
       const int base = blocks * kLanes;
       {
         V8 X, Y, gx, gy, in;
-        std::memcpy(&X, xs, sizeof X);
-        X += x0d;
+        for (int l = 0; l < kLanes; ++l) X[l] = x0d + double(l);
         Y = V8{} + yd;
         std::memcpy(&gx, val[1], sizeof gx);
         std::memcpy(&gy, val[2], sizeof gy);

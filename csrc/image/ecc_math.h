@@ -90,12 +90,6 @@ PYADV_HD inline void jacobian(int motion, double X, double Y, double gx, double 
   }
 }
 
-// The bilinear blend of warp_math::sample, for corners known to be inside.
-template <typename T>
-PYADV_HD inline T blend(double ax, double ay, double a00, double a01, double a10, double a11) {
-  return T((1 - ay) * ((1 - ax) * a00 + ax * a01) + ay * ((1 - ax) * a10 + ax * a11));
-}
-
 // The terms of template pixel (x, y): the image sample v and the Jacobian J [n_params(motion)].
 // Returns false when the pixel does not count (its source is outside the image). img: the image,
 // x- and y-gradient planes, each [H, W]; M: the warp (template -> image), row-major 3 x 3.
@@ -111,7 +105,7 @@ PYADV_HD inline bool pixel_terms(const T* img, const T* gx_plane, const T* gy_pl
     // bounds checks, the coverage being 1.
     const int64_t o = iy * W + ix;
     auto lerp = [&](const T* p) -> T {
-      return blend<T>(ax, ay, double(p[o]), double(p[o + 1]), double(p[o + W]), double(p[o + W + 1]));
+      return warp_math::blend<T>(ax, ay, double(p[o]), double(p[o + 1]), double(p[o + W]), double(p[o + W + 1]));
     };
     *v = double(lerp(img));
     gx = double(lerp(gx_plane));

@@ -1,12 +1,22 @@
-// The perspective-warp op: checks, the CPU loop over output rows (the math of warp_math.h),
+// The perspective-warp op: checks, the CPU loop over output rows (warp_cpu_kernel.cpp),
 // and, on a CUDA build, the CUDA implementation; the emulator reuses run_warp_gpu.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include "../common/cpu_isa.h"
+#include "warp_cpu_kernel.h"
 #include "warp_gpu.h"
 #include "warp_math.h"
 #include "warp_op.h"
+
+PYADV_DECLARE_WARP_CPU_KERNELS(isa_baseline)
+#if defined(PYADV_HAVE_AVX2)
+PYADV_DECLARE_WARP_CPU_KERNELS(isa_avx2)
+#endif
+#if defined(PYADV_HAVE_AVX512)
+PYADV_DECLARE_WARP_CPU_KERNELS(isa_avx512)
+#endif
 
 namespace pyadv {
 namespace warp {
@@ -36,14 +46,8 @@ at::Tensor warp_perspective_cpu(const at::Tensor& img_in, const at::Tensor& M_in
     at::parallel_for(0, a.B * out_h, 16, [&](int64_t r0, int64_t r1) {
       for (int64_t row = r0; row < r1; ++row) {
         const int64_t b = row / out_h, y = row % out_h;
-        for (int64_t x = 0; x < out_w; ++x) {
-          int64_t ix, iy;
-          double ax, ay;
-          const bool ok = warp_math::source(M + 9 * b, x, y, &ix, &iy, &ax, &ay);
-          for (int64_t c = 0; c < a.C; ++c)
-            o[((b * a.C + c) * out_h + y) * out_w + x] =
-                ok ? warp_math::sample(img + (b * a.C + c) * a.H * a.W, a.H, a.W, ix, iy, ax, ay) : scalar_t(0);
-        }
+        PYADV_ISA_DISPATCH(isa_ns::warp::warp_row<scalar_t>(img + b * a.C * a.H * a.W, a.C, a.H, a.W, M + 9 * b,
+                                                             o + b * a.C * out_h * out_w, out_h, out_w, y));
       }
     });
   });
