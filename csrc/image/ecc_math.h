@@ -64,11 +64,11 @@ PYADV_HD inline void jacobian_of(V X, V Y, V gx, V gy, const double* M, V* J) {
     J[1] = gx;
     J[2] = gy;
   } else {
-    const V den = X * M[6] + Y * M[7] + 1.0;
-    const V hx = (-X * M[0] - Y * M[1] - M[2]) / den;
-    const V hy = (-X * M[3] - Y * M[4] - M[5]) / den;
-    gx /= den;
-    gy /= den;
+    const V iden = 1.0 / (X * M[6] + Y * M[7] + 1.0);  // one division, products after
+    const V hx = (-X * M[0] - Y * M[1] - M[2]) * iden;
+    const V hy = (-X * M[3] - Y * M[4] - M[5]) * iden;
+    gx *= iden;
+    gy *= iden;
     const V tt = hx * gx + hy * gy;
     J[0] = gx * X;
     J[1] = gy * X;

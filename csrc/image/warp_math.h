@@ -30,7 +30,8 @@ PYADV_HD inline bool source(const double* M, int64_t x, int64_t y, int64_t* ix, 
   const double Y = M[3] * x + M[4] * y + M[5];
   const double Z = M[6] * x + M[7] * y + M[8];
   if (Z == 0.0) return false;
-  const double sx = X / Z, sy = Y / Z;
+  const double iz = 1.0 / Z;  // one division, two products
+  const double sx = X * iz, sy = Y * iz;
   if (!(sx > -2.0e9 && sx < 2.0e9 && sy > -2.0e9 && sy < 2.0e9)) return false;
   const double fx = hd_floor(sx), fy = hd_floor(sy);
   *ix = static_cast<int64_t>(fx);
@@ -61,8 +62,8 @@ inline void source_block(const double* M, int64_t x0, int64_t y, int m, int64_t 
     const double X = M[0] * xd + M[1] * yd + M[2];
     const double Y = M[3] * xd + M[4] * yd + M[5];
     const double Z = M[6] * xd + M[7] * yd + M[8];
-    const double zs = Z == 0.0 ? 1.0 : Z;
-    double sx = X / zs, sy = Y / zs;
+    const double iz = 1.0 / (Z == 0.0 ? 1.0 : Z);
+    double sx = X * iz, sy = Y * iz;
     const bool fin = (Z != 0.0) & (sx > -2.0e9) & (sx < 2.0e9) & (sy > -2.0e9) & (sy < 2.0e9);
     sx = fin ? sx : 0.0;
     sy = fin ? sy : 0.0;

@@ -30,10 +30,10 @@ def jacobian(motion: int, gx, gy, X, Y, M) -> torch.Tensor:
         c, s = M[0, 0], M[1, 0]
         hx, hy = -(X * s) - (Y * c), (X * c) - (Y * s)
         return torch.stack([gx * hx + gy * hy, gx, gy])
-    den = X * M[2, 0] + Y * M[2, 1] + 1.0
-    hx = (-X * M[0, 0] - Y * M[0, 1] - M[0, 2]) / den
-    hy = (-X * M[1, 0] - Y * M[1, 1] - M[1, 2]) / den
-    gxd, gyd = gx / den, gy / den
+    iden = 1.0 / (X * M[2, 0] + Y * M[2, 1] + 1.0)
+    hx = (-X * M[0, 0] - Y * M[0, 1] - M[0, 2]) * iden
+    hy = (-X * M[1, 0] - Y * M[1, 1] - M[1, 2]) * iden
+    gxd, gyd = gx * iden, gy * iden
     t = hx * gxd + hy * gyd
     return torch.stack([gxd * X, gyd * X, t * X, gxd * Y, gyd * Y, t * Y, gxd, gyd])
 
@@ -59,7 +59,8 @@ def ecc_moments_reference(img: torch.Tensor, tmpl: torch.Tensor, M: torch.Tensor
         Ys = m[1, 0] * X + m[1, 1] * Y + m[1, 2]
         Zs = m[2, 0] * X + m[2, 1] * Y + m[2, 2]
         ok = Zs != 0
-        sx, sy = Xs / torch.where(ok, Zs, torch.ones_like(Zs)), Ys / torch.where(ok, Zs, torch.ones_like(Zs))
+        iz = 1.0 / torch.where(ok, Zs, torch.ones_like(Zs))
+        sx, sy = Xs * iz, Ys * iz
         ok &= (sx > -2e9) & (sx < 2e9) & (sy > -2e9) & (sy < 2e9)
         sx, sy = torch.where(ok, sx, 0), torch.where(ok, sy, 0)
         fx, fy = sx.floor(), sy.floor()
