@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <utility>
 
 #include "ecc_math.h"
 
@@ -36,49 +37,62 @@ struct Chunk {
   alignas(64) double c[kChunk], t[kChunk], v[kChunk], J[n][kChunk];
 };
 
+PYADV_FORCEINLINE void add_to(double* acc_row, V8 x) {
+  const V8 r = load8(acc_row) + x;
+  std::memcpy(acc_row, &r, sizeof r);
+}
+
+// Row i of the sums that involve J_i: sum J_i, sum J_i t, sum J_i v and sum J_i J_j for j >= i.
+// i is a template parameter so that every index is a constant and the n - i + 3 running sums
+// live in registers across the chunk's blocks.
+template <int n, int i>
+PYADV_FORCEINLINE void accumulate_row(double (*acc)[kLanes], const Chunk<n>& b, int blocks) {
+  constexpr int row = 6 + 3 * n + i * n - i * (i - 1) / 2;  // index of sum J_i J_i
+  V8 sj = {}, sjt = {}, sjv = {}, sjj[n - i] = {};
+  for (int k = 0; k < blocks; ++k) {
+    const V8 Ji = load8(b.J[i] + k * kLanes), t = load8(b.t + k * kLanes), v = load8(b.v + k * kLanes);
+    sj += Ji;
+    sjt += Ji * t;
+    sjv += Ji * v;
+#pragma GCC unroll 8
+    for (int j = 0; j < n - i; ++j) sjj[j] += Ji * load8(b.J[i + j] + k * kLanes);
+  }
+  add_to(acc[6 + i], sj);
+  add_to(acc[6 + n + i], sjt);
+  add_to(acc[6 + 2 * n + i], sjv);
+#pragma GCC unroll 8
+  for (int j = 0; j < n - i; ++j) add_to(acc[row + j], sjj[j]);
+}
+
+template <int n, int... I>
+PYADV_FORCEINLINE void accumulate_rows(double (*acc)[kLanes], const Chunk<n>& b, int blocks,
+                                       std::integer_sequence<int, I...>) {
+  (accumulate_row<n, I>(acc, b, blocks), ...);
+}
+
 // Adds a chunk's sums to acc [K][kLanes]. Each sum stays in a register across the chunk's blocks
 // (one load of each operand per block), and FMA contraction is allowed here: these are plain
 // sums whose order differs from any reference anyway.
 template <int n>
 __attribute__((noinline, optimize("fp-contract=fast"))) void accumulate(double (*acc)[kLanes], const Chunk<n>& b,
                                                                          int blocks) {
-  {
-    V8 s0 = {}, s1 = {}, s2 = {}, s3 = {}, s4 = {}, s5 = {};
-    for (int k = 0; k < blocks; ++k) {
-      const V8 c = load8(b.c + k * kLanes), t = load8(b.t + k * kLanes), v = load8(b.v + k * kLanes);
-      s0 += c;
-      s1 += t;
-      s2 += v;
-      s3 += t * t;
-      s4 += v * v;
-      s5 += t * v;
-    }
-    const V8 s[6] = {s0, s1, s2, s3, s4, s5};
-    for (int q = 0; q < 6; ++q) {
-      const V8 r = load8(acc[q]) + s[q];
-      std::memcpy(acc[q], &r, sizeof r);
-    }
+  V8 s0 = {}, s1 = {}, s2 = {}, s3 = {}, s4 = {}, s5 = {};
+  for (int k = 0; k < blocks; ++k) {
+    const V8 c = load8(b.c + k * kLanes), t = load8(b.t + k * kLanes), v = load8(b.v + k * kLanes);
+    s0 += c;
+    s1 += t;
+    s2 += v;
+    s3 += t * t;
+    s4 += v * v;
+    s5 += t * v;
   }
-  int row = 6 + 3 * n;  // first J_i J_j sum of row i
-  for (int i = 0; i < n; ++i) {
-    V8 sj = {}, sjt = {}, sjv = {}, sjj[n] = {};
-    for (int k = 0; k < blocks; ++k) {
-      const V8 Ji = load8(b.J[i] + k * kLanes), t = load8(b.t + k * kLanes), v = load8(b.v + k * kLanes);
-      sj += Ji;
-      sjt += Ji * t;
-      sjv += Ji * v;
-      for (int j = i; j < n; ++j) sjj[j] += Ji * load8(b.J[j] + k * kLanes);
-    }
-    auto add = [&](int q, V8 x) {
-      const V8 r = load8(acc[q]) + x;
-      std::memcpy(acc[q], &r, sizeof r);
-    };
-    add(6 + i, sj);
-    add(6 + n + i, sjt);
-    add(6 + 2 * n + i, sjv);
-    for (int j = i; j < n; ++j) add(row + j - i, sjj[j]);
-    row += n - i;
-  }
+  add_to(acc[0], s0);
+  add_to(acc[1], s1);
+  add_to(acc[2], s2);
+  add_to(acc[3], s3);
+  add_to(acc[4], s4);
+  add_to(acc[5], s5);
+  accumulate_rows<n>(acc, b, blocks, std::make_integer_sequence<int, n>{});
 }
 
 // Sums of rows [r0, r1) of one pair, for one motion model. Each block of kLanes pixels of a row
@@ -87,12 +101,14 @@ __attribute__((noinline, optimize("fp-contract=fast"))) void accumulate(double (
 // summed by accumulate(). Pixels whose four neighbours are not all inside take warp_math's
 // general path, one by one. The warp, blends and Jacobian use the same operations, in the same
 // order, as ecc_math's pixel_terms (FMA contraction is off for this file).
-template <typename T, int kMotion>
+template <typename T, int kMotion, bool kInterleaved>
 void moments_rows_motion(const T* img, const T* tmpl, int64_t H, int64_t W, int64_t r0, int64_t r1, const double* M,
                          int64_t margin, double* out) {
+  // Planar img: [3, H, W]; interleaved: [H, W, 3] (the three values of a pixel side by side).
+  constexpr int64_t S = kInterleaved ? 3 : 1;
+  const int64_t PS = kInterleaved ? 1 : H * W;  // from one plane to the next
   constexpr int n = kMotion == em::kTranslation ? 2 : kMotion == em::kEuclidean ? 3 : kMotion == em::kAffine ? 6 : 8;
   constexpr int K = 6 + 3 * n + n * (n + 1) / 2;
-  const int64_t P = H * W;
   alignas(64) double acc[K][kLanes] = {};
   Chunk<n> chunk;
   alignas(64) double ax[kLanes], ay[kLanes], ins[kLanes], a[3][4][kLanes], val[3][kLanes];
@@ -108,13 +124,13 @@ void moments_rows_motion(const T* img, const T* tmpl, int64_t H, int64_t W, int6
       const double x0d = double(x0);
       warp_math::source_block<kLanes>(M, x0, y, m, H, W, ax, ay, ins, off);
       for (int c = 0; c < 3 && big; ++c) {  // out-lanes read offset 0: needs 2 x 2 (else no lane is in)
-        const T* p = img + c * P;
+        const T* p = img + c * PS;
         for (int l = 0; l < kLanes; ++l) {
-          const int64_t o = off[l];
+          const int64_t o = off[l] * S;
           a[c][0][l] = double(p[o]);
-          a[c][1][l] = double(p[o + 1]);
-          a[c][2][l] = double(p[o + W]);
-          a[c][3][l] = double(p[o + W + 1]);
+          a[c][1][l] = double(p[o + S]);
+          a[c][2][l] = double(p[o + W * S]);
+          a[c][3][l] = double(p[o + W * S + S]);
         }
       }
       for (int c = 0; c < 3; ++c)
@@ -145,7 +161,7 @@ void moments_rows_motion(const T* img, const T* tmpl, int64_t H, int64_t W, int6
       for (int l = 0; l < m; ++l) {  // the border cases, through the general path
         if (ins[l] != 0.0) continue;
         double v, J[em::kMaxParams];
-        if (!em::pixel_terms(img, img + P, img + 2 * P, H, W, x0 + l, y, M, kMotion, &v, J)) continue;
+        if (!em::pixel_terms(img, img + PS, img + 2 * PS, H, W, x0 + l, y, M, kMotion, &v, J, S)) continue;
         chunk.c[base + l] = 1.0;
         chunk.v[base + l] = v;
         chunk.t[base + l] = double(tmpl[y * W + x0 + l]);
@@ -169,14 +185,20 @@ void moments_rows_motion(const T* img, const T* tmpl, int64_t H, int64_t W, int6
 
 template <typename T>
 void moments_rows(const T* img, const T* tmpl, int64_t H, int64_t W, int64_t y0, int64_t y1, const double* M,
-                  int motion, int64_t margin, double* out) {
+                  int motion, int64_t margin, bool interleaved, double* out) {
   const int64_t r0 = y0 > margin ? y0 : margin, r1 = y1 < H - margin ? y1 : H - margin;
+#define PYADV_ECC_CASE(MOTION)                                                                              \
+  case MOTION:                                                                                              \
+    return interleaved ? moments_rows_motion<T, MOTION, true>(img, tmpl, H, W, r0, r1, M, margin, out)     \
+                       : moments_rows_motion<T, MOTION, false>(img, tmpl, H, W, r0, r1, M, margin, out);
   switch (motion) {
-    case em::kTranslation: return moments_rows_motion<T, em::kTranslation>(img, tmpl, H, W, r0, r1, M, margin, out);
-    case em::kEuclidean: return moments_rows_motion<T, em::kEuclidean>(img, tmpl, H, W, r0, r1, M, margin, out);
-    case em::kAffine: return moments_rows_motion<T, em::kAffine>(img, tmpl, H, W, r0, r1, M, margin, out);
-    default: return moments_rows_motion<T, em::kHomography>(img, tmpl, H, W, r0, r1, M, margin, out);
+    PYADV_ECC_CASE(em::kTranslation)
+    PYADV_ECC_CASE(em::kEuclidean)
+    PYADV_ECC_CASE(em::kAffine)
+    default:
+    PYADV_ECC_CASE(em::kHomography)
   }
+#undef PYADV_ECC_CASE
 }
 
 namespace {
@@ -233,9 +255,9 @@ void prefilter_plane(const float* src, int64_t H, int64_t W, const float* k, int
 }
 
 template void moments_rows<float>(const float*, const float*, int64_t, int64_t, int64_t, int64_t, const double*, int,
-                                  int64_t, double*);
+                                  int64_t, bool, double*);
 template void moments_rows<double>(const double*, const double*, int64_t, int64_t, int64_t, int64_t, const double*,
-                                   int, int64_t, double*);
+                                   int, int64_t, bool, double*);
 
 }  // namespace ecc
 }  // namespace PYADV_ISA_TAG

@@ -92,10 +92,11 @@ PYADV_HD inline void jacobian(int motion, double X, double Y, double gx, double 
 
 // The terms of template pixel (x, y): the image sample v and the Jacobian J [n_params(motion)].
 // Returns false when the pixel does not count (its source is outside the image). img: the image,
-// x- and y-gradient planes, each [H, W]; M: the warp (template -> image), row-major 3 x 3.
+// x- and y-gradient planes, each [H, W] with neighbouring pixels `stride` elements apart; M: the
+// warp (template -> image), row-major 3 x 3.
 template <typename T>
 PYADV_HD inline bool pixel_terms(const T* img, const T* gx_plane, const T* gy_plane, int64_t H, int64_t W, int64_t x,
-                                 int64_t y, const double* M, int motion, double* v, double* J) {
+                                 int64_t y, const double* M, int motion, double* v, double* J, int64_t stride = 1) {
   int64_t ix, iy;
   double ax, ay;
   if (!warp_math::source(M, x, y, &ix, &iy, &ax, &ay)) return false;
@@ -103,18 +104,18 @@ PYADV_HD inline bool pixel_terms(const T* img, const T* gx_plane, const T* gy_pl
   if (ix >= 0 && iy >= 0 && ix + 1 < W && iy + 1 < H) {
     // All four neighbours inside (the common case): warp_math::sample's arithmetic without its
     // bounds checks, the coverage being 1.
-    const int64_t o = iy * W + ix;
+    const int64_t o = (iy * W + ix) * stride, dx = stride, dy = W * stride;
     auto lerp = [&](const T* p) -> T {
-      return warp_math::blend<T>(ax, ay, double(p[o]), double(p[o + 1]), double(p[o + W]), double(p[o + W + 1]));
+      return warp_math::blend<T>(ax, ay, double(p[o]), double(p[o + dx]), double(p[o + dy]), double(p[o + dy + dx]));
     };
     *v = double(lerp(img));
     gx = double(lerp(gx_plane));
     gy = double(lerp(gy_plane));
   } else {
     if (!(coverage(H, W, ix, iy, ax, ay) > 0.999)) return false;
-    *v = double(warp_math::sample(img, H, W, ix, iy, ax, ay));
-    gx = double(warp_math::sample(gx_plane, H, W, ix, iy, ax, ay));
-    gy = double(warp_math::sample(gy_plane, H, W, ix, iy, ax, ay));
+    *v = double(warp_math::sample(img, H, W, ix, iy, ax, ay, stride));
+    gx = double(warp_math::sample(gx_plane, H, W, ix, iy, ax, ay, stride));
+    gy = double(warp_math::sample(gy_plane, H, W, ix, iy, ax, ay, stride));
   }
   jacobian(motion, double(x), double(y), gx, gy, M, J);
   return true;

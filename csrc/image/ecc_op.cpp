@@ -26,7 +26,7 @@ namespace pyadv {
 namespace ecc {
 
 EccArgs check_ecc(const at::Tensor& img, const at::Tensor& tmpl, const at::Tensor& M, int64_t motion, int64_t margin,
-                  const std::optional<at::Tensor>& ids_in) {
+                  const std::optional<at::Tensor>& ids_in, bool keep_channels_last) {
   TORCH_CHECK_VALUE(motion >= 0 && motion <= 3,
                     "motion must be 0 (translation), 1 (euclidean), 2 (affine) or 3 (homography), got ", motion);
   TORCH_CHECK_VALUE(margin >= 0, "margin must be >= 0, got ", margin);
@@ -61,7 +61,8 @@ EccArgs check_ecc(const at::Tensor& img, const at::Tensor& tmpl, const at::Tenso
   TORCH_CHECK_VALUE(M.device() == img.device() && tmpl.device() == img.device(),
                     "img, tmpl and M must be on one device, got ", img.device(), ", ", tmpl.device(), ", ",
                     M.device());
-  return {img.contiguous(), tmpl.contiguous(), M.to(at::kDouble).contiguous(), ids, img.size(0), N, img.size(2),
+  const bool cl = keep_channels_last && img.is_contiguous(at::MemoryFormat::ChannelsLast);
+  return {cl ? img : img.contiguous(), tmpl.contiguous(), M.to(at::kDouble).contiguous(), ids, img.size(0), N, img.size(2),
           img.size(3), ecc_math::n_stats(static_cast<int>(motion))};
 }
 
@@ -72,7 +73,10 @@ constexpr int64_t kBandPixels = 4096;
 
 at::Tensor ecc_moments_cpu(const at::Tensor& img_in, const at::Tensor& tmpl_in, const at::Tensor& M_in,
                            int64_t motion, int64_t margin, const std::optional<at::Tensor>& ids) {
-  const EccArgs a = check_ecc(img_in, tmpl_in, M_in, motion, margin, ids);
+  // A channels-last img ([B, H, W, 3] in memory, as ecc_prefilter writes it) is read in place:
+  // a pixel's three values share a cache line, which the corner reads of the warp favour.
+  const EccArgs a = check_ecc(img_in, tmpl_in, M_in, motion, margin, ids, /*keep_channels_last=*/true);
+  const bool interleaved = !a.img.is_contiguous();
   // Bands of at least kBandPixels pixels (the per-band set-up costs about a microsecond), at
   // most kBands; the count depends on the image size only.
   int64_t bands = (a.H * a.W) / kBandPixels;
@@ -92,7 +96,7 @@ at::Tensor ecc_moments_cpu(const at::Tensor& img_in, const at::Tensor& tmpl_in, 
         const int64_t pair = idp ? idp[b] : b;
         PYADV_ISA_DISPATCH(isa_ns::ecc::moments_rows<scalar_t>(img + pair * 3 * P, tmpl + pair * P, a.H, a.W, y0, y1,
                                                                M + 9 * b, static_cast<int>(motion), margin,
-                                                               part.data() + i * a.K));
+                                                               interleaved, part.data() + i * a.K));
       }
     });
   });

@@ -17,8 +17,10 @@ struct EccArgs {
   int64_t B, N, H, W, K;         // N pairs computed: ids' length, or B
 };
 
+// img comes back contiguous, or kept as it is when keep_channels_last and it is channels-last
+// contiguous ([B, H, W, 3] in memory).
 EccArgs check_ecc(const at::Tensor& img, const at::Tensor& tmpl, const at::Tensor& M, int64_t motion, int64_t margin,
-                  const std::optional<at::Tensor>& ids);
+                  const std::optional<at::Tensor>& ids, bool keep_channels_last = false);
 
 // Launch(T*...) forwards to pyadv::cuda::ecc::moments or pyadv::emulated::ecc::moments.
 template <typename Launch>

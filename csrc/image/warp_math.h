@@ -41,9 +41,14 @@ PYADV_HD inline bool source(const double* M, int64_t x, int64_t y, int64_t* ix, 
   return true;
 }
 
+// stride: elements between neighbouring pixels of the plane (1, or the channel count when the
+// channels are interleaved).
 template <typename T>
-PYADV_HD inline T sample(const T* plane, int64_t H, int64_t W, int64_t ix, int64_t iy, double ax, double ay) {
-  auto at = [&](int64_t r, int64_t c) -> double { return (r >= 0 && r < H && c >= 0 && c < W) ? double(plane[r * W + c]) : 0.0; };
+PYADV_HD inline T sample(const T* plane, int64_t H, int64_t W, int64_t ix, int64_t iy, double ax, double ay,
+                         int64_t stride = 1) {
+  auto at = [&](int64_t r, int64_t c) -> double {
+    return (r >= 0 && r < H && c >= 0 && c < W) ? double(plane[(r * W + c) * stride]) : 0.0;
+  };
   return T((1 - ay) * ((1 - ax) * at(iy, ix) + ax * at(iy, ix + 1)) + ay * ((1 - ax) * at(iy + 1, ix) + ax * at(iy + 1, ix + 1)));
 }
 
