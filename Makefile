@@ -46,11 +46,16 @@ demo: build
 test: build
 	$(PY) -m pytest
 
+# The peers benchmarks/image.py compares against; --no-deps keeps the CPU torch in place (their
+# declared dependencies would pull a CUDA torch and torchvision).
+BENCH_PEERS := kornia kornia-rs pytorch-msssim piq torchmetrics lightning-utilities
+
 bench: build
+	$(PY) -m pip install --no-deps $(BENCH_PEERS) || echo "peers not installed: benchmarks/image.py skips them"
 	$(PY) benchmarks/fi.py
 	$(PY) benchmarks/fi_model.py
 	$(PY) benchmarks/swarm.py
-	$(PY) benchmarks/ssim.py
+	$(PY) benchmarks/image.py
 
 # Needs no torch; with the venv's torch present it also checks the torch-side CUDA glue.
 cuda-check:

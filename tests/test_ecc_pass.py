@@ -27,13 +27,13 @@ def corner_error(W, M, size):
     return float(np.abs(p[:2] / p[2] - q[:2] / q[2]).max())
 
 
-def opencv_ecc(tmpl, img, iters, eps):
+def opencv_ecc(tmpl, img, iters, eps, with_rho=False):
     try:
-        _, W = cv2.findTransformECC(tmpl, img, np.eye(3, dtype=np.float32), cv2.MOTION_HOMOGRAPHY,
+        rho, W = cv2.findTransformECC(tmpl, img, np.eye(3, dtype=np.float32), cv2.MOTION_HOMOGRAPHY,
                                     (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, iters, eps), None, 5)
-        return W.astype(np.float64)
+        return (W.astype(np.float64), rho) if with_rho else W.astype(np.float64)
     except cv2.error:
-        return None
+        return (None, None) if with_rho else None
 
 
 def run(size, per_photo, seed, iters=100, eps=1e-3, border="replicate"):
@@ -59,6 +59,11 @@ def test_agrees_with_opencv_at_224():
         agree.append(np.abs(a[:2] / a[2] - b[:2] / b[2]).max())
     print(f"224 px: pyadv vs OpenCV corners median {np.median(agree):.4f} px, max {max(agree):.4f} px")
     assert max(agree) <= 0.05
+    # The correlation both return is the one measured at the last warp before its update.
+    # OpenCV's warp samples at fixed-point positions (1/32 px) in float32, which costs it a
+    # little correlation; pyadv samples at the exact position.
+    cv_rho = np.array([opencv_ecc(p[0], p[1], 100, 1e-6, with_rho=True)[1] for p in ps])
+    assert np.all(np.abs(r.rho.numpy() - cv_rho) <= 5e-3) and np.all(r.rho.numpy() >= cv_rho - 1e-4)
     cv_err = [corner_error(W, p[2], 224) for W, p in zip(cv, ps)]
     assert np.median(ours) <= np.median(cv_err) + 0.01 and r.converged.all()
 
@@ -141,6 +146,10 @@ def test_ecc_moments_edge_cases():
     finally:
         torch.set_num_threads(n)
     assert torch.equal(one, two)
+    # A channels-last image stack ([B, H, W, 3] in memory) is read in place, with the same sums.
+    cl = img.contiguous(memory_format=torch.channels_last)
+    assert not cl.is_contiguous()
+    assert torch.equal(torch.ops.pyadv.ecc_moments(cl, tmpl, M, 3, 0), two)
 
 
 @pytest.mark.parametrize("call,match", [

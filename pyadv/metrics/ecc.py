@@ -37,6 +37,9 @@ from .. import _C  # noqa: F401  (registers the ops)
 
 MOTIONS = {"translation": 2, "euclidean": 3, "affine": 6, "homography": 8}
 MOTION_CODES = {"translation": 0, "euclidean": 1, "affine": 2, "homography": 3}  # OpenCV's MOTION_*
+#: A converged pair whose correlation beats the identity's by this much is not re-measured at
+#: its returned warp (one small Gauss-Newton step past the last measurement).
+_SAFETY = 1e-3
 #: Below this side length (pixels) the coarse-to-fine safeguard starts affine/homography fits
 #: from a translation fit.
 SMALL = 64
@@ -45,7 +48,8 @@ SMALL = 64
 @dataclass
 class ECCResult:
     warp: torch.Tensor        # [B, 3, 3], template -> image coordinates
-    rho: torch.Tensor         # [B] final correlation coefficient
+    rho: torch.Tensor         # [B] correlation at the last measured warp (as OpenCV returns it;
+                              #     the identity's for a rejected pair)
     iterations: torch.Tensor  # [B]
     converged: torch.Tensor   # [B] stopped by the eps rule
     failed: torch.Tensor      # [B] OpenCV would have raised (correlation being minimised, NaN)
@@ -268,12 +272,19 @@ def _ecc(T, stack, motion, iters, eps, init, safeguards, margin) -> ECCResult:
     if safeguards:
         eye = torch.eye(3, dtype=dtype, device=dev).expand(B, 3, 3).contiguous()
         finite = torch.isfinite(W).flatten(1).all(1)
-        Wf = torch.where(finite[:, None, None], W, eye)
-        final = _Sums(_moments(stack, T, Wf, "translation", margin), 0).rho
         # Started from the identity, the first iteration measured the identity's correlation.
         ident = (first_rho if init is None and first_rho is not None
                  else _Sums(_moments(stack, T, eye, "translation", margin), 0).rho)
+        # The returned warp is one update past the last measured correlation. A converged pair
+        # clearly above the identity stays above it after that small step; the others are
+        # measured at the returned warp.
+        check = (~converged | (rho < ident + _SAFETY) | ~finite).nonzero().flatten()
+        final = rho.clone()
+        if len(check):
+            Wc = torch.where(finite[check, None, None], W[check], eye[check])
+            final[check] = _Sums(_moments(stack, T, Wc.contiguous(), "translation", margin,
+                                          None if len(check) == B else check), 0).rho
         rejected = ~(final >= ident) | ~finite
         W = torch.where(rejected[:, None, None], eye, W)
-        rho = torch.where(rejected, ident, final)
+        rho = torch.where(rejected, ident, rho)
     return ECCResult(W, rho, its, converged, failed, rejected)
