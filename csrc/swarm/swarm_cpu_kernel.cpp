@@ -4,7 +4,7 @@
 
 #include <cstring>
 
-#if defined(__AVX2__)
+#if defined(__AVX2__) || defined(__AVX512F__)
 #include <immintrin.h>
 #endif
 
@@ -56,6 +56,45 @@ inline void philox8_avx2(uint64_t seed, uint32_t step, uint64_t first, uint32_t 
 }
 #endif
 
+#if defined(__AVX512F__)
+// Sixteen consecutive Philox4x32-10 draws in AVX-512 registers, as philox8_avx2 does eight.
+inline void philox16_avx512(uint64_t seed, uint32_t step, uint64_t first, uint32_t stream, __m512i (&w)[4]) {
+  alignas(64) uint32_t lo[16], hi[16];
+  for (int j = 0; j < 16; ++j) {
+    const uint64_t idx = first + static_cast<uint64_t>(j);
+    lo[j] = static_cast<uint32_t>(idx);
+    hi[j] = static_cast<uint32_t>(idx >> 32);
+  }
+  __m512i c0 = _mm512_load_si512(lo), c1 = _mm512_load_si512(hi);
+  __m512i c2 = _mm512_set1_epi32(static_cast<int>(step)), c3 = _mm512_set1_epi32(static_cast<int>(stream));
+  const __m512i m0 = _mm512_set1_epi64(0xD2511F53u), m1 = _mm512_set1_epi64(0xCD9E8D57u);
+  uint32_t k0 = static_cast<uint32_t>(seed), k1 = static_cast<uint32_t>(seed >> 32);
+  for (int r = 0; r < 10; ++r) {
+    const __m512i pe0 = _mm512_mul_epu32(c0, m0), po0 = _mm512_mul_epu32(_mm512_srli_epi64(c0, 32), m0);
+    const __m512i pe1 = _mm512_mul_epu32(c2, m1), po1 = _mm512_mul_epu32(_mm512_srli_epi64(c2, 32), m1);
+    const __m512i lo0 = _mm512_mask_blend_epi32(0xAAAA, pe0, _mm512_slli_epi64(po0, 32));
+    const __m512i hi0 = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(pe0, 32), po0);
+    const __m512i lo1 = _mm512_mask_blend_epi32(0xAAAA, pe1, _mm512_slli_epi64(po1, 32));
+    const __m512i hi1 = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(pe1, 32), po1);
+    c0 = _mm512_xor_si512(_mm512_xor_si512(hi1, c1), _mm512_set1_epi32(static_cast<int>(k0)));
+    c1 = lo1;
+    c2 = _mm512_xor_si512(_mm512_xor_si512(hi0, c3), _mm512_set1_epi32(static_cast<int>(k1)));
+    c3 = lo0;
+    k0 += 0x9E3779B9u;
+    k1 += 0xBB67AE85u;
+  }
+  w[0] = c0;
+  w[1] = c1;
+  w[2] = c2;
+  w[3] = c3;
+}
+
+// philox::to_unit_float on sixteen words: (a >> 8) * 2^-24, exact in float.
+inline __m512 unit_float16(__m512i a) {
+  return _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_srli_epi32(a, 8)), _mm512_set1_ps(1.0f / 16777216.0f));
+}
+#endif
+
 // pso_uniforms for the n consecutive stream elements first .. first + n - 1; for float one draw
 // serves each aligned pair. The generator runs in registers, one draw at a time: a version
 // vectorised across draws was slower on AVX2 and AVX-512 (the 32x32->64 multiplies need
@@ -68,6 +107,23 @@ inline void pso_uniform_range(uint64_t seed, uint32_t step, uint64_t first, int6
       pso_uniforms<T>(seed, step, first, r1, r2);
       j = 1;
     }
+#if defined(__AVX512F__)
+    {
+      // Sixteen draws, thirty-two elements: element 2k takes words 0-1 of draw k, 2k + 1 words 2-3.
+      const __m512i even = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+      const __m512i odd = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+      __m512i w[4];
+      for (; j + 32 <= n; j += 32) {
+        philox16_avx512(seed, step, (first + static_cast<uint64_t>(j)) >> 1, kPsoStream, w);
+        const __m512 f0 = unit_float16(w[0]), f1 = unit_float16(w[1]), f2 = unit_float16(w[2]),
+                     f3 = unit_float16(w[3]);
+        _mm512_storeu_ps(r1 + j, _mm512_permutex2var_ps(f0, even, f2));
+        _mm512_storeu_ps(r1 + j + 16, _mm512_permutex2var_ps(f0, odd, f2));
+        _mm512_storeu_ps(r2 + j, _mm512_permutex2var_ps(f1, even, f3));
+        _mm512_storeu_ps(r2 + j + 16, _mm512_permutex2var_ps(f1, odd, f3));
+      }
+    }
+#endif
 #if defined(__AVX2__)
     uint32_t w[4][8];
     for (; j + 16 <= n; j += 16) {  // eight draws, sixteen elements
@@ -114,6 +170,10 @@ void pso_step_rows(T* PYADV_RESTRICT pos, T* PYADV_RESTRICT vel, const T* PYADV_
   // the chunk as a plain, vectorisable loop.
   constexpr int64_t kChunk = 1024;
   alignas(64) T r1[kChunk], r2[kChunk];
+  // A problem's gbest, lo and hi repeated row after row over a chunk, so that the update is one
+  // flat loop over the chunk's elements (short rows, D = 20, would leave a vector remainder per row).
+  alignas(64) T gbt[kChunk], lot[kChunk], hit[kChunk];
+  int64_t tiled = -1;  // the problem gbt/lot/hit hold
   const int64_t rows_per_chunk = D >= kChunk ? 1 : kChunk / D;
   for (int64_t r0 = begin; r0 < end;) {
     const int64_t b = r0 / N;
@@ -133,11 +193,20 @@ void pso_step_rows(T* PYADV_RESTRICT pos, T* PYADV_RESTRICT vel, const T* PYADV_
           pso_coord(x[j], v[j], pb[j], gb[d0 + j], l[d0 + j], h[d0 + j], w, c1, c2, r1[j], r2[j], boundary,
                     vmax_frac);
       } else {
-        for (int64_t row = 0; row < n / D; ++row)
-          for (int64_t d = 0; d < D; ++d) {
-            const int64_t j = row * D + d;
-            pso_coord(x[j], v[j], pb[j], gb[d], l[d], h[d], w, c1, c2, r1[j], r2[j], boundary, vmax_frac);
+        if (tiled != b) {
+          for (int64_t j = 0; j < rows_per_chunk * D; ++j) {
+            gbt[j] = gb[j % D];
+            lot[j] = l[j % D];
+            hit[j] = h[j % D];
           }
+          tiled = b;
+        }
+        if (boundary == kReflect)
+          for (int64_t j = 0; j < n; ++j)
+            pso_coord(x[j], v[j], pb[j], gbt[j], lot[j], hit[j], w, c1, c2, r1[j], r2[j], kReflect, vmax_frac);
+        else
+          for (int64_t j = 0; j < n; ++j)
+            pso_coord(x[j], v[j], pb[j], gbt[j], lot[j], hit[j], w, c1, c2, r1[j], r2[j], kClip, vmax_frac);
       }
     }
     r0 = r_end;
