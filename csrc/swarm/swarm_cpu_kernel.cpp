@@ -194,10 +194,10 @@ void pso_step_rows(T* PYADV_RESTRICT pos, T* PYADV_RESTRICT vel, const T* PYADV_
                     vmax_frac);
       } else {
         if (tiled != b) {
-          for (int64_t j = 0; j < rows_per_chunk * D; ++j) {
-            gbt[j] = gb[j % D];
-            lot[j] = l[j % D];
-            hit[j] = h[j % D];
+          for (int64_t row = 0; row < rows_per_chunk; ++row) {
+            std::memcpy(gbt + row * D, gb, sizeof(T) * D);
+            std::memcpy(lot + row * D, l, sizeof(T) * D);
+            std::memcpy(hit + row * D, h, sizeof(T) * D);
           }
           tiled = b;
         }
