@@ -92,6 +92,20 @@ def test_gradients():
     torch.testing.assert_close(gx_only, torch.autograd.grad(ssim(x, y).sum(), x)[0])
 
 
+@pytest.mark.parametrize("offset", [0.0, 0.5, 0.95])
+def test_float32_low_contrast_on_bright_images_matches_float64(offset):
+    # Low-contrast texture on a bright background is where E[x^2] - E[x]^2 cancels most in
+    # float32; the kernels centre each plane on its mean first, so float32 stays close to float64.
+    g = torch.Generator().manual_seed(5)
+    base = offset + 0.02 * torch.rand(8, 3, 40, 36, generator=g, dtype=torch.float64)
+    other = (base + 0.005 * torch.randn(base.shape, generator=g, dtype=torch.float64)).clamp(0, 1)
+    exact = ssim(base, other)
+    got = ssim(base.float(), other.float()).double()
+    assert (got - exact).abs().max() <= 1e-5
+    m64, m32 = ssim_map(base, other), ssim_map(base.float(), other.float()).double()
+    assert (m32 - m64).abs().max() <= 1e-4
+
+
 def test_variance_clamp_keeps_ssim_at_most_one():
     # A constant image in float32: E[x^2] - E[x]^2 can round below 0.
     x = torch.full((1, 1, 16, 16), 0.7, dtype=torch.float32)
