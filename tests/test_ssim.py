@@ -141,10 +141,28 @@ def test_emulated_cuda_matches_cpu(dtype, shape, win):
     (lambda: ssim(torch.rand(12, 12), torch.rand(12, 12), win_size=4), ValueError, "win_size must be odd"),
     (lambda: ssim(torch.rand(12, 12), torch.rand(12, 12), data_range=0), ValueError, "data_range must be > 0"),
     (lambda: ssim(torch.rand(2, 1, 1, 12, 12), torch.rand(2, 1, 1, 12, 12)), ValueError, "must be"),
+    (lambda: ssim(torch.zeros(1, 1, 12, 12, dtype=torch.uint8), torch.zeros(1, 1, 12, 12, dtype=torch.uint8)),
+     ValueError, "pass data_range"),
+    (lambda: ssim(torch.rand(12, 12), torch.rand(12, 12), sigma=-1.0), ValueError, "sigma must be > 0"),
+    (lambda: ssim(torch.rand(12, 12), torch.rand(12, 12), data_range=-2), ValueError, "data_range must be > 0"),
+    (lambda: ssim(torch.rand(2, 1, 12, 12).index_put_((torch.tensor([1]), torch.tensor([0]), torch.tensor([3]),
+                                                        torch.tensor([4])), torch.tensor(float("nan"))),
+                  torch.rand(2, 1, 12, 12)), ValueError, "image 1, channel 0 holds NaN or Inf"),
+    (lambda: _C.emulated.ssim_forward(torch.full((1, 1, 12, 12), float("inf")), torch.rand(1, 1, 12, 12), 11, 1.5,
+                                      0.01, 0.03, 1.0, False, False), ValueError, "holds NaN or Inf"),
 ])
 def test_bad_input(call, exc, match):
     with pytest.raises(exc, match=match):
         call()
+
+
+def test_integer_images_with_a_data_range_match_scikit_image():
+    rng = np.random.default_rng(6)
+    a = rng.integers(0, 256, (30, 33), dtype=np.uint8)
+    b = np.clip(a.astype(int) + rng.integers(-20, 21, a.shape), 0, 255).astype(np.uint8)
+    ref = structural_similarity(a, b, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=255)
+    got = ssim(torch.from_numpy(a), torch.from_numpy(b), data_range=255)
+    assert abs(float(got) - ref) <= 1e-5
 
 
 def test_opcheck():

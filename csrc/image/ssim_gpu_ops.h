@@ -51,6 +51,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ssim_forward_gpu(const at::Tensor
     TORCH_CHECK(err == 0, "ssim forward failed to launch (error ", err, ")");
   });
   const at::Tensor score = map.to(at::kDouble).mean({1, 2, 3}).to(x.scalar_type());
+  // S is finite for finite images, so this finds NaN or Inf in x or y (one device sync).
+  TORCH_CHECK_VALUE(d.B == 0 || at::isfinite(score).all().item<bool>(), "x and y must be finite: image ",
+                    at::isfinite(score).logical_not().nonzero().min().item<int64_t>(), " holds NaN or Inf");
   return {score, want_map ? map : at::empty({0}, x.options()), partials};
 }
 

@@ -4,6 +4,7 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <cmath>
 #include <tuple>
 #include <vector>
 
@@ -54,7 +55,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ssim_forward_cpu(const at::Tensor
   double* s = score.mutable_data_ptr<double>();
   for (int64_t b = 0; b < d.B; ++b) {
     double t = 0;
-    for (int64_t c = 0; c < d.C; ++c) t += sums[b * d.C + c];
+    for (int64_t c = 0; c < d.C; ++c) {
+      // S is finite for finite images (both denominators are at least C1 and C2), so a
+      // non-finite sum means NaN or Inf in the plane: found at no extra cost.
+      TORCH_CHECK_VALUE(std::isfinite(sums[b * d.C + c]), "x and y must be finite: image ", b, ", channel ", c,
+                        " holds NaN or Inf");
+      t += sums[b * d.C + c];
+    }
     s[b] = t / double(d.C * d.Hv * d.Wv);
   }
   return {score.to(x.scalar_type()), map.defined() ? map : at::empty({0}, x.options()),

@@ -9,6 +9,8 @@ cancellation can push SSIM above 1) and the gradient is zero where the clamp act
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 
 from .. import _C  # noqa: F401  (registers the ops)
@@ -33,9 +35,19 @@ class _SSIM(torch.autograd.Function):
                 None, None, None, None, None)
 
 
-def _prepare(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, bool]:
+def _prepare(x: torch.Tensor, y: torch.Tensor, data_range) -> tuple[torch.Tensor, torch.Tensor, bool, float]:
     if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor):
         raise TypeError("x and y must be tensors")
+    if not x.dtype.is_floating_point or not y.dtype.is_floating_point:
+        # As scikit-image asks of ambiguous inputs: the range of integer images must be stated.
+        if data_range is None:
+            raise ValueError(f"x and y are {x.dtype} and {y.dtype}: pass data_range (e.g. 255 for 8-bit images); "
+                             "only float32/float64 images default to data_range=1")
+        if x.dtype != y.dtype:
+            raise TypeError(f"y must have x's dtype {x.dtype}, got {y.dtype}")
+        x, y = x.float(), y.float()
+    if data_range is None:
+        data_range = 1.0
     single = x.dim() == 3
     if x.dim() == 2:
         x, y = x[None, None], y[None, None]
@@ -44,25 +56,26 @@ def _prepare(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
         x, y = x[None], y[None]
     if x.dim() != 4:
         raise ValueError(f"x must be [H, W], [C, H, W] or [B, C, H, W], got {tuple(x.shape)}")
-    return x, y, single
+    return x, y, single, float(data_range)
 
 
-def ssim(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0, *, win_size: int = 11, sigma: float = 1.5,
+def ssim(x: torch.Tensor, y: torch.Tensor, data_range: Optional[float] = None, *, win_size: int = 11, sigma: float = 1.5,
          K1: float = 0.01, K2: float = 0.03) -> torch.Tensor:
     """Per-image SSIM [B] of x and y ([B, C, H, W]; [C, H, W] or [H, W] give a scalar),
-    differentiable with respect to both. Images smaller than the window raise ValueError, as in
-    scikit-image."""
-    x, y, single = _prepare(x, y)
-    out = _SSIM.apply(x, y, int(win_size), float(sigma), float(K1), float(K2), float(data_range))
+    differentiable with respect to both. ``data_range`` defaults to 1 for float images and must be
+    given for integer ones (e.g. 255), which are scored in float32. Images smaller than the window
+    raise ValueError, as in scikit-image; NaN or Inf in an image raises ValueError."""
+    x, y, single, data_range = _prepare(x, y, data_range)
+    out = _SSIM.apply(x, y, int(win_size), float(sigma), float(K1), float(K2), data_range)
     return out[0] if single else out
 
 
-def ssim_map(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0, *, win_size: int = 11, sigma: float = 1.5,
+def ssim_map(x: torch.Tensor, y: torch.Tensor, data_range: Optional[float] = None, *, win_size: int = 11, sigma: float = 1.5,
              K1: float = 0.01, K2: float = 0.03) -> torch.Tensor:
     """The SSIM map over the valid region, [B, C, H - win + 1, W - win + 1] (not differentiable)."""
-    x, y, _ = _prepare(x, y)
-    _, m, _ = torch.ops.pyadv.ssim_forward(x, y, int(win_size), float(sigma), float(K1), float(K2),
-                                           float(data_range), True, False)
+    x, y, _, data_range = _prepare(x, y, data_range)
+    _, m, _ = torch.ops.pyadv.ssim_forward(x, y, int(win_size), float(sigma), float(K1), float(K2), data_range,
+                                           True, False)
     return m
 
 
