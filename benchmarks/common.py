@@ -7,7 +7,6 @@ measured side by side are the figures the project quotes.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics

@@ -11,7 +11,6 @@ import torch
 
 from common import interleaved, machine, parser, setup_threads, timeit, write_results
 
-import pyadv
 from pyadv import _C, ops
 
 SIZES = [(256, 10, 784), (16, 100, 3072)]

@@ -6,7 +6,6 @@ the image-level bound (1 - P_y)/P_y. Not a timing: writes benchmarks/results/fi_
 """
 from __future__ import annotations
 
-import torch
 
 from common import machine, parser, setup_threads, write_results
 

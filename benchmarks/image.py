@@ -19,6 +19,7 @@ without them when torchvision is absent).
 """
 from __future__ import annotations
 
+import argparse
 import functools
 import importlib.util
 import json
@@ -184,7 +185,7 @@ def allocator_facts() -> dict:
 
 def main() -> None:
     p = parser(__doc__)
-    p.add_argument("--case", help=argparse_hidden(), default=None)
+    p.add_argument("--case", help=argparse.SUPPRESS, default=None)  # internal: one comparison
     args = p.parse_args()
     setup_threads(args.threads)
     rounds = 3 if args.quick else max(3, args.repeat // 3)
@@ -220,11 +221,6 @@ def main() -> None:
                          "pass_vs_opencv_loop": ">= 10 at 28 and 32 px, >= 3 at 224 px"},
                "ssim": {k: results[k] for k in SHAPES}, "pass": {k: results[k] for k in map(str, PASS_SIZES)}}
     print(f"wrote {write_results('image', payload, args.out)}")
-
-
-def argparse_hidden():
-    import argparse
-    return argparse.SUPPRESS
 
 
 if __name__ == "__main__":

@@ -1,6 +1,5 @@
 """FI on models (pyadv.fi) against brute force in float64: the full P x P metric G = L D L^T
 and its pseudo-inverse, built from autograd Jacobians, on real 8x8 digits (P = 64)."""
-import math
 
 import pytest
 import torch

@@ -137,6 +137,7 @@ def test_de_partners_are_distinct_and_uniform():
         r1 = t1[0, :, 0].round().long()
         counts[torch.arange(N), r1] += 1
         assert torch.all(r1 != torch.arange(N))
+        assert torch.all((t[0, :, 0] - t1[0, :, 0]).abs() > 0.5)  # x_r2 - x_r3 != 0: r2 != r3
     assert torch.all(counts.diagonal() == 0)
     off = counts[~torch.eye(N, dtype=torch.bool)]
     assert off.min() > 40 and off.max() < 120  # 80 expected each
