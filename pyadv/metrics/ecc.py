@@ -146,9 +146,10 @@ def _inverse(H: torch.Tensor) -> torch.Tensor:
     pixel) gets the pseudo-inverse instead."""
     inv, info = torch.linalg.inv_ex(H)
     bad = (info != 0) | ~torch.isfinite(inv).flatten(1).all(1)
-    if bool(bad.any()):
+    fixable = bad & torch.isfinite(H).flatten(1).all(1)  # a non-finite Hessian stays NaN: that pair fails
+    if bool(fixable.any()):
         inv = inv.clone()
-        inv[bad] = torch.linalg.pinv(H[bad])
+        inv[fixable] = torch.linalg.pinv(H[fixable])
     return inv
 
 
@@ -183,6 +184,12 @@ def ecc_align(template: torch.Tensor, image: torch.Tensor, motion: str = "homogr
         raise ValueError(f"gauss_filt_size must be 0 (no filter) or odd, got {gauss_filt_size}")
     if iters < 1 or not eps >= 0:
         raise ValueError(f"iters must be >= 1 and eps >= 0, got {iters} and {eps}")
+    for name, t in (("template", template), ("image", image)):
+        if not t.dtype.is_floating_point:
+            raise TypeError(f"{name} must be a floating-point image batch, got {t.dtype}")
+        bad = ~torch.isfinite(t).flatten(1).all(1)
+        if bool(bad.any()):
+            raise ValueError(f"{name} holds NaN or Inf (pair {int(bad.nonzero()[0])})")
     small = min(template.shape[-2:]) < SMALL
     if margin is None:
         margin = gauss_filt_size // 2 + 1 if safeguards and small else 0
