@@ -11,6 +11,23 @@ namespace ssim {
 
 namespace sm = ::pyadv::ssim;
 
+// A block's place in the image: kTile x kTile threads on the tile at (r0, c0), which reads
+// span = kTile + win - 1 rows and columns with its halo.
+template <int kTile>
+struct Tile {
+  int64_t Hv, Wv, r0, c0;
+  int span, tx, ty, tid;
+  PYADV_DEVICE Tile(int64_t H, int64_t W, int win)
+      : Hv(H - win + 1), Wv(W - win + 1), r0(int64_t(blockIdx.y) * kTile), c0(int64_t(blockIdx.x) * kTile),
+        span(kTile + win - 1), tx(int(threadIdx.x)), ty(int(threadIdx.y)), tid(int(threadIdx.y) * kTile + int(threadIdx.x)) {}
+};
+
+// The block copies the 1-D window into shared memory (the caller synchronises before use).
+template <typename T>
+PYADV_DEVICE inline void load_window(const double* g, int win, int tid, int threads, T* sg) {
+  for (int k = tid; k < win; k += threads) sg[k] = T(g[k]);
+}
+
 // Forward, one kTile x kTile tile of outputs per block: the block loads its input tile plus
 // halo into shared memory, filters it horizontally into shared memory (five moments), then each
 // thread filters its column vertically and evaluates SSIM. Grid: x, y over tiles, z over planes
@@ -23,11 +40,10 @@ __global__ void forward_kernel(const T* x, const T* y, const T* centers, int64_t
   __shared__ T sy[kSpan][kSpan];
   __shared__ T sh[5][kSpan][kTile];
   __shared__ T sg[kMaxW];
-  const int64_t Hv = H - win + 1, Wv = W - win + 1;
-  const int span = kTile + win - 1;
-  const int tx = threadIdx.x, ty = threadIdx.y, tid = ty * kTile + tx;
-  const int64_t r0 = int64_t(blockIdx.y) * kTile, c0 = int64_t(blockIdx.x) * kTile;
-  for (int k = tid; k < win; k += kTile * kTile) sg[k] = T(g[k]);
+  const Tile<kTile> t(H, W, win);
+  const int64_t Hv = t.Hv, Wv = t.Wv, r0 = t.r0, c0 = t.c0;
+  const int span = t.span, tx = t.tx, ty = t.ty, tid = t.tid;
+  load_window(g, win, tid, kTile * kTile, sg);
   for (int64_t p = blockIdx.z; p < planes; p += gridDim.z) {
     const T* xp = x + p * H * W;
     const T* yp = y + p * H * W;
@@ -85,11 +101,10 @@ __global__ void backward_kernel(const T* x, const T* y, const T* partials, const
   __shared__ T sp[kSpan][kSpan];
   __shared__ T sv[kTile][kSpan];
   __shared__ T sg[kMaxW];
-  const int64_t Hv = H - win + 1, Wv = W - win + 1;
-  const int span = kTile + win - 1;
-  const int tx = threadIdx.x, ty = threadIdx.y, tid = ty * kTile + tx;
-  const int64_t r0 = int64_t(blockIdx.y) * kTile, c0 = int64_t(blockIdx.x) * kTile;
-  for (int k = tid; k < win; k += kTile * kTile) sg[k] = T(g[k]);
+  const Tile<kTile> t(H, W, win);
+  const int64_t Hv = t.Hv, Wv = t.Wv, r0 = t.r0, c0 = t.c0;
+  const int span = t.span, tx = t.tx, ty = t.ty, tid = t.tid;
+  load_window(g, win, tid, kTile * kTile, sg);
   for (int64_t p = blockIdx.z; p < planes; p += gridDim.z) {
     T f[5];
     for (int q = 0; q < 5; ++q) {
