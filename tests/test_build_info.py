@@ -12,10 +12,16 @@ def test_info_reports_ops_isa_and_cuda():
     d = pyadv.info()
     assert d["version"] == pyadv.__version__ == "0.1.0"
     backends = ["CPU"] + (["CUDA"] if d["cuda_compiled"] else [])
+    # Every op the extension registers is reported.
+    registered = {n.split("::", 1)[1] for n in torch._C._dispatch_get_all_op_names() if n.startswith("pyadv::")}
+    assert set(d["ops"]) == registered
     names = ("pixel_fi", "fi_accumulate", "fi_finish", "fi_group_accumulate", "fi_group_finish", "pso_step",
-             "swarm_best", "de_trial", "de_select", "sparse_perturb", "pixel_replace")
+             "swarm_best", "de_trial", "de_select", "sparse_perturb", "pixel_replace", "ssim_forward",
+             "ssim_backward", "warp_perspective", "ecc_moments")
     assert {name: d["ops"][name] for name in names} == {name: backends for name in names}
+    # CPU only: the in-place renderers, and ECC's pre-filter (torch ops do that step on CUDA).
     assert d["ops"]["sparse_perturb_out"] == ["CPU"] and d["ops"]["pixel_replace_out"] == ["CPU"]
+    assert d["ops"]["ecc_prefilter"] == ["CPU"]
     assert d["cpu_isa"] in d["cpu_isa_supported"]
     assert set(d["cpu_isa_supported"]) <= set(d["cpu_isa_compiled"])
     assert d["cpu_isa_compiled"][0] == "baseline"
