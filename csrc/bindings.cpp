@@ -26,7 +26,8 @@ TORCH_LIBRARY(pyadv, m) {
   m.def("pixel_replace(Tensor base, Tensor candidates, int n_begin, int n_end) -> Tensor");
   m.def("ssim_forward(Tensor x, Tensor y, int win, float sigma, float K1, float K2, float data_range, bool want_map, "
         "bool want_partials) -> (Tensor, Tensor, Tensor)");
-  m.def("ssim_backward(Tensor grad, Tensor x, Tensor y, Tensor partials, int win, float sigma) -> (Tensor, Tensor)");
+  m.def("ssim_backward(Tensor grad, Tensor x, Tensor y, int win, float sigma, float K1, float K2, float data_range) "
+        "-> (Tensor, Tensor)");
   m.def("warp_perspective(Tensor img, Tensor M, int out_h, int out_w) -> Tensor");
   m.def("ecc_prefilter(Tensor tmpl, Tensor img, Tensor kernel) -> (Tensor, Tensor)");
   m.def("ecc_moments(Tensor img, Tensor tmpl, Tensor M, int motion, int margin, Tensor? ids=None) -> Tensor");

@@ -163,9 +163,10 @@ void register_emulated(py::module_& parent) {
     return ssim::ssim_forward_gpu<EmulatedSsim>(cpu_contiguous(x, "x"), y, win, sigma, K1, K2, data_range, want_map,
                                                 want_partials, nullptr);
   });
-  m.def("ssim_backward", [](const at::Tensor& grad, const at::Tensor& x, const at::Tensor& y,
-                            const at::Tensor& partials, int64_t win, double sigma) {
-    return ssim::ssim_backward_gpu<EmulatedSsim>(grad, cpu_contiguous(x, "x"), y, partials, win, sigma, nullptr);
+  m.def("ssim_backward", [](const at::Tensor& grad, const at::Tensor& x, const at::Tensor& y, int64_t win,
+                            double sigma, double K1, double K2, double data_range) {
+    return ssim::ssim_backward_gpu<EmulatedSsim>(grad, cpu_contiguous(x, "x"), y, win, sigma, K1, K2, data_range,
+                                                 nullptr);
   });
 
   m.def("warp_perspective", [](const at::Tensor& img, const at::Tensor& M, int64_t out_h, int64_t out_w) {

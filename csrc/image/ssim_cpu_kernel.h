@@ -14,14 +14,15 @@ constexpr int64_t kCpuVectorBytes = 32;
 
 constexpr int64_t round_up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
 
-// Scratch elements of T for one plane, forward or backward (the larger of the two).
+// Scratch elements of T for one plane, forward or backward (the larger of the two; the
+// backward runs the forward's rows too, plus a ring of win rows of partials).
 template <typename T>
 constexpr int64_t ssim_cpu_workspace(int64_t W, int64_t win) {
   const int64_t L = kCpuVectorBytes / int64_t(sizeof(T));
   const int64_t Wv = W - win + 1, Wp = round_up(Wv, L), Wq = round_up(W, L);
-  const int64_t fwd = 2 * round_up(win, L) + 5 * (Wp + win - 1) + win * 5 * Wp + 6 * Wp;
-  const int64_t bwd = 2 * round_up(win, L) + 5 * (Wq + win - 1) + 4 * Wq;
-  return fwd > bwd ? fwd : bwd;
+  const int64_t fwd = round_up(win, L) + 5 * (Wp + win - 1) + win * 5 * Wp + 6 * Wp;
+  const int64_t bwd = win * 5 * Wp + 2 * round_up(win, L) + 5 * (Wq + win - 1) + 4 * Wq;
+  return fwd + bwd;
 }
 
 }  // namespace ssim_cpu
@@ -38,9 +39,10 @@ constexpr int64_t ssim_cpu_workspace(int64_t W, int64_t win) {
   template <typename T>                                                                                           \
   double forward_plane(const T* x, const T* y, int64_t H, int64_t W, const double* g, int win, T C1, T C2, T* map, \
                        T* partials, T* work);                                                                     \
-  /* Backward: dx, dy [H, W] = scale * d(sum of S)/d(x, y) from partials [5, Hv, Wv]. */            \
+  /* Backward: dx, dy [H, W] = scale * d(sum of S)/d(x, y), recomputing the forward row by row (no \
+     saved partials). */                                                                          \
   template <typename T>                                                                                           \
-  void backward_plane(const T* x, const T* y, const T* partials, int64_t H, int64_t W, const double* g, int win,   \
+  void backward_plane(const T* x, const T* y, int64_t H, int64_t W, const double* g, int win, T C1, T C2,          \
                       double scale, T* dx, T* dy, T* work);                                                       \
   }                                                                                                               \
   }                                                                                                               \

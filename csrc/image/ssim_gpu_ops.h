@@ -57,15 +57,17 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ssim_forward_gpu(const at::Tensor
   return {score, want_map ? map : at::empty({0}, x.options()), partials};
 }
 
+// The GPU backward keeps the forward's partials for the duration of the call only: the forward
+// kernel writes them, the tiled backward kernel reads them.
 template <class L>
 std::tuple<at::Tensor, at::Tensor> ssim_backward_gpu(const at::Tensor& grad, const at::Tensor& x_in,
-                                                     const at::Tensor& y_in, const at::Tensor& partials_in,
-                                                     int64_t win, double sigma, void* stream) {
-  const SsimDims d = check_ssim(x_in, y_in, win, sigma, 0.01, 0.03, 1.0);
-  TORCH_CHECK_VALUE(partials_in.sizes() == at::IntArrayRef({d.B, d.C, 5, d.Hv, d.Wv}),
-                    "partials must have shape [B, C, 5, Hv, Wv], got ", partials_in.sizes());
+                                                     const at::Tensor& y_in, int64_t win, double sigma, double K1,
+                                                     double K2, double data_range, void* stream) {
+  const SsimDims d = check_ssim(x_in, y_in, win, sigma, K1, K2, data_range);
   TORCH_CHECK_VALUE(grad.dim() == 1 && grad.size(0) == d.B, "grad must have shape [B], got ", grad.sizes());
-  const at::Tensor x = x_in.contiguous(), y = y_in.contiguous(), partials = partials_in.contiguous();
+  const at::Tensor x = x_in.contiguous(), y = y_in.contiguous();
+  const at::Tensor partials =
+      std::get<2>(ssim_forward_gpu<L>(x, y, win, sigma, K1, K2, data_range, false, true, stream));
   const at::Tensor g = at::tensor(gaussian_window(win, sigma), x.options().dtype(at::kDouble));
   const at::Tensor scale =
       (grad.to(at::kDouble) / double(d.C * d.Hv * d.Wv)).repeat_interleave(d.C).contiguous();

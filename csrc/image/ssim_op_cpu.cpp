@@ -68,29 +68,29 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ssim_forward_cpu(const at::Tensor
           partials.defined() ? partials : at::empty({0}, x.options())};
 }
 
-// d(score)/d(x, y) weighted by grad [B].
+// d(score)/d(x, y) weighted by grad [B], the forward recomputed inside (nothing saved).
 std::tuple<at::Tensor, at::Tensor> ssim_backward_cpu(const at::Tensor& grad_in, const at::Tensor& x_in,
-                                                     const at::Tensor& y_in, const at::Tensor& partials_in,
-                                                     int64_t win, double sigma) {
-  const SsimDims d = check_ssim(x_in, y_in, win, sigma, 0.01, 0.03, 1.0);
-  TORCH_CHECK_VALUE(partials_in.sizes() == at::IntArrayRef({d.B, d.C, 5, d.Hv, d.Wv}),
-                    "partials must have shape [B, C, 5, Hv, Wv], got ", partials_in.sizes());
+                                                     const at::Tensor& y_in, int64_t win, double sigma, double K1,
+                                                     double K2, double data_range) {
+  const SsimDims d = check_ssim(x_in, y_in, win, sigma, K1, K2, data_range);
   TORCH_CHECK_VALUE(grad_in.dim() == 1 && grad_in.size(0) == d.B, "grad must have shape [B], got ", grad_in.sizes());
-  const at::Tensor x = x_in.contiguous(), y = y_in.contiguous(), partials = partials_in.contiguous();
+  const at::Tensor x = x_in.contiguous(), y = y_in.contiguous();
   const at::Tensor grad = grad_in.to(at::kDouble).contiguous();
   const std::vector<double> g = gaussian_window(win, sigma);
   at::Tensor dx = at::empty_like(x), dy = at::empty_like(y);
   const double* gr = grad.const_data_ptr<double>();
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "ssim_backward_cpu", [&] {
+    const scalar_t C1 = scalar_t((K1 * data_range) * (K1 * data_range));
+    const scalar_t C2 = scalar_t((K2 * data_range) * (K2 * data_range));
     at::parallel_for(0, d.B * d.C, 1, [&](int64_t p0, int64_t p1) {
       std::vector<scalar_t> work(ssim_cpu::ssim_cpu_workspace<scalar_t>(d.W, win));
       for (int64_t p = p0; p < p1; ++p) {
         const double scale = gr[p / d.C] / double(d.C * d.Hv * d.Wv);
         const int64_t off = p * d.H * d.W;
         PYADV_ISA_DISPATCH(isa_ns::ssim::backward_plane<scalar_t>(
-            x.const_data_ptr<scalar_t>() + off, y.const_data_ptr<scalar_t>() + off,
-            partials.const_data_ptr<scalar_t>() + p * 5 * d.Hv * d.Wv, d.H, d.W, g.data(), static_cast<int>(win),
-            scale, dx.mutable_data_ptr<scalar_t>() + off, dy.mutable_data_ptr<scalar_t>() + off, work.data()));
+            x.const_data_ptr<scalar_t>() + off, y.const_data_ptr<scalar_t>() + off, d.H, d.W, g.data(),
+            static_cast<int>(win), C1, C2, scale, dx.mutable_data_ptr<scalar_t>() + off,
+            dy.mutable_data_ptr<scalar_t>() + off, work.data()));
       }
     });
   });

@@ -21,10 +21,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ssim_forward_cuda(const at::Tenso
 }
 
 std::tuple<at::Tensor, at::Tensor> ssim_backward_cuda(const at::Tensor& grad, const at::Tensor& x,
-                                                      const at::Tensor& y, const at::Tensor& partials, int64_t win,
-                                                      double sigma) {
+                                                      const at::Tensor& y, int64_t win, double sigma, double K1,
+                                                      double K2, double data_range) {
   const c10::cuda::CUDAGuard guard(x.device());
-  return ssim_backward_gpu<CudaSsim>(grad, x, y, partials, win, sigma,
+  return ssim_backward_gpu<CudaSsim>(grad, x, y, win, sigma, K1, K2, data_range,
                                      c10::cuda::getCurrentCUDAStream(x.device().index()).stream());
 }
 

@@ -19,18 +19,19 @@ __all__ = ["ssim", "ssim_map"]
 
 
 class _SSIM(torch.autograd.Function):
+    # Saves only x and y: the backward op recomputes the forward row by row (CPU) or keeps its
+    # partials for the duration of the call (CUDA), so autograd holds no O(5 B C H W) buffers.
     @staticmethod
     def forward(ctx, x, y, win, sigma, K1, K2, data_range):
-        need_grad = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
-        score, _, partials = torch.ops.pyadv.ssim_forward(x, y, win, sigma, K1, K2, data_range, False, need_grad)
-        ctx.save_for_backward(x, y, partials)
-        ctx.win, ctx.sigma = win, sigma
+        score, _, _ = torch.ops.pyadv.ssim_forward(x, y, win, sigma, K1, K2, data_range, False, False)
+        ctx.save_for_backward(x, y)
+        ctx.args = (win, sigma, K1, K2, data_range)
         return score
 
     @staticmethod
     def backward(ctx, grad):
-        x, y, partials = ctx.saved_tensors
-        dx, dy = torch.ops.pyadv.ssim_backward(grad.contiguous(), x, y, partials, ctx.win, ctx.sigma)
+        x, y = ctx.saved_tensors
+        dx, dy = torch.ops.pyadv.ssim_backward(grad.contiguous(), x, y, *ctx.args)
         return (dx if ctx.needs_input_grad[0] else None, dy if ctx.needs_input_grad[1] else None,
                 None, None, None, None, None)
 
@@ -88,5 +89,5 @@ def _ssim_forward_fake(x, y, win, sigma, K1, K2, data_range, want_map, want_part
 
 
 @torch.library.register_fake("pyadv::ssim_backward")
-def _ssim_backward_fake(grad, x, y, partials, win, sigma):
+def _ssim_backward_fake(grad, x, y, win, sigma, K1, K2, data_range):
     return torch.empty_like(x), torch.empty_like(y)
