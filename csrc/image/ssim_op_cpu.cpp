@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "../common/cpu_isa.h"
+#include "../common/huge_pages.h"
 #include "ssim_cpu_kernel.h"
 #include "ssim_op.h"
 
@@ -78,6 +79,8 @@ std::tuple<at::Tensor, at::Tensor> ssim_backward_cpu(const at::Tensor& grad_in, 
   const at::Tensor grad = grad_in.to(at::kDouble).contiguous();
   const std::vector<double> g = gaussian_window(win, sigma);
   at::Tensor dx = at::empty_like(x), dy = at::empty_like(y);
+  advise_huge_pages(dx.data_ptr(), dx.nbytes());
+  advise_huge_pages(dy.data_ptr(), dy.nbytes());
   const double* gr = grad.const_data_ptr<double>();
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "ssim_backward_cpu", [&] {
     const scalar_t C1 = scalar_t((K1 * data_range) * (K1 * data_range));

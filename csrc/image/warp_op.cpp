@@ -5,6 +5,7 @@
 #include <torch/library.h>
 
 #include "../common/cpu_isa.h"
+#include "../common/huge_pages.h"
 #include "warp_cpu_kernel.h"
 #include "warp_gpu.h"
 #include "warp_math.h"
@@ -39,6 +40,7 @@ namespace {
 at::Tensor warp_perspective_cpu(const at::Tensor& img_in, const at::Tensor& M_in, int64_t out_h, int64_t out_w) {
   const WarpArgs a = check_warp(img_in, M_in, out_h, out_w);
   at::Tensor out = at::empty({a.B, a.C, out_h, out_w}, a.img.options());
+  advise_huge_pages(out.data_ptr(), out.nbytes());
   AT_DISPATCH_FLOATING_TYPES(a.img.scalar_type(), "warp_perspective_cpu", [&] {
     const scalar_t* img = a.img.const_data_ptr<scalar_t>();
     const double* M = a.M.const_data_ptr<double>();
