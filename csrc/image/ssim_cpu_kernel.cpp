@@ -70,7 +70,7 @@ class ForwardRows {
   using V = Vec<T>;
   static constexpr int64_t L = kLanes<T>;
 
-  // work: forward_rows_workspace<T>(W, win) elements.
+  // work: workspace(W, win) elements.
   ForwardRows(const T* x, const T* y, int64_t H, int64_t W, const double* g, int win, T C1, T C2, T* work)
       : x_(x), y_(y), W_(W), win_(win), C1_(C1), C2_(C2), Wv_(W - win + 1), Wp_(round_up(W - win + 1, L)),
         Wx_(round_up(W - win + 1, L) + win - 1) {

@@ -8,7 +8,7 @@
 //   vx = max(Exx - Ex^2, 0) (float32 cancellation can make it negative and SSIM exceed 1; the
 //   gradient is zero where the clamp acts), likewise vy; vxy = Exy - Ex Ey;
 //   S = (2 Ex Ey + C1)(2 vxy + C2) / ((Ex^2 + Ey^2 + C1)(vx + vy + C2)).
-// ssim_point also returns dS/d(Ex, Ey, Exx, Eyy, Exy), which the backward pass spreads back
+// ssim_stats also returns dS/d(Ex, Ey, Exx, Eyy, Exy), which the backward pass spreads back
 // over each window (the moments are linear in x, x^2, y, y^2, xy).
 #pragma once
 
@@ -46,12 +46,6 @@ PYADV_HD inline T ssim_stats(T ex, T ey, T vx, T vy, T vxy, T C1, T C2, T* d /* 
     d[4] = dvxy;
   }
   return S;
-}
-
-// SSIM from the raw moments Ex, Ey, Exx, Eyy, Exy.
-template <typename T>
-PYADV_HD inline T ssim_point(T ex, T ey, T exx, T eyy, T exy, T C1, T C2, T* d /* 5 or nullptr */) {
-  return ssim_stats(ex, ey, exx - ex * ex, eyy - ey * ey, exy - ex * ey, C1, C2, d);
 }
 
 }  // namespace ssim
