@@ -110,6 +110,37 @@ def check_common(n: int, iters: int, seed: int, n_min: int, what: str) -> None:
         raise ValueError(f"seed must be an int >= 0, got {seed!r}")
 
 
+class BatchedOptimizer:
+    """What PSO and DE share: running iterations until every problem is done, and dropping
+    finished problems from the per-problem state (the names in ``_state``, first dimension the
+    active problems)."""
+
+    _state: tuple[str, ...] = ()
+
+    def step(self) -> None:  # pragma: no cover - each optimiser defines its iteration
+        raise NotImplementedError
+
+    def run(self, iters: int) -> OptimResult:
+        """Runs up to ``iters`` more iterations (fewer when every problem is done)."""
+        if not isinstance(iters, int) or iters < 0:
+            raise ValueError(f"iters must be an int >= 0, got {iters!r}")
+        for _ in range(iters):
+            if len(self.active) == 0:
+                break
+            self.step()
+        return self.tracker.result()
+
+    def _drop(self, done: torch.Tensor) -> None:
+        """Marks the problems flagged in ``done`` finished and removes them from the state."""
+        if bool(done.any()):
+            self.tracker.done[self.active[done]] = True
+            keep = ~done
+            for name in self._state:
+                value = getattr(self, name)
+                if value is not None:
+                    setattr(self, name, value[keep].contiguous())
+
+
 def uniform_in(lo: torch.Tensor, hi: torch.Tensor, n: int, gen: torch.Generator) -> torch.Tensor:
     """[B, n, D] uniform in the bounds, drawn on the CPU (the same on every device)."""
     u = torch.rand(lo.shape[0], n, lo.shape[1], generator=gen, dtype=torch.float64)

@@ -6,10 +6,10 @@ from typing import Optional
 import torch
 
 from .. import ops
-from ._swarm import Objective, OptimResult, Tracker, as_bounds, check_common, evaluate, uniform_in
+from ._swarm import BatchedOptimizer, Objective, Tracker, as_bounds, check_common, evaluate, uniform_in
 
 
-class DE:
+class DE(BatchedOptimizer):
     """Minimises B independent problems with differential evolution (Storn and Price), in the
     form Su et al.'s one-pixel attack uses (paper 003): rand/1 mutation with F = 0.5, a
     population of 400, no crossover (CR = 1), greedy selection, synchronous generations.
@@ -73,16 +73,12 @@ class DE:
         idx = torch.argmin(self.fit, dim=1)  # the first minimum: ties go to the lowest index
         return idx, self.pop[torch.arange(len(idx), device=idx.device), idx], self.fit.gather(1, idx[:, None])[:, 0]
 
+    _state = ("pop", "fit", "lo", "hi", "active", "int_mask")
+
     def _finish(self, done: torch.Tensor) -> None:
         _, best_pos, best_fit = self._best()
         self.tracker.record(self.active, best_pos, best_fit, self.iteration)
-        if bool(done.any()):
-            self.tracker.done[self.active[done]] = True
-            keep = ~done
-            for name in ("pop", "fit", "lo", "hi", "active"):
-                setattr(self, name, getattr(self, name)[keep].contiguous())
-            if self.int_mask is not None:
-                self.int_mask = self.int_mask[keep].contiguous()
+        self._drop(done)
 
     def step(self) -> None:
         """One generation for every active problem."""
@@ -96,15 +92,6 @@ class DE:
         self.tracker.evaluations[self.active] += trial.shape[1]
         ops.de_select(trial, trial_fit, self.pop, self.fit)
         self._finish(done)
-
-    def run(self, iters: int) -> OptimResult:
-        """Runs up to ``iters`` more generations (fewer when every problem is done)."""
-        check_common(4, iters, self.seed, 1, "pop_size")
-        for _ in range(iters):
-            if len(self.active) == 0:
-                break
-            self.step()
-        return self.tracker.result()
 
 
 def one_pixel_population(batch: int, pop_size: int, height: int, width: int, channels: int, *, pixels: int = 1,

@@ -6,10 +6,10 @@ from typing import Optional
 import torch
 
 from .. import ops
-from ._swarm import Objective, OptimResult, Tracker, as_bounds, check_common, evaluate, uniform_in
+from ._swarm import BatchedOptimizer, Objective, Tracker, as_bounds, check_common, evaluate, uniform_in
 
 
-class PSO:
+class PSO(BatchedOptimizer):
     """Minimises B independent problems f(pos [B, N, D]) -> fitness [B, N] with one swarm each
     (paper 000, eq. (2)-(4); w = 0.6, c1 = c2 = 2 as the paper fixes them).
 
@@ -65,13 +65,11 @@ class PSO:
             raise ValueError(f"{name} must have shape {list(shape)}, got {tuple(t.shape)}")
         return t.clone().contiguous()
 
+    _state = ("pos", "vel", "pbest", "pbest_fit", "gbest", "gbest_fit", "lo", "hi", "active")
+
     def _finish(self, done: torch.Tensor) -> None:
         self.tracker.record(self.active, self.gbest, self.gbest_fit, self.iteration)
-        if bool(done.any()):
-            self.tracker.done[self.active[done]] = True
-            keep = ~done
-            for name in ("pos", "vel", "pbest", "pbest_fit", "gbest", "gbest_fit", "lo", "hi", "active"):
-                setattr(self, name, getattr(self, name)[keep].contiguous())
+        self._drop(done)
 
     def step(self) -> None:
         """One iteration for every active problem."""
@@ -84,12 +82,3 @@ class PSO:
         self.tracker.evaluations[self.active] += self.pos.shape[1]
         ops.swarm_best(self.pos, fit, self.pbest, self.pbest_fit, self.gbest, self.gbest_fit)
         self._finish(done)
-
-    def run(self, iters: int) -> OptimResult:
-        """Runs up to ``iters`` more iterations (fewer when every problem is done)."""
-        check_common(1, iters, self.seed, 1, "n_particles")
-        for _ in range(iters):
-            if len(self.active) == 0:
-                break
-            self.step()
-        return self.tracker.result()
