@@ -24,13 +24,16 @@ class PSO(BatchedOptimizer):
     ``iteration``, and the full-batch ``tracker`` (evaluations, bests, history).
 
     A seed gives bit-identical results for any thread count and whatever the batch holds:
-    every random number is Philox(seed, iteration, problem id, particle, dimension).
+    every random number is Philox(seed, iteration, problem id, particle, dimension). The
+    problem id is its batch position, or ``keys[b]`` when given (an attack passes each
+    image's global index, so that sharding a data set does not change its swarms).
     """
 
     def __init__(self, objective: Objective, lo, hi, *, n_particles: int = 50, batch: Optional[int] = None,
                  w: float = 0.6, c1: float = 2.0, c2: float = 2.0, boundary: str = "clip", vmax_frac: float = 0.0,
                  seed: int = 0, init_pos: Optional[torch.Tensor] = None, init_vel: Optional[torch.Tensor] = None,
-                 history: bool = False, dtype: Optional[torch.dtype] = None, device=None):
+                 history: bool = False, dtype: Optional[torch.dtype] = None, device=None,
+                 keys: Optional[torch.Tensor] = None):
         check_common(n_particles, 0, seed, 1, "n_particles")
         if boundary not in ops.BOUNDARIES:
             raise ValueError(f"boundary must be one of {sorted(ops.BOUNDARIES)}, got {boundary!r}")
@@ -49,6 +52,9 @@ class PSO(BatchedOptimizer):
         self.vel = self._given(init_vel, (B, n_particles, D), "init_vel") if init_vel is not None else \
             torch.zeros_like(self.pos)
         self.active = torch.arange(B, device=self.lo.device)
+        self.keys = None if keys is None else torch.as_tensor(keys, device=self.lo.device).long()
+        if self.keys is not None and self.keys.shape != (B,):
+            raise ValueError(f"keys must name each of the {B} problems once, shape [{B}], got {tuple(self.keys.shape)}")
         self.iteration = 0
         fit, done = evaluate(objective, self.pos, self.active)
         self.tracker.evaluations += n_particles
@@ -77,7 +83,7 @@ class PSO(BatchedOptimizer):
             return
         self.iteration += 1
         ops.pso_step(self.pos, self.vel, self.pbest, self.gbest, self.lo, self.hi, seed=self.seed,
-                     step=self.iteration, ids=self.active, **self.options)
+                     step=self.iteration, ids=self.active if self.keys is None else self.keys[self.active], **self.options)
         fit, done = evaluate(self.objective, self.pos, self.active)
         self.tracker.evaluations[self.active] += self.pos.shape[1]
         ops.swarm_best(self.pos, fit, self.pbest, self.pbest_fit, self.gbest, self.gbest_fit)

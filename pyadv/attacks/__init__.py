@@ -1,0 +1,14 @@
+"""Attacks on any PyTorch classifier: ``attack = pyadv.attacks.FIPSO(model, **options)``,
+``result = attack(x, y, target=None)`` -> :class:`AttackResult`.
+
+Every attack is registered by name (``available()``, ``create(name, model, **options)``),
+declares its options in one dataclass, feeds the model through the shared runner
+(:mod:`pyadv.attacks._runner`) and returns the same result type.
+"""
+from ._base import Attack, CommonOptions, attack_class, available, create, quantize, register
+from .dataset import fi_pso_dataset
+from .fipso import FIPSO, FIPSOOptions, f0_loss
+from .result import AttackResult
+
+__all__ = ["Attack", "AttackResult", "CommonOptions", "FIPSO", "FIPSOOptions", "available", "create",
+           "attack_class", "register", "quantize", "f0_loss", "fi_pso_dataset"]

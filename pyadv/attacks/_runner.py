@@ -1,0 +1,235 @@
+"""The model runner: the one way every attack feeds the model.
+
+Gradient-free attacks spend nearly all their time in the model's forward passes (a PSO
+attack with 200 particles and 100 iterations: 99 % of its time), and a CPU model's
+throughput varies about 3x with the number of images per forward. So the runner
+
+- evaluates candidates in chunks whose size it measures once per (model, image shape, device,
+  dtype, evaluation dtype) and caches for the process, capped by a memory budget;
+- measures once whether channels-last inputs are faster for a conv net, and uses them if so;
+- renders sparse candidates straight into one reused buffer (``ops.sparse_perturb(out=)``),
+  never all N x B images at once;
+- runs fitness evaluations under ``torch.inference_mode()``, optionally under bf16 autocast
+  (``eval_dtype``), and the checks of reported results in the model's own precision;
+- counts forward images (queries) and backward passes per source image.
+
+Attacks keep their active set small themselves (finished images leave at once); the runner
+only ever sees the images still running.
+"""
+from __future__ import annotations
+
+import time
+import weakref
+from contextlib import nullcontext
+from typing import Callable, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .. import ops
+from ..fi.jacobian import accepts_channels_last, activation_bytes_per_image
+
+DEFAULT_MEMORY_BUDGET = 2 << 30
+#: Below this many images a call is one forward pass: nothing to gain from measuring.
+_MEASURE_ABOVE = 256
+_CANDIDATE_CHUNKS = (32, 64, 128, 256, 512, 1024)
+EVAL_DTYPES = {None: None, "float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+_plans: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
+
+
+def eval_dtype_of(value) -> Optional[torch.dtype]:
+    """The autocast dtype an ``eval_dtype`` option names (None: the model's own precision)."""
+    if isinstance(value, torch.dtype):
+        value = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}.get(value, value)
+    if value not in EVAL_DTYPES:
+        raise ValueError(f"eval_dtype must be one of None, 'float32', 'bfloat16', 'float16' (or the torch dtype), "
+                         f"got {value!r}")
+    return EVAL_DTYPES[value]
+
+
+def _wide(logits: torch.Tensor) -> torch.Tensor:
+    """float64 logits stay float64; anything narrower becomes float32."""
+    return logits if logits.dtype == torch.float64 else logits.float()
+
+
+def _timed(fn: Callable[[], object], reps: int = 2) -> float:
+    fn()  # warm-up: allocator, oneDNN primitive creation
+    best = float("inf")
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+class ModelRunner:
+    """Feeds ``model`` for one attack call on a batch of ``batch`` source images.
+
+    Args:
+        model: in eval mode with frozen parameters (the attack's ``frozen_eval`` does that).
+        sample: one image [1, C, H, W] of the batch (shape, dtype, device).
+        batch: the number of source images; ``queries`` and ``gradients`` are [batch].
+        memory_budget: bytes one forward chunk may use for activations (default 2 GiB).
+        chunk_size: images per forward; None measures the fastest (cached per process).
+        eval_dtype: None (model precision) or bf16/fp16 autocast for fitness evaluations.
+        channels_last: None measures; True/False forces.
+    """
+
+    def __init__(self, model: nn.Module, sample: torch.Tensor, batch: int, *,
+                 memory_budget: Optional[int] = None, chunk_size: Optional[int] = None,
+                 eval_dtype=None, channels_last: Optional[bool] = None):
+        self.model = model
+        self.sample = sample[:1].detach()
+        self.device = sample.device
+        self.dtype = sample.dtype
+        self.budget = DEFAULT_MEMORY_BUDGET if memory_budget is None else int(memory_budget)
+        self.eval_dtype = eval_dtype_of(eval_dtype)
+        self.queries = torch.zeros(batch, dtype=torch.long, device=self.device)
+        self.gradients = torch.zeros(batch, dtype=torch.long, device=self.device)
+        self._fixed_chunk = chunk_size
+        self._channels_last = channels_last
+        self._buffer: Optional[torch.Tensor] = None
+        self.forward_s = 0.0  # wall time inside the model's forward passes
+
+    # --- the plan: chunk size and memory format, measured once ----------------------------
+
+    def _key(self):
+        return (tuple(self.sample.shape[1:]), self.dtype, self.device, self.eval_dtype, self._channels_last,
+                self._cap())
+
+    def _cap(self) -> int:
+        act = activation_bytes_per_image(self.model, self.sample)
+        return max(1, self.budget // max(1, 2 * act))
+
+    def plan(self, n: int) -> tuple[int, bool]:
+        """(images per forward, channels-last) for a call that evaluates ``n`` images."""
+        if self._fixed_chunk is not None:
+            cl = self._channels_last if self._channels_last is not None else False
+            return self._fixed_chunk, cl
+        cache = _plans.setdefault(self.model, {})
+        plan = cache.get(self._key())
+        if plan is None:
+            if n <= _MEASURE_ABOVE:
+                return min(n, self._cap()), bool(self._channels_last)
+            plan = cache[self._key()] = self._measure()
+        return plan
+
+    def _measure(self) -> tuple[int, bool]:
+        cap = self._cap()
+        sizes = [s for s in _CANDIDATE_CHUNKS if s <= cap] or [cap]
+        gen = torch.Generator().manual_seed(0)
+        big = self.sample.expand(max(sizes), *self.sample.shape[1:]).clone()
+        big.add_(0.05 * torch.rand(big.shape, generator=gen).to(big)).clamp_(0, 1)
+        cl = self._channels_last
+        if cl is None:
+            cl = False
+            if accepts_channels_last(self.model, self.sample):
+                mid = big[:min(256, len(big))]
+                t_nchw = _timed(lambda: self._logits(mid, False))
+                t_cl = _timed(lambda: self._logits(mid, True))
+                cl = t_cl < t_nchw
+        rates = {s: s / _timed(lambda s=s: self._logits(big[:s], cl)) for s in sizes}
+        best = max(rates.values())
+        # The smallest size within 5 % of the best: as fast, and less memory.
+        chunk = min(s for s, r in rates.items() if r >= 0.95 * best)
+        self.measured = {"rates": rates, "chunk": chunk, "channels_last": cl}
+        return chunk, cl
+
+    # --- forward passes --------------------------------------------------------------------
+
+    def _autocast(self):
+        if self.eval_dtype is None:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=self.eval_dtype)
+
+    def _logits(self, images: torch.Tensor, channels_last: bool, exact: bool = False) -> torch.Tensor:
+        if channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode(), (nullcontext() if exact else self._autocast()):
+            return self.model(images)
+
+    def _probs_chunked(self, images: torch.Tensor, exact: bool) -> torch.Tensor:
+        n = len(images)
+        chunk, cl = self.plan(n)
+        out = []
+        t0 = time.perf_counter()
+        for i in range(0, n, chunk):
+            logits = self._logits(images[i:i + chunk], cl, exact)
+            out.append(F.softmax(_wide(logits), dim=1))
+        self.forward_s += time.perf_counter() - t0
+        return torch.cat(out) if out else images.new_zeros(0, 0)
+
+    def probs(self, images: torch.Tensor, owners: torch.Tensor, *, exact: bool = False) -> torch.Tensor:
+        """Probabilities [n, K] (float32) of images [n, C, H, W]; ``owners`` [n] names each
+        image's source image, whose query count goes up by one per image. ``exact=True``
+        evaluates in the model's own precision whatever ``eval_dtype`` says (for checks)."""
+        if len(images) == 0:
+            return images.new_zeros(0, 0, dtype=torch.float32)
+        self.queries.index_add_(0, owners, torch.ones_like(owners))
+        return self._probs_chunked(images, exact)
+
+    def probs_sparse(self, base: torch.Tensor, idx: torch.Tensor, values: torch.Tensor, owners: torch.Tensor
+                     ) -> torch.Tensor:
+        """Probabilities [b, N, K] of the candidates base + values at idx (clamped to [0, 1]):
+        base [b, C, H, W], idx [b, m] flat component indices, values [b, N, m]. Candidates are
+        rendered chunk by chunk into one reused buffer and never held all at once."""
+        b, N, m = values.shape
+        if b == 0 or N == 0:
+            return values.new_zeros(b, N, 0, dtype=torch.float32)
+        shape = base.shape[1:]
+        flat = base.reshape(b, -1)
+        P = flat.shape[1]
+        chunk, _ = self.plan(b * N)
+        idx = idx.contiguous()
+        values = values.contiguous()
+        self.queries.index_add_(0, owners, torch.full_like(owners, N))
+        out: Optional[torch.Tensor] = None
+        rows_per = max(1, chunk // N)  # source images per forward when all N fit
+        per = min(N, chunk)            # candidates of one image per forward otherwise
+        for g0 in range(0, b, rows_per):
+            g1 = min(b, g0 + rows_per)
+            for n0 in range(0, N, per):
+                n1 = min(N, n0 + per)
+                imgs = self._render(flat[g0:g1], idx[g0:g1], values[g0:g1], n0, n1)
+                p = self._probs_chunked_single(imgs.view(-1, *shape))
+                if out is None:
+                    out = torch.empty(b, N, p.shape[1], dtype=p.dtype, device=base.device)
+                out[g0:g1, n0:n1] = p.view(g1 - g0, n1 - n0, -1)
+        return out
+
+    def _render(self, flat, idx, values, n0, n1) -> torch.Tensor:
+        rows = len(flat) * (n1 - n0)
+        if flat.device.type != "cpu":
+            return ops.sparse_perturb(flat, idx, values, n0, n1)
+        need = rows * flat.shape[1]
+        if self._buffer is None or self._buffer.numel() < need or self._buffer.dtype != flat.dtype:
+            self._buffer = torch.empty(need, dtype=flat.dtype)
+        out = self._buffer[:need].view(rows, flat.shape[1])
+        return ops.sparse_perturb(flat, idx, values, n0, n1, out=out)
+
+    def _probs_chunked_single(self, images: torch.Tensor) -> torch.Tensor:
+        _, cl = self.plan(len(images))
+        t0 = time.perf_counter()
+        logits = self._logits(images, cl)
+        self.forward_s += time.perf_counter() - t0
+        return F.softmax(_wide(logits), dim=1)
+
+    def loss_grad(self, images: torch.Tensor, owners: torch.Tensor,
+                  loss: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """d loss(logits)/d images, loss returning one value per image (summed for the
+        backward); one forward and one backward per image, counted."""
+        self.queries.index_add_(0, owners, torch.ones_like(owners))
+        self.gradients.index_add_(0, owners, torch.ones_like(owners))
+        chunk, _ = self.plan(len(images))
+        grads = []
+        for i in range(0, len(images), chunk):
+            xi = images[i:i + chunk].detach().clone().requires_grad_(True)
+            with torch.enable_grad():
+                t0 = time.perf_counter()
+                val = loss(self.model(xi)).sum()
+                (g,) = torch.autograd.grad(val, xi)
+                self.forward_s += time.perf_counter() - t0
+            grads.append(g)
+        return torch.cat(grads) if grads else torch.zeros_like(images)
