@@ -1,1 +1,4 @@
 """Robustness reports and figures."""
+from .universal import universal_table
+
+__all__ = ["universal_table"]
