@@ -317,7 +317,7 @@ def test_runner_measures_a_chunk_within_the_budget():
     x = torch.rand(1, 1, 28, 28)
     run = ModelRunner(model, x, 1)
     chunk, cl = run.plan(10_000)
-    assert chunk in (32, 64, 128, 256, 512, 1024)
+    assert chunk in (32, 64, 128, 256, 512)
     act = activation_bytes_per_image(model, x)
     assert act >= 4 * 8 * 26 * 26
     tight = ModelRunner(model, x, 1, memory_budget=2 * act * 40)

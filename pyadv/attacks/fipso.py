@@ -67,8 +67,10 @@ class FIPSOOptions(CommonOptions):
     eps: omega_i in eps * (0 - x_i, 1 - x_i), eps in (0, 1].
     a, b: f_A = a f0 + b ||omega||_2 (a >> b; defaults 1 and 1e-3).
     n_particles, iters: N_p and T (defaults 200 and 100); w, c1, c2: PSO (0.6, 2, 2).
-    stop: "converge" (the paper: gbest's f_A improved by less than ``tol`` over ``window``
-        iterations, or T) or "first_success" (stop an image when gbest is a success).
+    stop: "converge" (the paper's "until convergence or t = T": converged when gbest's f_A
+        improved by less than tol * (1 + |f_A|) in each of the last ``window`` iterations,
+        pyswarms' ftol / ftol_iter rule; defaults 1e-5 and 10) or "first_success" (stop an
+        image as soon as its gbest is a success).
     init: "uniform" (the paper: uniform in the box, zero velocity) or "gradient" (a tenth
         of the particles start on the segment from 0 to the box corner along the sign of the
         loss gradient on the chosen pixels, the corner itself first).
@@ -311,8 +313,7 @@ class FIPSO(Attack):
         best = torch.full((n,), math.inf, dtype=fitness.dtype, device=x.device)
         best_ok = torch.zeros(n, dtype=torch.bool, device=x.device)
         best_f0 = torch.full((n,), math.nan, dtype=fitness.dtype, device=x.device)
-        history: list[torch.Tensor] = []
-        calls = [0]
+        streak = torch.zeros(n, dtype=torch.long, device=x.device)  # iterations in a row with a small gain
 
         def objective(pos, ids):
             p = runner.probs_sparse(base[ids], s_idx[ids], pos, rows[ids])       # [b, N, K]
@@ -321,22 +322,18 @@ class FIPSO(Attack):
             fit = o.a * loss0 + o.b * pos.to(loss0.dtype).norm(dim=2)
             ok = success_of(p, yy, tt, o.p_err, o.p_err_tol)
             fmin, arg = fit.min(1)
-            better = fmin < best[ids]
-            best[ids] = torch.where(better, fmin, best[ids])
+            prev = best[ids]
+            better = fmin < prev
+            new = torch.where(better, fmin, prev)
+            small = (prev - new) < o.tol * (1 + new.abs())  # inf - x is inf: the first call is never small
+            streak[ids] = torch.where(small, streak[ids] + 1, 0)
+            best[ids] = new
             best_ok[ids] = torch.where(better, ok.gather(1, arg[:, None])[:, 0], best_ok[ids])
             best_f0[ids] = torch.where(better, loss0.gather(1, arg[:, None])[:, 0], best_f0[ids])
-            history.append(best.clone())
-            calls[0] += 1
-            if o.stop == "first_success":
-                done = best_ok[ids].clone()
-            else:
-                done = torch.zeros(len(ids), dtype=torch.bool, device=x.device)
-            if len(history) > o.window:
-                gain = history[-1 - o.window][ids] - best[ids]
-                conv = gain < o.tol
-                converged[rows[ids]] |= conv & ~done
-                done = done | conv
-            return fit, done
+            done = best_ok[ids].clone() if o.stop == "first_success" else torch.zeros_like(better)
+            conv = streak[ids] >= o.window
+            converged[rows[ids]] |= conv & ~done
+            return fit, done | conv
 
         pso = PSO(objective, s_lo, s_hi, n_particles=o.n_particles, w=o.w, c1=o.c1, c2=o.c2, seed=o.seed,
                   init_pos=init, keys=index[rows], dtype=x.dtype)
