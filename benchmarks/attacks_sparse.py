@@ -177,11 +177,14 @@ def main():
         total = time.perf_counter() - t0
         s = judged(base, adv, y)
         ns = int(s.sum())
+        l2 = (adv - x).flatten(1).norm(dim=1)[s]
         results[name] = {"seconds": total, "images_per_s": len(x) / total, "success_rate": ns / len(x),
+                         "median_l2_of_successes": float(l2.median()) if ns else math.nan,
                          "queries": queries, "queries_per_success": queries / ns if ns else math.inf,
                          "model_s": model.seconds, "outside_model_share": 1 - model.seconds / total}
         print(f"{name:>16}: {total:7.1f} s  {len(x) / total:6.2f} img/s  success {ns}/{len(x)}  "
-              f"queries/success {results[name]['queries_per_success']:.0f}  outside model "
+              f"queries/success {results[name]['queries_per_success']:.0f}  L2 {results[name]['median_l2_of_successes']:.3f}"
+              f"  outside model "
               f"{100 * results[name]['outside_model_share']:.1f} %", flush=True)
 
     def fipso(**extra):

@@ -119,9 +119,12 @@ def test_modes_and_requires_grad_restored_and_x_untouched():
     x0 = x.clone()
     modes = [m.training for m in model.modules()]
     grads = [p.requires_grad for p in model.parameters()]
-    r = FIPSO(model, m=3, pixels="gradient", n_particles=4, iters=2)(x, torch.tensor([0, 1, 2]))
+    storage = [(p.data_ptr(), p.stride()) for p in model.parameters()]
+    # 900 candidates: the runner measures, and may swap channels-last weights in per forward
+    r = FIPSO(model, m=3, pixels="gradient", n_particles=300, iters=2)(x, torch.tensor([0, 1, 2]))
     assert [m.training for m in model.modules()] == modes
     assert [p.requires_grad for p in model.parameters()] == grads
+    assert [(p.data_ptr(), p.stride()) for p in model.parameters()] == storage
     assert torch.equal(x, x0)
     assert r.adv.dtype == x.dtype and r.adv.device == x.device
 
@@ -337,3 +340,21 @@ def test_bf16_search_is_checked_in_float32(digits_cnn):
     assert torch.equal(r.success, pred != y)  # the reported success is the float32 one
     s = r.extras["search_success"]
     assert r.precision["failed_check"] == int((s & ~r.success).sum())
+
+
+def test_runner_never_uses_channels_last_on_a_model_that_views():
+    class Viewing(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 4, 3, padding=1)
+            self.fc = nn.Linear(4 * 6 * 6, 3)
+
+        def forward(self, x):
+            h = self.conv(x)
+            return self.fc(h.view(len(h), -1))  # .view fails on channels-last outputs
+
+    model = Viewing().eval()
+    run = ModelRunner(model, torch.rand(1, 1, 6, 6), 1)
+    assert run.plan(10_000)[1] is False
+    r = FIPSO(model, m=4, n_particles=300, iters=1)(torch.rand(2, 1, 6, 6), torch.tensor([0, 1]))
+    assert len(r) == 2

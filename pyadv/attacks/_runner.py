@@ -6,7 +6,8 @@ throughput varies about 3x with the number of images per forward. So the runner
 
 - evaluates candidates in chunks whose size it measures once per (model, image shape, device,
   dtype, evaluation dtype) and caches for the process, capped by a memory budget;
-- measures once whether channels-last inputs are faster for a conv net, and uses them if so;
+- measures once whether channels-last (weights and inputs) is faster for a conv net, and
+  uses it for the search if so (checks run the model as given);
 - renders sparse candidates straight into one reused buffer (``ops.sparse_perturb(out=)``),
   never all N x B images at once;
 - runs fitness evaluations under ``torch.inference_mode()``, optionally under bf16 autocast
@@ -22,7 +23,7 @@ import math
 import statistics
 import time
 import weakref
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from typing import Callable, Optional
 
 import torch
@@ -30,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import ops
-from ..fi.jacobian import accepts_channels_last, activation_bytes_per_image
+from ..fi.jacobian import activation_bytes_per_image
 
 DEFAULT_MEMORY_BUDGET = 2 << 30
 #: Below this many images a call is one forward pass: nothing to gain from measuring.
@@ -84,27 +85,26 @@ class ModelRunner:
         self._fixed_chunk = chunk_size
         self._channels_last = channels_last
         self._buffer: Optional[torch.Tensor] = None
+        self._cl_weights: Optional[list] = None
         self.forward_s = 0.0  # wall time inside the model's forward passes
 
     # --- the plan: chunk size and memory format, measured once ----------------------------
 
     def _key(self):
         return (tuple(self.sample.shape[1:]), self.dtype, self.device, self.eval_dtype, self._channels_last,
-                self._cap())
+                self._cap(), self._fixed_chunk)
 
     def _cap(self) -> int:
         act = activation_bytes_per_image(self.model, self.sample)
         return max(1, self.budget // max(1, 2 * act))
 
     def plan(self, n: int) -> tuple[int, bool]:
-        """(images per forward, channels-last) for a call that evaluates ``n`` images."""
-        if self._fixed_chunk is not None:
-            cl = self._channels_last if self._channels_last is not None else False
-            return self._fixed_chunk, cl
+        """(images per forward, channels-last) for a call that evaluates ``n`` images.
+        A fixed ``chunk_size`` still has its memory format measured (unless forced)."""
         cache = _plans.setdefault(self.model, {})
         plan = cache.get(self._key())
         if plan is None:
-            if n <= _MEASURE_ABOVE:
+            if n <= _MEASURE_ABOVE and self._fixed_chunk is None:
                 return min(n, self._cap()), bool(self._channels_last)
             plan = cache[self._key()] = self._measure()
         return plan
@@ -114,12 +114,12 @@ class ModelRunner:
         that accepts channels-last) and keeps the fastest per image; about two seconds on a small CNN, once
         per model and shape in a process."""
         cap = self._cap()
-        sizes = [s for s in _CANDIDATE_CHUNKS if s <= cap] or [cap]
+        sizes = [self._fixed_chunk] if self._fixed_chunk else ([s for s in _CANDIDATE_CHUNKS if s <= cap] or [cap])
         gen = torch.Generator().manual_seed(0)
         big = self.sample.expand(max(sizes), *self.sample.shape[1:]).clone()
         big.add_(0.05 * torch.rand(big.shape, generator=gen).to(big)).clamp_(0, 1)
         formats = [self._channels_last] if self._channels_last is not None else \
-            ([False, True] if accepts_channels_last(self.model, self.sample) else [False])
+            ([False, True] if self._channels_last_works() else [False])
         configs = [(s, cl) for cl in formats for s in sizes]
         for s, cl in configs:  # warm-up: allocator, oneDNN primitive creation
             self._logits(big[:s], cl)
@@ -137,6 +137,19 @@ class ModelRunner:
         chunk, cl = min((k for k, r in rates.items() if r >= 0.97 * best), key=lambda k: (k[0], -rates[k]))
         return chunk, bool(cl)
 
+    def _channels_last_works(self) -> bool:
+        """A conv net whose output is the same with channels-last weights and inputs (a model
+        that calls .view on a conv output raises instead: then never)."""
+        if not any(isinstance(m, nn.Conv2d) for m in self.model.modules()):
+            return False
+        two = self.sample.expand(2, *self.sample.shape[1:]).clone()  # one image fits .view in any format
+        try:
+            a = self._logits(two, False, exact=True)
+            b = self._logits(two, True)
+        except RuntimeError:
+            return False
+        return bool(torch.allclose(a.float(), b.float(), rtol=1e-3, atol=1e-4))
+
     # --- forward passes --------------------------------------------------------------------
 
     def _autocast(self):
@@ -145,10 +158,39 @@ class ModelRunner:
         return torch.autocast(self.device.type, dtype=self.eval_dtype)
 
     def _logits(self, images: torch.Tensor, channels_last: bool, exact: bool = False) -> torch.Tensor:
+        """Logits of one chunk. Checks (``exact``) run the model exactly as the user gave it;
+        search evaluations may use bf16 autocast and channels-last weights and inputs."""
+        if exact:
+            channels_last = False
         if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        with torch.inference_mode(), (nullcontext() if exact else self._autocast()):
+        with torch.inference_mode(), (nullcontext() if exact else self._autocast()), \
+                (self._channels_last_weights() if channels_last else nullcontext()):
             return self.model(images)
+
+    @contextmanager
+    def _channels_last_weights(self):
+        """The model's 4-D parameters in channels-last for one forward, then back.
+
+        A conv net's input decides its convolutions' memory format only when it has more than
+        one channel: a [N, 1, H, W] batch is contiguous in both formats, so a grey-scale
+        model stays NCHW throughout, and CPU max-pooling in NCHW is 10-20x slower than in
+        channels-last (40 % of the digits CNN's forward). Weights in channels-last make
+        oneDNN produce channels-last outputs whatever the input. The copies are made once per
+        call (the user's model may be trained between calls) and swapped in by pointer."""
+        if self._cl_weights is None:
+            # empty_like + copy_, as Module.to(memory_format=) does: .contiguous() would keep a
+            # one-input-channel weight as it is (it already counts as channels-last), and oneDNN
+            # would then pick NCHW again.
+            self._cl_weights = [(p, p.data, torch.empty_like(p.data, memory_format=torch.channels_last).copy_(p.data))
+                                for p in self.model.parameters() if p.dim() == 4]
+        try:
+            for p, _, cl in self._cl_weights:
+                p.data = cl
+            yield
+        finally:
+            for p, orig, _ in self._cl_weights:
+                p.data = orig
 
     def _probs_chunked(self, images: torch.Tensor, exact: bool) -> torch.Tensor:
         n = len(images)

@@ -66,9 +66,12 @@ def accepts_channels_last(model: nn.Module, x1: torch.Tensor) -> bool:
     cache = _channels_last_cache.setdefault(model, {})
     if key not in cache:
         try:
+            # Two images: a [1, C, H, W] tensor's strides fit .view in either format, so a model
+            # that views its conv outputs would pass a one-image probe and fail on batches.
+            two = x1[:1].expand(2, *x1.shape[1:]).clone()
             with torch.no_grad():
-                a = model(x1[:1])
-                b = model(x1[:1].contiguous(memory_format=torch.channels_last))
+                a = model(two)
+                b = model(two.clone(memory_format=torch.channels_last))  # as stream() makes it
             cache[key] = bool(torch.allclose(a, b, rtol=1e-4, atol=1e-5))
         except RuntimeError:
             cache[key] = False
