@@ -48,6 +48,14 @@ def test_demo_writes_report_and_figures(tmp_path, digits_cnn, cache_dir):
     assert "manhattan.png" in report and summary["test_images"] == 355
     # The lowest-confidence correct images come first.
     assert summary["images"][0]["p_label"] <= summary["images"][1]["p_label"]
+    # FIPSO on the same images: figure, saved result, summary in the report.
+    from pyadv.attacks import AttackResult
+
+    assert (out / "fipso.png").read_bytes()[:4] == b"\x89PNG" and "fipso.png" in report
+    r = AttackResult.load(out / "fipso.safetensors")
+    assert len(r) == 2 and r.attack == "fipso" and r.options["quantize"] is True
+    assert summary["fipso"]["successes"] == int(r.success.sum())
+    assert [e["test_index"] for e in summary["fipso"]["per_image"]] == [e["test_index"] for e in summary["images"]]
 
 
 def test_demo_bad_images_count_fails_with_exit_1(tmp_path, cache_dir, digits_cnn):

@@ -37,7 +37,7 @@ DEFAULT_MEMORY_BUDGET = 2 << 30
 #: Below this many images a call is one forward pass: nothing to gain from measuring.
 _MEASURE_ABOVE = 256
 _CANDIDATE_CHUNKS = (32, 64, 128, 256, 512)
-_MEASURE_ROUNDS = 3
+_MEASURE_ROUNDS = 5
 EVAL_DTYPES = {None: None, "float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 _plans: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()

@@ -123,3 +123,42 @@ def manhattan_plot(image_fi: torch.Tensor, labels: torch.Tensor, path, *, thresh
         ax.set_title(title, fontsize=9, pad=14)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def perturbation_figure(x: torch.Tensor, adv: torch.Tensor, path, *, column_titles: Sequence[str],
+                        captions: Sequence[str], title: Optional[str] = None) -> Path:
+    """One column per image: the clean image, the perturbation adv - x (blue lowers a pixel,
+    red raises it; each column on its own symmetric scale) and the adversarial image with its
+    caption (say, the predicted class and probability). x, adv [n, C, H, W] in [0, 1]."""
+    plt = _pyplot()
+    n = len(x)
+    if not (len(adv) == n == len(column_titles) == len(captions)):
+        raise ValueError("x, adv, column_titles and captions must have one entry per image")
+    fig, axes = plt.subplots(3, n, figsize=(1.55 * n + 0.4, 5.0), squeeze=False)
+
+    def show(ax, img):
+        img = img.detach().cpu().float()
+        if img.shape[0] == 1:
+            ax.imshow(img[0].numpy(), cmap="gray", vmin=0, vmax=1)
+        else:
+            ax.imshow(img.permute(1, 2, 0).clamp(0, 1).numpy())
+
+    for j in range(n):
+        show(axes[0, j], x[j])
+        axes[0, j].set_title(column_titles[j], fontsize=7)
+        d = (adv[j] - x[j]).detach().cpu().float()
+        lim = max(float(d.abs().max()), 1e-6)
+        axes[1, j].imshow(d.mean(0).numpy(), cmap="bwr", vmin=-lim, vmax=lim)
+        axes[1, j].set_title(f"|d|max {lim:.2f}", fontsize=6)
+        show(axes[2, j], adv[j])
+        axes[2, j].set_title(captions[j], fontsize=7)
+    for a in axes.flat:
+        a.set_xticks([])
+        a.set_yticks([])
+    axes[0, 0].set_ylabel("clean", fontsize=7)
+    axes[1, 0].set_ylabel("perturbation", fontsize=7)
+    axes[2, 0].set_ylabel("adversarial", fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path)
