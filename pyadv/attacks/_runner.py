@@ -6,8 +6,9 @@ throughput varies about 3x with the number of images per forward. So the runner
 
 - evaluates candidates in chunks whose size it measures once per (model, image shape, device,
   dtype, evaluation dtype) and caches for the process, capped by a memory budget;
-- measures once whether channels-last (weights and inputs) is faster for a conv net, and
-  uses it for the search if so (checks run the model as given);
+- measures once whether a search copy of a conv net (batch norm folded into the
+  convolutions, channels-last weights) is faster, and uses it for the search if so (checks
+  run the model as given);
 - renders sparse candidates straight into one reused buffer (``ops.sparse_perturb(out=)``),
   never all N x B images at once;
 - runs fitness evaluations under ``torch.inference_mode()``, optionally under bf16 autocast
@@ -22,8 +23,9 @@ from __future__ import annotations
 import math
 import statistics
 import time
+import warnings
 import weakref
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from typing import Callable, Optional
 
 import torch
@@ -41,6 +43,12 @@ _MEASURE_ROUNDS = 5
 EVAL_DTYPES = {None: None, "float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 _plans: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
+
+
+def _deepcopy(model: nn.Module) -> nn.Module:
+    import copy
+
+    return copy.deepcopy(model)
 
 
 def eval_dtype_of(value) -> Optional[torch.dtype]:
@@ -68,12 +76,12 @@ class ModelRunner:
         memory_budget: bytes one forward chunk may use for activations (default 2 GiB).
         chunk_size: images per forward; None measures the fastest (cached per process).
         eval_dtype: None (model precision) or bf16/fp16 autocast for fitness evaluations.
-        channels_last: None measures; True/False forces.
+        search_copy: None measures; True/False forces the search copy (see ``_search_model``).
     """
 
     def __init__(self, model: nn.Module, sample: torch.Tensor, batch: int, *,
                  memory_budget: Optional[int] = None, chunk_size: Optional[int] = None,
-                 eval_dtype=None, channels_last: Optional[bool] = None):
+                 eval_dtype=None, search_copy: Optional[bool] = None):
         self.model = model
         self.sample = sample[:1].detach()
         self.device = sample.device
@@ -83,15 +91,16 @@ class ModelRunner:
         self.queries = torch.zeros(batch, dtype=torch.long, device=self.device)
         self.gradients = torch.zeros(batch, dtype=torch.long, device=self.device)
         self._fixed_chunk = chunk_size
-        self._channels_last = channels_last
+        self._search_copy = search_copy
         self._buffer: Optional[torch.Tensor] = None
-        self._cl_weights: Optional[list] = None
+        self._copy: Optional[nn.Module] = None  # built once per call: the model may change between calls
+        self._copy_built = False
         self.forward_s = 0.0  # wall time inside the model's forward passes
 
     # --- the plan: chunk size and memory format, measured once ----------------------------
 
     def _key(self):
-        return (tuple(self.sample.shape[1:]), self.dtype, self.device, self.eval_dtype, self._channels_last,
+        return (tuple(self.sample.shape[1:]), self.dtype, self.device, self.eval_dtype, self._search_copy,
                 self._cap(), self._fixed_chunk)
 
     def _cap(self) -> int:
@@ -99,27 +108,28 @@ class ModelRunner:
         return max(1, self.budget // max(1, 2 * act))
 
     def plan(self, n: int) -> tuple[int, bool]:
-        """(images per forward, channels-last) for a call that evaluates ``n`` images.
-        A fixed ``chunk_size`` still has its memory format measured (unless forced)."""
+        """(images per forward, use the search copy) for a call that evaluates ``n`` images.
+        A fixed ``chunk_size`` still has the choice of model measured (unless forced)."""
         cache = _plans.setdefault(self.model, {})
         plan = cache.get(self._key())
         if plan is None:
             if n <= _MEASURE_ABOVE and self._fixed_chunk is None:
-                return min(n, self._cap()), bool(self._channels_last)
+                return min(n, self._cap()), bool(self._search_copy) and self._search_model() is not None
             plan = cache[self._key()] = self._measure()
         return plan
 
     def _measure(self) -> tuple[int, bool]:
-        """Times a forward at each candidate chunk size (in both memory formats for a conv net
-        that accepts channels-last) and keeps the fastest per image; about two seconds on a small CNN, once
-        per model and shape in a process."""
+        """Times a forward at each candidate chunk size, with the model as given and with the
+        search copy, and keeps the fastest per image; a few seconds on a small CNN, once per
+        model and shape in a process."""
         cap = self._cap()
         sizes = [self._fixed_chunk] if self._fixed_chunk else ([s for s in _CANDIDATE_CHUNKS if s <= cap] or [cap])
         gen = torch.Generator().manual_seed(0)
         big = self.sample.expand(max(sizes), *self.sample.shape[1:]).clone()
         big.add_(0.05 * torch.rand(big.shape, generator=gen).to(big)).clamp_(0, 1)
-        formats = [self._channels_last] if self._channels_last is not None else \
-            ([False, True] if self._channels_last_works() else [False])
+        formats = [False, True] if self._search_model() is not None else [False]
+        if self._search_copy is not None:
+            formats = [f for f in formats if f == self._search_copy] or [False]
         configs = [(s, cl) for cl in formats for s in sizes]
         for s, cl in configs:  # warm-up: allocator, oneDNN primitive creation
             self._logits(big[:s], cl)
@@ -137,18 +147,43 @@ class ModelRunner:
         chunk, cl = min((k for k, r in rates.items() if r >= 0.97 * best), key=lambda k: (k[0], -rates[k]))
         return chunk, bool(cl)
 
-    def _channels_last_works(self) -> bool:
-        """A conv net whose output is the same with channels-last weights and inputs (a model
-        that calls .view on a conv output raises instead: then never)."""
-        if not any(isinstance(m, nn.Conv2d) for m in self.model.modules()):
-            return False
+    def _search_model(self) -> Optional[nn.Module]:
+        """A copy of the model for the search, faster on a CPU and equal in function, or None.
+
+        Batch-norm layers that follow a convolution are folded into it (torch.fx's fuse: one
+        pass instead of two over the activations, 19 % of the digits CNN's forward), and a
+        conv net's weights go to channels-last. A grey-scale batch [N, 1, H, W] counts as
+        contiguous in both formats, so the input alone leaves the model in NCHW, where CPU
+        max-pooling is 10-20x slower (40 % of the digits CNN's forward); channels-last weights
+        make oneDNN produce channels-last outputs whatever the input. The copy is checked
+        against the model on two images (a model that traces badly, views its conv outputs or
+        is random gets None) and never replaces it where a result is reported: checks run
+        the model as given. Made once per call, since a model may be trained between calls."""
+        if self._copy_built:
+            return self._copy
+        self._copy_built = True
+        if self._search_copy is False or not any(isinstance(m, nn.Conv2d) for m in self.model.modules()):
+            return None
         two = self.sample.expand(2, *self.sample.shape[1:]).clone()  # one image fits .view in any format
         try:
-            a = self._logits(two, False, exact=True)
-            b = self._logits(two, True)
-        except RuntimeError:
-            return False
-        return bool(torch.allclose(a.float(), b.float(), rtol=1e-3, atol=1e-4))
+            from torch.fx.experimental.optimization import fuse
+
+            try:
+                with warnings.catch_warnings():  # torch's own deprecation notices from inside fx
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    copy = fuse(self.model)
+            except Exception:  # not traceable by torch.fx: keep the modules, convert the weights only
+                copy = _deepcopy(self.model)
+            copy = copy.to(memory_format=torch.channels_last).eval()
+            with torch.inference_mode():
+                a = self.model(two)
+                b = copy(two.contiguous(memory_format=torch.channels_last))
+        except Exception:
+            return None
+        if a.shape != b.shape or not bool(torch.allclose(a.float(), b.float(), rtol=1e-3, atol=1e-4)):
+            return None
+        self._copy = copy
+        return copy
 
     # --- forward passes --------------------------------------------------------------------
 
@@ -157,40 +192,15 @@ class ModelRunner:
             return nullcontext()
         return torch.autocast(self.device.type, dtype=self.eval_dtype)
 
-    def _logits(self, images: torch.Tensor, channels_last: bool, exact: bool = False) -> torch.Tensor:
+    def _logits(self, images: torch.Tensor, search_copy: bool, exact: bool = False) -> torch.Tensor:
         """Logits of one chunk. Checks (``exact``) run the model exactly as the user gave it;
-        search evaluations may use bf16 autocast and channels-last weights and inputs."""
-        if exact:
-            channels_last = False
-        if channels_last:
+        search evaluations may use bf16 autocast and the search copy."""
+        model = self.model
+        if search_copy and not exact:
+            model = self._search_model() or self.model
             images = images.contiguous(memory_format=torch.channels_last)
-        with torch.inference_mode(), (nullcontext() if exact else self._autocast()), \
-                (self._channels_last_weights() if channels_last else nullcontext()):
-            return self.model(images)
-
-    @contextmanager
-    def _channels_last_weights(self):
-        """The model's 4-D parameters in channels-last for one forward, then back.
-
-        A conv net's input decides its convolutions' memory format only when it has more than
-        one channel: a [N, 1, H, W] batch is contiguous in both formats, so a grey-scale
-        model stays NCHW throughout, and CPU max-pooling in NCHW is 10-20x slower than in
-        channels-last (40 % of the digits CNN's forward). Weights in channels-last make
-        oneDNN produce channels-last outputs whatever the input. The copies are made once per
-        call (the user's model may be trained between calls) and swapped in by pointer."""
-        if self._cl_weights is None:
-            # empty_like + copy_, as Module.to(memory_format=) does: .contiguous() would keep a
-            # one-input-channel weight as it is (it already counts as channels-last), and oneDNN
-            # would then pick NCHW again.
-            self._cl_weights = [(p, p.data, torch.empty_like(p.data, memory_format=torch.channels_last).copy_(p.data))
-                                for p in self.model.parameters() if p.dim() == 4]
-        try:
-            for p, _, cl in self._cl_weights:
-                p.data = cl
-            yield
-        finally:
-            for p, orig, _ in self._cl_weights:
-                p.data = orig
+        with torch.inference_mode(), (nullcontext() if exact else self._autocast()):
+            return model(images)
 
     def _probs_chunked(self, images: torch.Tensor, exact: bool) -> torch.Tensor:
         n = len(images)
