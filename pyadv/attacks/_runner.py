@@ -166,11 +166,13 @@ class ModelRunner:
             return None
         two = self.sample.expand(2, *self.sample.shape[1:]).clone()  # one image fits .view in any format
         try:
-            from torch.fx.experimental.optimization import fuse
-
             try:
-                with warnings.catch_warnings():  # torch's own deprecation notices from inside fx
+                # The import and tracing raise torch's own deprecation notices (torch.jit inside
+                # torch.utils.mkldnn), nothing a user can act on.
+                with warnings.catch_warnings():
                     warnings.simplefilter("ignore", DeprecationWarning)
+                    from torch.fx.experimental.optimization import fuse
+
                     copy = fuse(self.model)
             except Exception:  # not traceable by torch.fx: keep the modules, convert the weights only
                 copy = _deepcopy(self.model)
