@@ -56,6 +56,8 @@ bench: build
 	$(PY) benchmarks/fi_model.py
 	$(PY) benchmarks/swarm.py
 	$(PY) benchmarks/image.py
+	$(PY) benchmarks/attacks_sparse.py
+	$(PY) benchmarks/reproduce_paper000.py
 
 # Needs no torch; with the venv's torch present it also checks the torch-side CUDA glue.
 cuda-check:

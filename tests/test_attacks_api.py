@@ -206,9 +206,12 @@ def test_load_refuses_other_files(tmp_path):
 
 def test_quantize_gives_multiples_of_1_255_and_rechecks(lin):
     model, x, y = lin
-    r = FIPSO(model, n_particles=10, iters=5, quantize=True)(x, y)
+    r = FIPSO(model, m=3, n_particles=10, iters=5, quantize=True)(x, y)
     k = r.adv * 255
     assert torch.allclose(k, k.round(), atol=1e-9)
+    # the clean images are taken to 8 bits as well, so only the attacked pixels differ
+    assert torch.allclose(r.x * 255, (r.x * 255).round(), atol=1e-9) and (r.x - x).abs().max() <= 0.5 / 255
+    assert (r.l0 <= 3).all()
     with torch.no_grad():
         pred = model(r.adv).argmax(1)
     assert torch.equal(r.success, pred != y)

@@ -68,7 +68,8 @@ class CommonOptions:
     """Options every attack has.
 
     seed: randomness (Philox keyed by seed and each image's index);
-    quantize: round the returned images to k/255 and re-check success on them;
+    quantize: work on 8-bit images: the clean images are rounded to k/255 first (a no-op for
+        8-bit data), the returned ones too, and success is re-checked on the rounded images;
     progress: a tqdm bar on long attacks;
     memory_budget: bytes a forward chunk may use (default 2 GiB);
     chunk_size: images per forward (None: measured once per model and shape);
@@ -154,6 +155,10 @@ class Attack:
         """
         t0 = time.perf_counter()
         check_images(x)
+        if self.options.quantize:
+            # The attack works on 8-bit images: the clean ones too (a no-op for 8-bit data such as
+            # MNIST or CIFAR-10), else every pixel the rounding moves would count as perturbed.
+            x = quantize(x.detach().clone())
         B = len(x)
         device = x.device
         params = list(self.model.parameters())
