@@ -308,7 +308,7 @@ def test_runner_sparse_matches_direct_forward_and_counts(lin):
     idx = torch.stack([torch.randperm(16, generator=g)[:5] for _ in range(len(x))])
     vals = torch.rand(len(x), 7, 5, generator=g, dtype=x.dtype) - 0.5
     owners = torch.tensor([5, 4, 3, 2, 1, 0])
-    for chunk in (1, 3, 7, 50):  # one candidate at a time, part of an image's, whole images
+    for chunk in (1, 3, 7, 9, 13, 50):  # one candidate at a time, parts of images across their ends, whole
         run = ModelRunner(model, x[:1], len(x), chunk_size=chunk)
         p = run.probs_sparse(x, idx, vals, owners)
         imgs = x.flatten(1)[:, None].repeat(1, 7, 1)
@@ -361,3 +361,21 @@ def test_runner_never_uses_channels_last_on_a_model_that_views():
     assert run.plan(10_000)[1] is False
     r = FIPSO(model, m=4, n_particles=300, iters=1)(torch.rand(2, 1, 6, 6), torch.tensor([0, 1]))
     assert len(r) == 2
+
+
+def test_runner_flat_chunks_cover_every_candidate_once():
+    """Chunks cut the b*N candidates across image boundaries: every split gives the same
+    probabilities as rendering each candidate by hand."""
+    import itertools
+
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 3)).double().eval()
+    g = torch.Generator().manual_seed(0)
+    for b, N, chunk in itertools.product([1, 2, 5], [1, 3, 7], [1, 2, 4, 5, 8, 21, 100]):
+        x = torch.rand(b, 1, 4, 4, generator=g, dtype=torch.float64)
+        idx = torch.stack([torch.randperm(16, generator=g)[:3] for _ in range(b)])
+        v = torch.rand(b, N, 3, generator=g, dtype=torch.float64) - 0.5
+        p = ModelRunner(model, x[:1], b, chunk_size=chunk).probs_sparse(x, idx, v, torch.arange(b))
+        imgs = x.flatten(1)[:, None].repeat(1, N, 1)
+        imgs.scatter_add_(2, idx[:, None].expand(-1, N, -1), v)
+        ref = torch.softmax(model(imgs.clamp(0, 1).view(-1, 1, 4, 4)), 1).view(b, N, -1)
+        assert torch.allclose(p, ref, atol=1e-12), (b, N, chunk)

@@ -10,7 +10,7 @@ throughput varies about 3x with the number of images per forward. So the runner
   convolutions, channels-last weights) is faster, and uses it for the search if so (checks
   run the model as given);
 - renders sparse candidates straight into one reused buffer (``ops.sparse_perturb(out=)``),
-  never all N x B images at once;
+  never all N x B images at once, in forwards of the measured size across image boundaries;
 - runs fitness evaluations under ``torch.inference_mode()``, optionally under bf16 autocast
   (``eval_dtype``), and the checks of reported results in the model's own precision;
 - counts forward images (queries) and backward passes per source image.
@@ -239,30 +239,51 @@ class ModelRunner:
         idx = idx.contiguous()
         values = values.contiguous()
         self.queries.index_add_(0, owners, torch.full_like(owners, N))
+        # The b*N candidates as one sequence, cut into equal forwards of at most `chunk` images
+        # (1000 at chunk 128: 8 of 125), across image boundaries: every forward runs at the
+        # measured size, also when only a few images are left.
+        total = b * N
+        size = math.ceil(total / math.ceil(total / chunk))
         out: Optional[torch.Tensor] = None
-        rows_per = max(1, chunk // N)  # source images per forward when all N fit
-        # Otherwise one image's candidates in equal parts (200 at chunk 128: 100 + 100, not 128 + 72).
-        per = math.ceil(N / math.ceil(N / chunk)) if N > chunk else N
-        for g0 in range(0, b, rows_per):
-            g1 = min(b, g0 + rows_per)
-            for n0 in range(0, N, per):
-                n1 = min(N, n0 + per)
-                imgs = self._render(flat[g0:g1], idx[g0:g1], values[g0:g1], n0, n1)
-                p = self._probs_chunked_single(imgs.view(-1, *shape))
-                if out is None:
-                    out = torch.empty(b, N, p.shape[1], dtype=p.dtype, device=base.device)
-                out[g0:g1, n0:n1] = p.view(g1 - g0, n1 - n0, -1)
-        return out
+        for s0 in range(0, total, size):
+            s1 = min(total, s0 + size)
+            imgs = self._render_range(flat, idx, values, s0, s1)
+            p = self._probs_chunked_single(imgs.view(-1, *shape))
+            if out is None:
+                out = torch.empty(total, p.shape[1], dtype=p.dtype, device=base.device)
+            out[s0:s1] = p
+        return out.view(b, N, -1)
 
-    def _render(self, flat, idx, values, n0, n1) -> torch.Tensor:
-        rows = len(flat) * (n1 - n0)
+    def _render_range(self, flat, idx, values, s0: int, s1: int) -> torch.Tensor:
+        """Candidates s0..s1-1 of the flattened [b * N] sequence, rendered into the reused buffer:
+        at most three kernel calls (the end of one image, whole images, the start of another)."""
+        N, P = values.shape[1], flat.shape[1]
+        pieces = []  # (first image, last image + 1, n0, n1)
+        j0, j1 = s0 // N, (s1 - 1) // N
+        if j0 == j1:
+            pieces.append((j0, j0 + 1, s0 - j0 * N, s1 - j0 * N))
+        else:
+            head = j0 + (s0 % N != 0)
+            if s0 % N:
+                pieces.append((j0, j0 + 1, s0 - j0 * N, N))
+            tail = j1 if s1 % N else j1 + 1
+            if tail > head:
+                pieces.append((head, tail, 0, N))
+            if s1 % N:
+                pieces.append((j1, j1 + 1, 0, s1 - j1 * N))
         if flat.device.type != "cpu":
-            return ops.sparse_perturb(flat, idx, values, n0, n1)
-        need = rows * flat.shape[1]
+            return torch.cat([ops.sparse_perturb(flat[a:b], idx[a:b], values[a:b], n0, n1)
+                              for a, b, n0, n1 in pieces])
+        need = (s1 - s0) * P
         if self._buffer is None or self._buffer.numel() < need or self._buffer.dtype != flat.dtype:
             self._buffer = torch.empty(need, dtype=flat.dtype)
-        out = self._buffer[:need].view(rows, flat.shape[1])
-        return ops.sparse_perturb(flat, idx, values, n0, n1, out=out)
+        row = 0
+        for a, b, n0, n1 in pieces:
+            rows = (b - a) * (n1 - n0)
+            ops.sparse_perturb(flat[a:b], idx[a:b], values[a:b], n0, n1,
+                               out=self._buffer[row * P:(row + rows) * P].view(rows, P))
+            row += rows
+        return self._buffer[:need].view(s1 - s0, P)
 
     def _probs_chunked_single(self, images: torch.Tensor) -> torch.Tensor:
         _, cl = self.plan(len(images))
