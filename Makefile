@@ -3,6 +3,7 @@
 SHELL := /bin/bash
 PYTHON ?= python3
 TORCH_SPEC ?= torch==2.13.0
+TORCHATTACKS_SPEC ?= torchattacks==3.5.1
 OUT ?= runs/demo
 
 ifdef VIRTUAL_ENV
@@ -32,6 +33,8 @@ $(DEPS_STAMP): pyproject.toml $(VENV_DEP)
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install "$(TORCH_SPEC)"
 	$(PY) -m pip install --upgrade "setuptools>=64" wheel cmake ninja
 	$(PY) -m pip install --no-build-isolation -e ".[test]"
+	# torchattacks: the tests compare against it; --no-deps, since it declares torchvision
+	$(PY) -m pip install --no-deps "$(TORCHATTACKS_SPEC)"
 	@touch $@
 
 # The extension: an incremental CMake/Ninja build every time, so sources never go stale.

@@ -224,6 +224,15 @@ class ModelRunner:
         self.queries.index_add_(0, owners, torch.ones_like(owners))
         return self._probs_chunked(images, exact)
 
+    def logits(self, images: torch.Tensor, owners: torch.Tensor) -> torch.Tensor:
+        """Logits [n, K] in the model's own precision, counted (no autocast, model as given)."""
+        self.queries.index_add_(0, owners, torch.ones_like(owners))
+        chunk, _ = self.plan(len(images))
+        t0 = time.perf_counter()
+        out = [self._logits(images[i:i + chunk], False, exact=True) for i in range(0, len(images), chunk)]
+        self.forward_s += time.perf_counter() - t0
+        return torch.cat(out) if out else images.new_zeros(0, 0)
+
     def probs_sparse(self, base: torch.Tensor, idx: torch.Tensor, values: torch.Tensor, owners: torch.Tensor
                      ) -> torch.Tensor:
         """Probabilities [b, N, K] of the candidates base + values at idx (clamped to [0, 1]):
@@ -293,19 +302,24 @@ class ModelRunner:
         return F.softmax(_wide(logits), dim=1)
 
     def loss_grad(self, images: torch.Tensor, owners: torch.Tensor,
-                  loss: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+                  loss: Callable[[torch.Tensor], torch.Tensor], *, return_logits: bool = False):
         """d loss(logits)/d images, loss returning one value per image (summed for the
-        backward); one forward and one backward per image, counted."""
+        backward); one forward and one backward per image, counted, in the model's own
+        precision. ``return_logits`` also returns the logits of that forward (detached)."""
         self.queries.index_add_(0, owners, torch.ones_like(owners))
         self.gradients.index_add_(0, owners, torch.ones_like(owners))
         chunk, _ = self.plan(len(images))
-        grads = []
+        grads, logits = [], []
         for i in range(0, len(images), chunk):
             xi = images[i:i + chunk].detach().clone().requires_grad_(True)
             with torch.enable_grad():
                 t0 = time.perf_counter()
-                val = loss(self.model(xi)).sum()
-                (g,) = torch.autograd.grad(val, xi)
+                z = self.model(xi)
+                (g,) = torch.autograd.grad(loss(z).sum(), xi)
                 self.forward_s += time.perf_counter() - t0
             grads.append(g)
-        return torch.cat(grads) if grads else torch.zeros_like(images)
+            logits.append(z.detach())
+        grad = torch.cat(grads) if grads else torch.zeros_like(images)
+        if return_logits:
+            return grad, (torch.cat(logits) if logits else images.new_zeros(0, 0))
+        return grad

@@ -1,0 +1,303 @@
+"""The gradient family, first part: fast gradient sign / value (Goodfellow et al. 2015; Rozsa
+et al. 2016, §4.1; Possas's "inverse" and "least likely of the top 5" directions), the basic
+iterative method and the iterative least-likely class method (Kurakin et al. 2017, as in the
+Raissi notes, with Clip_{X,eps}), and PGD (Madry et al. 2018).
+
+Every step is one forward and one backward pass per active image through the runner, in the
+model's own precision (``eval_dtype`` does not apply to gradient steps yet); images are in
+[0, 1] (eps, alpha in the same units: 8/255 is eight grey levels).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+from ._base import Attack, CommonOptions, RawResult, option_error, register
+
+DIRECTIONS = ("inverse", "least_likely_top5")
+NORMS = ("linf", "l2")
+LOSSES = ("ce", "cw")
+STOPS = ("none", "first_success")
+
+
+def _positive(name, v):
+    if not (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0):
+        raise option_error(name, v, "a finite number > 0")
+
+
+def _non_negative(name, v):
+    if not (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0):
+        raise option_error(name, v, "a finite number >= 0 (0 returns the clean images)")
+
+
+def _ce(logits, cls):
+    return F.cross_entropy(logits.float(), cls, reduction="none")
+
+
+def _cw(logits, cls):
+    """Carlini-Wagner margin of class cls: max_{j != cls} Z_j - Z_cls (higher: cls losing)."""
+    z = logits.float()
+    other = z.masked_fill(F.one_hot(cls, z.shape[1]).bool(), -math.inf).amax(1)
+    return other - z.gather(1, cls[:, None])[:, 0]
+
+
+def _direction_classes(model_probs, y, target, direction):
+    """(class whose loss the step uses, sign): +1 raises the loss of y (inverse), -1 lowers the
+    loss of the target or of the least likely of the top 5 (moves towards it)."""
+    if target is not None:
+        return target, -1.0
+    if direction == "inverse":
+        return y, 1.0
+    return model_probs.topk(5 if model_probs.shape[1] >= 5 else model_probs.shape[1], 1).indices[:, -1], -1.0
+
+
+def _grad(runner, x, cls, rows, loss):
+    return runner.loss_grad(x, rows, lambda logits: loss(logits, cls))
+
+
+@dataclass(frozen=True)
+class FGSOptions(CommonOptions):
+    """eps: the step's size (L-inf: every pixel moves by eps; L2 for FGV with norm="l2").
+    direction: "inverse" (away from the true label, Possas's inverse method) or
+    "least_likely_top5" (towards the least likely of the top-5 classes); a call's target
+    overrides it (a step towards the target)."""
+    eps: float = 8 / 255
+    direction: str = "inverse"
+
+    def __post_init__(self):
+        super().__post_init__()
+        _non_negative("eps", self.eps)
+        if self.direction not in DIRECTIONS:
+            raise option_error("direction", self.direction, f"one of {DIRECTIONS}")
+
+
+@register("fgs")
+class FGS(Attack):
+    """Fast gradient sign (Goodfellow et al. 2015): x + s eps sign(grad J(x, c)), clipped to
+    [0, 1], with (c, s) from ``direction`` or the call's target."""
+
+    Options = FGSOptions
+    gradient_free = False
+
+    def _scale(self, g):
+        return g.sign()
+
+    def _run(self, x, y, target, runner, index):
+        o = self.options
+        rows = torch.arange(len(x), device=x.device)
+        probs = runner.probs(x, rows, exact=True)
+        cls, sign = _direction_classes(probs, y, target, o.direction)
+        g = _grad(runner, x, cls, rows, _ce)
+        adv = (x + sign * o.eps * self._scale(g)).clamp(0, 1)
+        return RawResult(adv=adv, iterations=torch.ones(len(x), dtype=torch.long, device=x.device),
+                         extras={"step_class": cls})
+
+
+@dataclass(frozen=True)
+class FGVOptions(FGSOptions):
+    """norm: how the raw gradient is scaled to size eps: "linf" (its largest component
+    becomes eps) or "l2" (its L2 norm becomes eps)."""
+    norm: str = "linf"
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.norm not in NORMS:
+            raise option_error("norm", self.norm, f"one of {NORMS}")
+
+
+@register("fgv")
+class FGV(FGS):
+    """Fast gradient value (Rozsa et al. 2016, §4.1): the raw gradient, not its sign, scaled to
+    the given L-inf or L2 size."""
+
+    Options = FGVOptions
+
+    def _scale(self, g):
+        flat = g.flatten(1)
+        size = flat.abs().amax(1) if self.options.norm == "linf" else flat.norm(dim=1)
+        return g / size.clamp_min(1e-30).view(-1, *[1] * (g.dim() - 1))
+
+
+@dataclass(frozen=True)
+class BIMOptions(CommonOptions):
+    """eps: the L-inf ball Clip_{X,eps}; alpha: the step (default 1/255, Kurakin et al.);
+    steps: None for Kurakin et al.'s min(eps*255 + 4, 1.25 eps*255), rounded down (at least 1)."""
+    eps: float = 8 / 255
+    alpha: float = 1 / 255
+    steps: Optional[int] = None
+
+    def __post_init__(self):
+        super().__post_init__()
+        _non_negative("eps", self.eps)
+        _positive("alpha", self.alpha)
+        if self.steps is not None and (isinstance(self.steps, bool) or not isinstance(self.steps, int)
+                                       or self.steps < 1):
+            raise option_error("steps", self.steps, "None (Kurakin et al.'s schedule) or an int >= 1")
+
+    def n_steps(self) -> int:
+        if self.steps is not None:
+            return self.steps
+        e = self.eps * 255
+        return max(1, int(min(e + 4, 1.25 * e)))  # rounded down, as torchattacks does
+
+
+def clip_x_eps(adv, x, eps):
+    """Clip_{X,eps}: within eps of x per component, and inside [0, 1]."""
+    return torch.minimum(torch.maximum(adv, x - eps), x + eps).clamp(0, 1)
+
+
+@register("bim")
+class BIM(Attack):
+    """Basic iterative method (Kurakin et al. 2017): X_{N+1} = Clip_{X,eps}{X_N + alpha
+    sign(grad J(X_N, y_true))}; with a call's target, X_N - alpha sign(grad J(X_N, target))."""
+
+    Options = BIMOptions
+    gradient_free = False
+
+    def _classes(self, x, y, target, runner, rows):
+        return (y, 1.0) if target is None else (target, -1.0)
+
+    def _run(self, x, y, target, runner, index):
+        o = self.options
+        rows = torch.arange(len(x), device=x.device)
+        cls, sign = self._classes(x, y, target, runner, rows)
+        adv = x.clone()
+        for _ in range(o.n_steps()):
+            g = _grad(runner, adv, cls, rows, _ce)
+            adv = clip_x_eps(adv + sign * o.alpha * g.sign(), x, o.eps)
+        return RawResult(adv=adv, iterations=torch.full((len(x),), o.n_steps(), device=x.device),
+                         extras={"step_class": cls})
+
+
+@register("illc")
+class ILLC(BIM):
+    """Iterative least-likely class (Kurakin et al. 2017): X_{N+1} = Clip_{X,eps}{X_N - alpha
+    sign(grad J(X_N, y_LL))}, y_LL the clean image's least likely class; success means
+    misclassified (a call's target replaces y_LL and then success means reaching it)."""
+
+    def _classes(self, x, y, target, runner, rows):
+        if target is not None:
+            return target, -1.0
+        return runner.probs(x, rows, exact=True).argmin(1), -1.0
+
+
+@dataclass(frozen=True)
+class PGDOptions(CommonOptions):
+    """Madry et al. (2018). norm "linf" or "l2" ball of radius eps; alpha the step (default
+    2.5 eps / steps, Madry et al.'s rule: enough to cross the ball and come back); steps; random_start (uniform in the L-inf ball, or
+    uniform direction and radius in the L2 ball); restarts (the best point per image is
+    kept); loss "ce" or "cw" (the C&W margin); stop "none" (every step, the highest-loss point,
+    as Madry et al.) or "first_success" (an image leaves the batch once misclassified or at its
+    target)."""
+    eps: float = 8 / 255
+    norm: str = "linf"
+    alpha: Optional[float] = None
+    steps: int = 10
+    random_start: bool = True
+    restarts: int = 1
+    loss: str = "ce"
+    stop: str = "none"
+
+    def __post_init__(self):
+        super().__post_init__()
+        _non_negative("eps", self.eps)
+        if self.alpha is not None:
+            _positive("alpha", self.alpha)
+        if self.norm not in NORMS:
+            raise option_error("norm", self.norm, f"one of {NORMS}")
+        for name in ("steps", "restarts"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise option_error(name, v, "an int >= 1")
+        if self.loss not in LOSSES:
+            raise option_error("loss", self.loss, f"one of {LOSSES}")
+        if self.stop not in STOPS:
+            raise option_error("stop", self.stop, f"one of {STOPS}")
+        if not isinstance(self.random_start, bool):
+            raise option_error("random_start", self.random_start, "True or False")
+
+
+def _l2_normalise(v):
+    n = v.flatten(1).norm(dim=1).clamp_min(1e-12)
+    return v / n.view(-1, *[1] * (v.dim() - 1))
+
+
+@register("pgd")
+class PGD(Attack):
+    """Projected gradient descent (Madry et al. 2018) in the L-inf or L2 ball, untargeted
+    (ascend the loss of y) or targeted (descend the loss of the target), with restarts."""
+
+    Options = PGDOptions
+    gradient_free = False
+
+    def _project(self, adv, x):
+        o = self.options
+        if o.norm == "linf":
+            return clip_x_eps(adv, x, o.eps)
+        d = adv - x
+        n = d.flatten(1).norm(dim=1).clamp_min(1e-12)
+        d = d * (o.eps / n).clamp(max=1.0).view(-1, *[1] * (d.dim() - 1))
+        return (x + d).clamp(0, 1)
+
+    def _start(self, x, index, restart):
+        o = self.options
+        if not o.random_start:
+            return x.clone()
+        out = torch.empty_like(x)
+        for r, k in enumerate(index.tolist()):
+            gen = torch.Generator().manual_seed((o.seed * 0x9E3779B1 + k * 1000003 + restart) % (2 ** 63))
+            u = torch.rand(x[r].shape, generator=gen, dtype=torch.float64)
+            if o.norm == "linf":
+                d = (2 * u - 1) * o.eps
+            else:
+                g = torch.randn(x[r].shape, generator=gen, dtype=torch.float64)
+                d = g / g.norm() * o.eps * float(torch.rand((), generator=gen, dtype=torch.float64))
+            out[r] = (x[r] + d.to(x)).clamp(0, 1)
+        return out
+
+    def _run(self, x, y, target, runner, index):
+        o = self.options
+        B = len(x)
+        alpha = o.alpha if o.alpha is not None else 2.5 * o.eps / o.steps
+        cls, sign = (y, 1.0) if target is None else (target, -1.0)
+        lossf = _ce if o.loss == "ce" else _cw
+        best = x.clone()
+        best_loss = torch.full((B,), -math.inf, device=x.device)
+        best_ok = torch.zeros(B, dtype=torch.bool, device=x.device)
+        iters = torch.zeros(B, dtype=torch.long, device=x.device)
+        for restart in range(o.restarts):
+            active = (~best_ok).nonzero().flatten() if o.stop == "first_success" else torch.arange(B, device=x.device)
+            if not len(active):
+                break
+            adv = self._start(x[active], index[active], restart)
+            for step in range(o.steps + 1):
+                if not len(active):
+                    break
+                # One forward serves the gradient of this point and its loss and success.
+                if step < o.steps:
+                    g, z = runner.loss_grad(adv, active, lambda zz, c=cls[active]: lossf(zz, c), return_logits=True)
+                else:
+                    z = runner.logits(adv, active)  # the last point: no step follows
+                z = z.float()
+                val = sign * lossf(z, cls[active])  # the attack's own loss; higher: better for it
+                ok = (z.argmax(1) != y[active]) if target is None else (z.argmax(1) == target[active])
+                # Per image the best point so far: successes first, then the highest loss.
+                better = (ok & ~best_ok[active]) | ((ok == best_ok[active]) & (val > best_loss[active]))
+                sel = active[better]
+                best[sel] = adv[better]
+                best_loss[sel] = val[better]
+                best_ok[sel] = ok[better]
+                if o.stop == "first_success":
+                    keep = ~ok
+                    active, adv = active[keep], adv[keep]
+                    if step < o.steps:
+                        g = g[keep]
+                if step < o.steps and len(active):
+                    d = g.sign() if o.norm == "linf" else _l2_normalise(g)
+                    adv = self._project(adv + sign * alpha * d, x[active])
+                    iters[active] += 1
+        return RawResult(adv=best, iterations=iters, search_success=best_ok)

@@ -1,0 +1,167 @@
+"""FGS, FGV, BIM, ILLC and PGD against the formulas, written out with brute-force autograd on a
+linear model (float64) and checked for their balls and counts on the digits CNN."""
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pyadv.attacks import BIM, FGS, FGV, ILLC, PGD, create
+
+
+class Linear(nn.Module):
+    def __init__(self, P=64, K=6):
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.W = nn.Parameter(torch.randn(K, P, generator=g, dtype=torch.float64))
+        self.c = nn.Parameter(torch.randn(K, generator=g, dtype=torch.float64) * 0.1)
+
+    def forward(self, x):
+        return x.flatten(1) @ self.W.T + self.c
+
+
+@pytest.fixture
+def lin():
+    model = Linear()
+    x = 0.2 + 0.6 * torch.rand(5, 1, 8, 8, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    return model, x, y
+
+
+def grad_ce(model, x, cls):
+    x = x.clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(F.cross_entropy(model(x), cls, reduction="sum"), x)
+    return g
+
+
+def test_fgs_inverse_and_least_likely_top5(lin):
+    model, x, y = lin
+    eps = 0.05
+    r = FGS(model, eps=eps)(x, y)
+    assert torch.allclose(r.adv, (x + eps * grad_ce(model, x, y).sign()).clamp(0, 1))
+    with torch.no_grad():
+        ll5 = model(x).softmax(1).topk(5, 1).indices[:, -1]
+    r = FGS(model, eps=eps, direction="least_likely_top5")(x, y)
+    assert torch.equal(r.extras["step_class"], ll5)
+    assert torch.allclose(r.adv, (x - eps * grad_ce(model, x, ll5).sign()).clamp(0, 1))
+    t = (y + 1) % 6
+    r = FGS(model, eps=eps)(x, y, target=t)
+    assert torch.allclose(r.adv, (x - eps * grad_ce(model, x, t).sign()).clamp(0, 1))
+    assert (r.gradients == 1).all() and (r.queries == 3).all()  # clean probs, the gradient pass, the check
+
+
+def test_fgv_scales_the_raw_gradient(lin):
+    model, x, y = lin
+    g = grad_ce(model, x, y)
+    r = FGV(model, eps=0.05)(x, y)
+    expect = x + 0.05 * g / g.flatten(1).abs().amax(1).view(-1, 1, 1, 1)
+    assert torch.allclose(r.adv, expect.clamp(0, 1))
+    assert torch.allclose(r.linf, torch.full_like(r.linf, 0.05))  # interior images: nothing clipped
+    r = FGV(model, eps=0.5, norm="l2")(x, y)
+    assert torch.allclose(r.l2, torch.full_like(r.l2, 0.5))
+
+
+def test_bim_is_the_clipped_iteration(lin):
+    model, x, y = lin
+    eps, alpha = 4 / 255, 1 / 255
+    assert BIM(model, eps=eps).options.n_steps() == 5      # min(4 + 4, 1.25 * 4)
+    assert BIM(model, eps=16 / 255).options.n_steps() == 20  # min(20, 20)
+    r = BIM(model, eps=eps, alpha=alpha)(x, y)
+    adv = x.clone()
+    for _ in range(5):
+        adv = adv + alpha * grad_ce(model, adv, y).sign()
+        adv = torch.minimum(torch.maximum(adv, x - eps), x + eps).clamp(0, 1)
+    assert torch.allclose(r.adv, adv)
+    assert (r.linf <= eps + 1e-12).all() and (r.gradients == 5).all()
+
+
+def test_illc_descends_the_least_likely_class(lin):
+    model, x, y = lin
+    with torch.no_grad():
+        ll = model(x).argmin(1)
+    r = ILLC(model, eps=4 / 255, alpha=1 / 255)(x, y)
+    assert torch.equal(r.extras["step_class"], ll)
+    adv = x.clone()
+    for _ in range(5):
+        adv = adv - (1 / 255) * grad_ce(model, adv, ll).sign()
+        adv = torch.minimum(torch.maximum(adv, x - 4 / 255), x + 4 / 255).clamp(0, 1)
+    assert torch.allclose(r.adv, adv)
+
+
+@pytest.mark.parametrize("norm, eps", [("linf", 0.03), ("l2", 0.4)])
+def test_pgd_stays_in_its_ball_and_restarts_only_help(lin, norm, eps):
+    model, x, y = lin
+    one = PGD(model, norm=norm, eps=eps, steps=5, seed=2)(x, y)
+    three = PGD(model, norm=norm, eps=eps, steps=5, seed=2, restarts=3)(x, y)
+    for r in (one, three):
+        size = r.linf if norm == "linf" else r.l2
+        assert (size <= eps * (1 + 1e-9)).all()
+    assert not (one.success & ~three.success).any()
+    both_fail = ~one.success & ~three.success
+    with torch.no_grad():
+        ce1 = F.cross_entropy(model(one.adv), y, reduction="none")
+        ce3 = F.cross_entropy(model(three.adv), y, reduction="none")
+    assert (ce3[both_fail] >= ce1[both_fail] - 1e-12).all()
+    assert (three.gradients == 15).all() and (one.gradients == 5).all()
+
+
+def test_pgd_first_success_stops_images_early(digits_cnn):
+    from pyadv.data import digits
+
+    x, y = digits("test", 28)
+    x, y = x[:16], y[:16]
+    full = PGD(digits_cnn, norm="l2", eps=1.5, steps=10)(x, y)
+    fast = PGD(digits_cnn, norm="l2", eps=1.5, steps=10, stop="first_success")(x, y)
+    assert fast.success.sum() >= 0.8 * full.success.sum()
+    assert fast.queries.sum() < full.queries.sum()
+    assert (fast.pred[fast.success] != y[fast.success]).all()
+    t = (y + 1) % 10
+    tg = PGD(digits_cnn, norm="l2", eps=3.0, steps=20, stop="first_success")(x, y, target=t)
+    assert torch.equal(tg.success, tg.pred == t) and tg.success.any()
+
+
+def test_registry_and_bad_options(lin):
+    model, x, y = lin
+    assert {"fgs", "fgv", "bim", "illc", "pgd"} <= set(__import__("pyadv.attacks", fromlist=["x"]).available())
+    assert isinstance(create("pgd", model, loss="cw"), PGD)
+    for c in (FGS, FGV, BIM, PGD):
+        assert torch.equal(c(model, eps=0.0)(x, y).adv, x)  # eps = 0 returns the clean images
+    for cls, opts, match in [(FGS, {"eps": -0.1}, "eps=-0.1"), (FGS, {"direction": "up"}, "direction='up'"),
+                             (FGV, {"norm": "l1"}, "norm='l1'"), (BIM, {"steps": 0}, "steps=0"),
+                             (PGD, {"restarts": 0}, "restarts=0"), (PGD, {"loss": "dlr"}, "loss='dlr'"),
+                             (PGD, {"stop": "never"}, "stop='never'"), (PGD, {"alpha": -1.0}, "alpha=-1.0")]:
+        with pytest.raises(ValueError, match=match):
+            cls(model, **opts)
+
+
+@pytest.mark.slow
+def test_pgd_at_eps_03_fools_the_digits_cnn(digits_cnn):
+    from pyadv.data import digits
+
+    x, y = digits("test", 28)
+    with torch.no_grad():
+        ok = digits_cnn(x).argmax(1) == y
+    x, y = x[ok][:64], y[ok][:64]
+    r = PGD(digits_cnn, eps=0.3, steps=20, stop="first_success")(x, y)
+    assert r.success.float().mean() >= 0.99
+
+
+def test_agrees_with_torchattacks():
+    """FGSM exactly; BIM and PGD without random start within 1e-5. Definitions differ in one
+    place: our PGD returns each image's highest-loss iterate (Madry et al.), torchattacks' the
+    last; on a linear model the cross-entropy grows at every step inside the ball, so both
+    are the last iterate here."""
+    import torchattacks  # installed by the Makefile with --no-deps (it declares torchvision)
+
+    model = Linear().float()
+    x = torch.rand(8, 1, 8, 8, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    eps = 0.03
+    ta = torchattacks.FGSM(model, eps=eps)(x, y)
+    assert torch.equal(FGS(model, eps=eps)(x, y).adv, ta)
+    ta = torchattacks.BIM(model, eps=eps, alpha=1 / 255, steps=0)(x, y)  # steps=0: Kurakin's schedule
+    assert torch.allclose(BIM(model, eps=eps, alpha=1 / 255)(x, y).adv, ta, atol=1e-5)
+    ta = torchattacks.PGD(model, eps=eps, alpha=0.01, steps=7, random_start=False)(x, y)
+    ours = PGD(model, eps=eps, alpha=0.01, steps=7, random_start=False)(x, y).adv
+    assert torch.allclose(ours, ta, atol=1e-5)
