@@ -8,8 +8,8 @@ declares its options in one dataclass, feeds the model through the shared runner
 from ._base import Attack, CommonOptions, attack_class, available, create, quantize, register
 from .dataset import fi_pso_dataset
 from .fipso import FIPSO, FIPSOOptions, f0_loss
-from .gradient import BIM, FGS, FGV, ILLC, PGD
+from .gradient import APGD, BIM, FGS, FGV, ILLC, PGD
 from .result import AttackResult
 
-__all__ = ["Attack", "AttackResult", "CommonOptions", "FIPSO", "FGS", "FGV", "BIM", "ILLC", "PGD", "FIPSOOptions", "available", "create",
+__all__ = ["Attack", "AttackResult", "CommonOptions", "FIPSO", "FGS", "FGV", "BIM", "ILLC", "PGD", "APGD", "FIPSOOptions", "available", "create",
            "attack_class", "register", "quantize", "f0_loss", "fi_pso_dataset"]

@@ -301,3 +301,159 @@ class PGD(Attack):
                     adv = self._project(adv + sign * alpha * d, x[active])
                     iters[active] += 1
         return RawResult(adv=best, iterations=iters, search_success=best_ok)
+
+
+# --- APGD (Croce and Hein 2020) ------------------------------------------------------------------
+
+def apgd_checkpoints(n_iter: int) -> list[int]:
+    """The iterations at which APGD may halve its step: w_j = ceil(p_j N) with p_0 = 0,
+    p_1 = 0.22, p_{j+1} = p_j + max(p_j - p_{j-1} - 0.03, 0.06), while p_j <= 1."""
+    p = [0.0, 0.22]
+    while True:
+        nxt = p[-1] + max(p[-1] - p[-2] - 0.03, 0.06)
+        if nxt > 1:
+            break
+        p.append(nxt)
+    out = []
+    for v in p:
+        w = math.ceil(round(v * n_iter, 9))
+        if not out or w > out[-1]:
+            out.append(w)
+    return out
+
+
+def apgd_halve(raised, span, rho, eta_last, eta, f_max_last, f_max):
+    """APGD's rule at a checkpoint w_j (span = w_j - w_{j-1} iterations since the last one):
+    halve where the loss rose in fewer than rho * span of them (condition 1), or where
+    neither the step nor the best loss changed since w_{j-1} (condition 2)."""
+    return (raised < rho * span) | ((eta_last == eta) & (f_max_last == f_max))
+
+
+def _dlr(logits, y, target=None):
+    """Difference of logits ratio (Croce and Hein 2020), as a loss to maximise: untargeted
+    -(z_y - max_{i != y} z_i) / (z_pi1 - z_pi3); targeted -(z_y - z_t) / (z_pi1 - (z_pi3 + z_pi4) / 2)."""
+    z = logits.float()
+    s = z.sort(1, descending=True).values
+    zy = z.gather(1, y[:, None])[:, 0]
+    if target is None:
+        other = z.masked_fill(F.one_hot(y, z.shape[1]).bool(), -math.inf).amax(1)
+        return -(zy - other) / (s[:, 0] - s[:, 2] + 1e-12)
+    zt = z.gather(1, target[:, None])[:, 0]
+    return -(zy - zt) / (s[:, 0] - (s[:, 2] + s[:, 3]) / 2 + 1e-12)
+
+
+@dataclass(frozen=True)
+class APGDOptions(CommonOptions):
+    """Croce and Hein (2020). norm "linf" or "l2", eps, steps (N_iter, default 100), loss
+    "ce" or "dlr" (targeted runs use the targeted DLR / the target's cross-entropy), rho 0.75,
+    momentum 0.75; the step starts at 2 eps and halves at the checkpoints where fewer than rho
+    of the steps since the last one raised the loss, or where neither the step nor the best
+    loss changed; after a halving the iterate restarts from the best point."""
+    eps: float = 8 / 255
+    norm: str = "linf"
+    steps: int = 100
+    loss: str = "ce"
+    rho: float = 0.75
+    momentum: float = 0.75
+    random_start: bool = True
+    stop: str = "none"
+
+    def __post_init__(self):
+        super().__post_init__()
+        _non_negative("eps", self.eps)
+        if self.norm not in NORMS:
+            raise option_error("norm", self.norm, f"one of {NORMS}")
+        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
+            raise option_error("steps", self.steps, "an int >= 1")
+        if self.loss not in ("ce", "dlr"):
+            raise option_error("loss", self.loss, "'ce' or 'dlr'")
+        for name in ("rho", "momentum"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and 0 < v <= 1):
+                raise option_error(name, v, "a number in (0, 1]")
+        if self.stop not in STOPS:
+            raise option_error("stop", self.stop, f"one of {STOPS}")
+
+
+@register("apgd")
+class APGD(PGD):
+    """Auto-PGD (Croce and Hein 2020), the step-size-free PGD at the core of AutoAttack; one
+    forward and backward pass per image per iteration, the best point per image returned."""
+
+    Options = APGDOptions
+
+    def _run(self, x, y, target, runner, index):
+        o = self.options
+        B = len(x)
+        dev = x.device
+        targeted = target is not None
+        if o.loss == "dlr":
+            def lossf(z, rows):
+                return _dlr(z, y[rows], target[rows] if targeted else None)
+        else:
+            def lossf(z, rows):
+                ce = _ce(z, target[rows] if targeted else y[rows])
+                return -ce if targeted else ce
+        checkpoints = set(apgd_checkpoints(o.steps)[1:])
+        bcast = [1] * (x.dim() - 1)
+
+        def step_dir(g):
+            return g.sign() if o.norm == "linf" else _l2_normalise(g)
+
+        rows = torch.arange(B, device=dev)
+        x0 = self._start(x, index, 0) if o.random_start else x.clone()
+        g, z = runner.loss_grad(x0, rows, lambda zz: lossf(zz, rows), return_logits=True)
+        f = lossf(z, rows)
+        ok = (z.argmax(1) == target) if targeted else (z.argmax(1) != y)
+        # The best point's gradient is kept too: a restart from it costs no extra pass.
+        best, best_f, best_ok, best_g = x0.clone(), f.clone(), ok.clone(), g.clone()
+        eta = torch.full((B,), 2.0 * o.eps, device=dev)
+        x_prev, x_cur, g_cur, f_cur = x0, x0, g, f
+        iters = torch.zeros(B, dtype=torch.long, device=dev)
+        raised = torch.zeros(B, device=dev)                 # loss increases since the last checkpoint
+        f_max_at_last = best_f.clone()
+        eta_at_last = eta.clone()
+        last_w = 0
+        active = rows.clone()
+        if o.stop == "first_success":
+            keep = ~ok
+            active, x_prev, x_cur, g_cur, f_cur = active[keep], x_prev[keep], x_cur[keep], g_cur[keep], f_cur[keep]
+        for k in range(o.steps):
+            if not len(active):
+                break
+            e = eta[active].view(-1, *bcast)
+            xa = x[active]
+            zk = self._project(x_cur + e * step_dir(g_cur), xa)
+            if k == 0:
+                x_new = zk
+            else:
+                x_new = self._project(x_cur + o.momentum * (zk - x_cur) + (1 - o.momentum) * (x_cur - x_prev), xa)
+            g_new, logit = runner.loss_grad(x_new, active, lambda zz, a=active: lossf(zz, a), return_logits=True)
+            f_new = lossf(logit, active)
+            iters[active] += 1
+            ok = (logit.argmax(1) == target[active]) if targeted else (logit.argmax(1) != y[active])
+            raised[active] += (f_new > f_cur).float()
+            better = (ok & ~best_ok[active]) | ((ok == best_ok[active]) & (f_new > best_f[active]))
+            sel = active[better]
+            best[sel], best_f[sel], best_ok[sel], best_g[sel] = x_new[better], f_new[better], ok[better], g_new[better]
+            x_prev, x_cur, g_cur, f_cur = x_cur, x_new, g_new, f_new
+            if k + 1 in checkpoints:
+                halve = apgd_halve(raised[active], k + 1 - last_w, o.rho, eta_at_last[active], eta[active],
+                                   f_max_at_last[active], best_f[active])
+                a_h = active[halve]
+                eta[a_h] = eta[a_h] / 2
+                # the halved images go on from their best point
+                if bool(halve.any()):
+                    x_cur, x_prev, g_cur, f_cur = x_cur.clone(), x_prev.clone(), g_cur.clone(), f_cur.clone()
+                    x_cur[halve] = best[a_h]
+                    x_prev[halve] = best[a_h]
+                    g_cur[halve] = best_g[a_h]
+                    f_cur[halve] = best_f[a_h]
+                raised[active] = 0
+                f_max_at_last[active] = best_f[active]
+                eta_at_last[active] = eta[active]
+                last_w = k + 1
+            if o.stop == "first_success":
+                keep = ~ok
+                active, x_prev, x_cur, g_cur, f_cur = active[keep], x_prev[keep], x_cur[keep], g_cur[keep], f_cur[keep]
+        return RawResult(adv=best, iterations=iters, search_success=best_ok, extras={"final_step": eta})
