@@ -220,3 +220,60 @@ def test_apgd_at_least_pgd_at_equal_budget(digits_cnn):
     assert a.success.sum() >= p.success.sum()  # measured on 128 images, 50 steps: 55 % against 46 %
     assert (a.linf <= 0.05 + 1e-6).all()
     assert (a.gradients == 31).all() and (p.gradients == 30).all()
+
+
+class TwoClass(nn.Module):
+    """logits [w.x + b, 0]: the distance to the boundary is |w.x + b| / ||w||_2."""
+
+    def __init__(self, P=16):
+        super().__init__()
+        g = torch.Generator().manual_seed(5)
+        self.w = nn.Parameter(torch.randn(P, generator=g, dtype=torch.float64) * 0.5)
+        self.b = nn.Parameter(torch.tensor(0.3, dtype=torch.float64))
+
+    def forward(self, x):
+        s = x.flatten(1) @ self.w + self.b
+        return torch.stack([s, torch.zeros_like(s)], 1)
+
+
+@pytest.mark.parametrize("B", [1, 3, 8])
+def test_minimal_search_finds_the_closed_form_distance(B):
+    model = TwoClass()
+    x = 0.45 + 0.1 * torch.rand(B, 1, 4, 4, generator=torch.Generator().manual_seed(B), dtype=torch.float64)
+    with torch.no_grad():
+        y = model(x).argmax(1)
+        margin = (x.flatten(1) @ model.w + model.b).abs()
+    r = FGV(model, minimal=True, norm="l2", start=1e-3, bisect=20)(x, y)
+    assert r.success.all()
+    expect = margin / model.w.detach().norm()
+    assert torch.allclose(r.l2, expect, rtol=0.01)
+    # one bracket below the returned step is not adversarial (a forward pass says so)
+    below = (x + r.extras["scale_below"].double().view(-1, 1, 1, 1) * r.extras["direction"]).clamp(0, 1)
+    with torch.no_grad():
+        assert (model(below).argmax(1) == y).all()
+
+
+def test_minimal_search_reports_failure_when_the_label_never_changes():
+    class NeverFlips(nn.Module):  # class 0 whatever the image, with a gradient pointing down
+        def forward(self, x):
+            s = 10 + 0.01 * x.flatten(1).sum(1)
+            return torch.stack([s, torch.zeros_like(s)], 1)
+
+    xc = torch.rand(2, 1, 4, 4, dtype=torch.float64)
+    r = FGS(NeverFlips(), minimal=True)(xc, torch.zeros(2, dtype=torch.long))
+    assert not r.success.any() and r.extras["scale"].isnan().all()
+    assert torch.equal(r.adv, torch.zeros_like(xc))  # the last step: the box saturated at 0
+    r = FGS(Constant(), minimal=True)(xc, torch.zeros(2, dtype=torch.long))  # no gradient at all
+    assert not r.success.any() and torch.equal(r.adv, xc)
+
+
+def test_minimal_search_in_grey_levels(digits_cnn):
+    from pyadv.data import digits
+
+    x, y = digits("test", 28)
+    r = FGS(digits_cnn, minimal=True, quantize=True)(x[:8], y[:8])
+    k = r.adv * 255
+    assert torch.allclose(k, k.round(), atol=1e-4)
+    s = r.extras["scale"][r.success]
+    assert torch.equal(s, s.round())  # whole grey levels
+    assert r.success.sum() >= 6

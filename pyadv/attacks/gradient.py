@@ -64,15 +64,31 @@ class FGSOptions(CommonOptions):
     """eps: the step's size (L-inf: every pixel moves by eps; L2 for FGV with norm="l2").
     direction: "inverse" (away from the true label, Possas's inverse method) or
     "least_likely_top5" (towards the least likely of the top-5 classes); a call's target
-    overrides it (a step towards the target)."""
+    overrides it (a step towards the target).
+    minimal: instead of one step of size eps, Rozsa et al.'s search for the closest
+    adversarial along the direction (§4.3): steps start, start*grow, ... until the label
+    changes (a failure, with its last step, if the direction saturates the box first), then
+    ``bisect`` halvings of the last bracket. With quantize=True the steps are whole grey
+    levels (k/255), as the paper works on integer pixels."""
     eps: float = 8 / 255
     direction: str = "inverse"
+    minimal: bool = False
+    start: float = 1 / 255
+    grow: float = 2.0
+    bisect: int = 12
 
     def __post_init__(self):
         super().__post_init__()
         _non_negative("eps", self.eps)
         if self.direction not in DIRECTIONS:
             raise option_error("direction", self.direction, f"one of {DIRECTIONS}")
+        if not isinstance(self.minimal, bool):
+            raise option_error("minimal", self.minimal, "True or False")
+        _positive("start", self.start)
+        if not (isinstance(self.grow, (int, float)) and self.grow > 1):
+            raise option_error("grow", self.grow, "a number > 1")
+        if isinstance(self.bisect, bool) or not isinstance(self.bisect, int) or self.bisect < 0:
+            raise option_error("bisect", self.bisect, "an int >= 0")
 
 
 @register("fgs")
@@ -92,9 +108,79 @@ class FGS(Attack):
         probs = runner.probs(x, rows, exact=True)
         cls, sign = _direction_classes(probs, y, target, o.direction)
         g = _grad(runner, x, cls, rows, _ce)
-        adv = (x + sign * o.eps * self._scale(g)).clamp(0, 1)
-        return RawResult(adv=adv, iterations=torch.ones(len(x), dtype=torch.long, device=x.device),
-                         extras={"step_class": cls})
+        u = sign * self._scale(g)
+        if not o.minimal:
+            adv = (x + o.eps * u).clamp(0, 1)
+            return RawResult(adv=adv, iterations=torch.ones(len(x), dtype=torch.long, device=x.device),
+                             extras={"step_class": cls})
+        adv, scale, below, iters = minimal_along(runner, x, y, target, u, start=o.start, grow=o.grow,
+                                                 bisect=o.bisect, integer=o.quantize)
+        return RawResult(adv=adv, iterations=iters, extras={"step_class": cls, "scale": scale, "scale_below": below,
+                                                              "direction": u})
+
+
+def minimal_along(runner, x, y, target, u, *, start, grow, bisect, integer=False):
+    """Rozsa et al. (2016), §4.3: the closest adversarial along direction u [B, ...] per image.
+
+    adv(s) = clip(x + s u) (integer: x and the step in whole grey levels, round(255 x + s u) / 255).
+    Steps s = start, start*grow, ... until adv(s) is adversarial, or stops changing (the
+    direction has saturated the box: a failure, returned with its last step); then ``bisect``
+    halvings of [s_prev, s] keep the smallest adversarial step. Each image leaves the batch
+    when its search ends. Returns (adv, scale [B] (NaN on failure), the largest step found not
+    adversarial [B], forward passes [B])."""
+    B = len(x)
+    dev = x.device
+
+    def render(s, rows):
+        view = s.view(-1, *[1] * (x.dim() - 1))
+        if integer:
+            return ((x[rows] * 255 + view * u[rows] * 255).round() / 255).clamp(0, 1)
+        return (x[rows] + view * u[rows]).clamp(0, 1)
+
+    def adversarial(img, rows):
+        p = runner.probs(img, rows, exact=True)
+        return (p.argmax(1) == target[rows]) if target is not None else (p.argmax(1) != y[rows])
+
+    s0 = start * (255 if integer else 1)
+    u = u / 255 if integer else u  # integer: a step s moves a pixel by s grey levels at |u| = 1
+    lo = torch.zeros(B, dtype=torch.float64, device=dev)
+    hi = torch.full((B,), math.nan, dtype=torch.float64, device=dev)
+    last = x.clone()
+    iters = torch.zeros(B, dtype=torch.long, device=dev)
+    active = torch.arange(B, device=dev)
+    s = torch.full((B,), s0, dtype=torch.float64, device=dev)
+    prev = x.clone()
+    while len(active):
+        img = render(s[active].to(x.dtype), active)
+        iters[active] += 1
+        ok = adversarial(img, active)
+        stuck = (img == prev[active]).flatten(1).all(1) & ~ok
+        hi[active[ok]] = s[active[ok]]
+        last[active[stuck]] = img[stuck]
+        prev[active] = img
+        go = ~ok & ~stuck
+        lo[active[go]] = s[active[go]]
+        s[active[go]] *= grow
+        active = active[go]
+    found = ~hi.isnan()
+    active = found.nonzero().flatten()
+    for _ in range(bisect):
+        if not len(active):
+            break
+        mid = (lo[active] + hi[active]) / 2
+        img = render(mid.to(x.dtype), active)
+        iters[active] += 1
+        ok = adversarial(img, active)
+        hi[active[ok]] = mid[ok]
+        lo[active[~ok]] = mid[~ok]
+        if integer:  # whole grey levels: stop when the bracket holds no other level
+            active = active[(hi[active] - lo[active]) > 1]
+    out = last.clone()
+    rows = found.nonzero().flatten()
+    if len(rows):
+        out[rows] = render(hi[rows].to(x.dtype), rows)
+    lo = lo.masked_fill(~found, math.nan)
+    return out, hi.float(), lo.float(), iters
 
 
 @dataclass(frozen=True)
