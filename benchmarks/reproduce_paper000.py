@@ -17,7 +17,6 @@ Writes <out>/fig4.png, <out>/paper000.md and <out>/paper000.json.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 

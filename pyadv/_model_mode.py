@@ -4,6 +4,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Iterator
 
+import torch
 from torch import nn
 
 
@@ -27,3 +28,20 @@ def frozen_eval(model: nn.Module) -> Iterator[nn.Module]:
             m.training = mode
         for p, rg in grads:
             p.requires_grad_(rg)
+
+
+def predict_probs(model: nn.Module, x: torch.Tensor, batch: int = 512) -> torch.Tensor:
+    """Softmax probabilities [N, K] (float32) of a data set, ``batch`` images per forward, in eval
+    mode with frozen parameters (given back as they were), no autograd. The model's output is
+    checked to be [n, K] logits; an empty x still gives [0, K]."""
+    from .fi._inputs import check_logits
+
+    with frozen_eval(model), torch.inference_mode():
+        chunks = [x[i:i + batch] for i in range(0, len(x), batch)] or [x.new_zeros(1, *x.shape[1:])]
+        out = []
+        for c in chunks:
+            logits = model(c)
+            check_logits(logits, len(c))
+            out.append(logits.float().softmax(1))
+    probs = torch.cat(out)
+    return probs[:len(x)]

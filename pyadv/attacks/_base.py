@@ -10,6 +10,7 @@ build the AttackResult. An attack implements ``_run`` and ``_success`` only.
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from dataclasses import dataclass
 from typing import Any, ClassVar, Optional
@@ -19,7 +20,7 @@ from torch import nn
 
 from .._model_mode import frozen_eval
 from ..fi._inputs import as_labels, check_images, check_logits, check_target
-from ._runner import EVAL_DTYPES, ModelRunner, eval_dtype_of
+from ._runner import EVAL_DTYPES, ModelRunner
 from .result import AttackResult, norms_of
 
 _REGISTRY: dict[str, type["Attack"]] = {}
@@ -41,26 +42,45 @@ def available() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def create(name: str, model: nn.Module, **options) -> "Attack":
-    """Builds the attack registered as ``name`` with its options."""
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown attack {name!r}; available: {', '.join(available())}")
-    return _REGISTRY[name](model, **options)
-
-
 def attack_class(name: str) -> type["Attack"]:
+    """The attack class registered as ``name``."""
     if name not in _REGISTRY:
         raise ValueError(f"unknown attack {name!r}; available: {', '.join(available())}")
     return _REGISTRY[name]
+
+
+def create(name: str, model: nn.Module, **options) -> "Attack":
+    """Builds the attack registered as ``name`` with its options."""
+    return attack_class(name)(model, **options)
 
 
 def option_error(name: str, value, allowed: str) -> ValueError:
     return ValueError(f"option {name}={value!r} is not allowed: {allowed}")
 
 
-def _int_at_least(name: str, value, lo: int) -> None:
+def int_option(name: str, value, lo: int) -> None:
+    """An int >= lo (bools are not ints here)."""
     if isinstance(value, bool) or not isinstance(value, int) or value < lo:
         raise option_error(name, value, f"an int >= {lo}")
+
+
+def number_option(name: str, value, *, positive: bool = False) -> None:
+    """A finite number >= 0, or > 0 with ``positive``."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and \
+        (value > 0 if positive else value >= 0)
+    if not ok:
+        raise option_error(name, value, f"a finite number {'>' if positive else '>='} 0")
+
+
+def bool_option(name: str, value) -> None:
+    if not isinstance(value, bool):
+        raise option_error(name, value, "True or False")
+
+
+def keyed_generator(seed: int, key: int, stream: int = 0) -> torch.Generator:
+    """A CPU generator for one image: keyed by the seed, the image's global index and a stream
+    number (a restart, say), so what it draws does not depend on the batch the image is in."""
+    return torch.Generator().manual_seed((seed * 0x9E3779B1 + key + stream * 1000003) % (2 ** 63))
 
 
 @dataclass(frozen=True)
@@ -84,14 +104,13 @@ class CommonOptions:
     eval_dtype: Optional[str] = None
 
     def __post_init__(self):
-        _int_at_least("seed", self.seed, 0)
-        for name in ("quantize", "progress"):
-            if not isinstance(getattr(self, name), bool):
-                raise option_error(name, getattr(self, name), "True or False")
+        int_option("seed", self.seed, 0)
+        bool_option("quantize", self.quantize)
+        bool_option("progress", self.progress)
         if self.memory_budget is not None:
-            _int_at_least("memory_budget", self.memory_budget, 1)
+            int_option("memory_budget", self.memory_budget, 1)
         if self.chunk_size is not None:
-            _int_at_least("chunk_size", self.chunk_size, 1)
+            int_option("chunk_size", self.chunk_size, 1)
         if isinstance(self.eval_dtype, torch.dtype):
             object.__setattr__(self, "eval_dtype", str(self.eval_dtype).replace("torch.", ""))
         if self.eval_dtype not in EVAL_DTYPES:
@@ -124,7 +143,6 @@ class Attack:
 
     name: ClassVar[str] = ""
     Options: ClassVar[type] = CommonOptions
-    gradient_free: ClassVar[bool] = True
 
     def __init__(self, model: nn.Module, **options):
         if not isinstance(model, nn.Module):
@@ -174,7 +192,7 @@ class Attack:
                 target = as_labels(target, B, K, "target", device)
                 check_target(target, y)
             self._check_call(x, y, target)
-            runner = ModelRunner(self.model, x[:1] if B else x.new_zeros(1, *x.shape[1:]), B,
+            runner = ModelRunner(self.model, x[:1] if B else x.new_zeros(1, *x.shape[1:]), B, num_classes=K,
                                  memory_budget=self.options.memory_budget, chunk_size=self.options.chunk_size,
                                  eval_dtype=self.options.eval_dtype)
             raw = self._run(x.detach(), y, target, runner, index) if B else \
@@ -239,4 +257,4 @@ def quantize(x: torch.Tensor) -> torch.Tensor:
 
 
 __all__ = ["Attack", "CommonOptions", "RawResult", "register", "available", "create", "attack_class", "quantize",
-           "option_error", "eval_dtype_of"]
+           "option_error", "int_option", "number_option", "bool_option", "keyed_generator"]

@@ -20,6 +20,7 @@ only ever sees the images still running.
 """
 from __future__ import annotations
 
+import copy
 import math
 import statistics
 import time
@@ -45,12 +46,6 @@ EVAL_DTYPES = {None: None, "float32": None, "bfloat16": torch.bfloat16, "float16
 _plans: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
 
 
-def _deepcopy(model: nn.Module) -> nn.Module:
-    import copy
-
-    return copy.deepcopy(model)
-
-
 def eval_dtype_of(value) -> Optional[torch.dtype]:
     """The autocast dtype an ``eval_dtype`` option names (None: the model's own precision)."""
     if isinstance(value, torch.dtype):
@@ -73,16 +68,18 @@ class ModelRunner:
         model: in eval mode with frozen parameters (the attack's ``frozen_eval`` does that).
         sample: one image [1, C, H, W] of the batch (shape, dtype, device).
         batch: the number of source images; ``queries`` and ``gradients`` are [batch].
+        num_classes: K, the width of the model's logits (the attack base probes it once).
         memory_budget: bytes one forward chunk may use for activations (default 2 GiB).
         chunk_size: images per forward; None measures the fastest (cached per process).
         eval_dtype: None (model precision) or bf16/fp16 autocast for fitness evaluations.
         search_copy: None measures; True/False forces the search copy (see ``_search_model``).
     """
 
-    def __init__(self, model: nn.Module, sample: torch.Tensor, batch: int, *,
+    def __init__(self, model: nn.Module, sample: torch.Tensor, batch: int, *, num_classes: int = 0,
                  memory_budget: Optional[int] = None, chunk_size: Optional[int] = None,
                  eval_dtype=None, search_copy: Optional[bool] = None):
         self.model = model
+        self.num_classes = num_classes
         self.sample = sample[:1].detach()
         self.device = sample.device
         self.dtype = sample.dtype
@@ -95,6 +92,7 @@ class ModelRunner:
         self._buffer: Optional[torch.Tensor] = None
         self._copy: Optional[nn.Module] = None  # built once per call: the model may change between calls
         self._copy_built = False
+        self._plan: Optional[tuple[int, bool]] = None  # (chunk, search copy) once known for this call
         self.forward_s = 0.0  # wall time inside the model's forward passes
 
     # --- the plan: chunk size and memory format, measured once ----------------------------
@@ -110,13 +108,16 @@ class ModelRunner:
     def plan(self, n: int) -> tuple[int, bool]:
         """(images per forward, use the search copy) for a call that evaluates ``n`` images.
         A fixed ``chunk_size`` still has the choice of model measured (unless forced)."""
+        if self._plan is not None:
+            return self._plan
         cache = _plans.setdefault(self.model, {})
-        plan = cache.get(self._key())
-        if plan is None:
+        key = self._key()
+        if key not in cache:
             if n <= _MEASURE_ABOVE and self._fixed_chunk is None:
                 return min(n, self._cap()), bool(self._search_copy) and self._search_model() is not None
-            plan = cache[self._key()] = self._measure()
-        return plan
+            cache[key] = self._measure()
+        self._plan = cache[key]
+        return self._plan
 
     def _measure(self) -> tuple[int, bool]:
         """Times a forward at each candidate chunk size, with the model as given and with the
@@ -141,7 +142,6 @@ class ModelRunner:
                 self._logits(big[:s], cl)
                 times[(s, cl)].append((time.perf_counter() - t0) / s)
         rates = {c: 1.0 / statistics.median(t) for c, t in times.items()}
-        self.measured = rates
         best = max(rates.values())
         # The smallest size within 3 % of the best: as fast, and less memory.
         chunk, cl = min((k for k, r in rates.items() if r >= 0.97 * best), key=lambda k: (k[0], -rates[k]))
@@ -173,19 +173,19 @@ class ModelRunner:
                     warnings.simplefilter("ignore", DeprecationWarning)
                     from torch.fx.experimental.optimization import fuse
 
-                    copy = fuse(self.model)
+                    search = fuse(self.model)
             except Exception:  # not traceable by torch.fx: keep the modules, convert the weights only
-                copy = _deepcopy(self.model)
-            copy = copy.to(memory_format=torch.channels_last).eval()
+                search = copy.deepcopy(self.model)
+            search = search.to(memory_format=torch.channels_last).eval()
             with torch.inference_mode():
                 a = self.model(two)
-                b = copy(two.contiguous(memory_format=torch.channels_last))
+                b = search(two.contiguous(memory_format=torch.channels_last))
         except Exception:
             return None
         if a.shape != b.shape or not bool(torch.allclose(a.float(), b.float(), rtol=1e-3, atol=1e-4)):
             return None
-        self._copy = copy
-        return copy
+        self._copy = search
+        return search
 
     # --- forward passes --------------------------------------------------------------------
 
@@ -204,34 +204,25 @@ class ModelRunner:
         with torch.inference_mode(), (nullcontext() if exact else self._autocast()):
             return model(images)
 
-    def _probs_chunked(self, images: torch.Tensor, exact: bool) -> torch.Tensor:
-        n = len(images)
-        chunk, cl = self.plan(n)
-        out = []
+    def _forward(self, images: torch.Tensor, exact: bool) -> torch.Tensor:
+        """Logits of images [n, ...] in chunks of the plan's size, timed."""
+        chunk, search_copy = self.plan(len(images))
         t0 = time.perf_counter()
-        for i in range(0, n, chunk):
-            logits = self._logits(images[i:i + chunk], cl, exact)
-            out.append(F.softmax(_wide(logits), dim=1))
+        out = [self._logits(images[i:i + chunk], search_copy, exact) for i in range(0, len(images), chunk)]
         self.forward_s += time.perf_counter() - t0
-        return torch.cat(out) if out else images.new_zeros(0, 0)
+        return torch.cat(out) if out else images.new_zeros(0, self.num_classes)
 
     def probs(self, images: torch.Tensor, owners: torch.Tensor, *, exact: bool = False) -> torch.Tensor:
-        """Probabilities [n, K] (float32) of images [n, C, H, W]; ``owners`` [n] names each
-        image's source image, whose query count goes up by one per image. ``exact=True``
-        evaluates in the model's own precision whatever ``eval_dtype`` says (for checks)."""
-        if len(images) == 0:
-            return images.new_zeros(0, 0, dtype=torch.float32)
+        """Probabilities [n, K] (float32, float64 for a float64 model) of images [n, C, H, W];
+        ``owners`` [n] names each image's source image, whose query count goes up by one per
+        image. ``exact=True`` runs the model as given, in its own precision (for checks)."""
         self.queries.index_add_(0, owners, torch.ones_like(owners))
-        return self._probs_chunked(images, exact)
+        return F.softmax(_wide(self._forward(images, exact)), dim=1)
 
     def logits(self, images: torch.Tensor, owners: torch.Tensor) -> torch.Tensor:
-        """Logits [n, K] in the model's own precision, counted (no autocast, model as given)."""
+        """Logits [n, K] of the model as given, in its own precision, counted."""
         self.queries.index_add_(0, owners, torch.ones_like(owners))
-        chunk, _ = self.plan(len(images))
-        t0 = time.perf_counter()
-        out = [self._logits(images[i:i + chunk], False, exact=True) for i in range(0, len(images), chunk)]
-        self.forward_s += time.perf_counter() - t0
-        return torch.cat(out) if out else images.new_zeros(0, 0)
+        return self._forward(images, exact=True)
 
     def probs_sparse(self, base: torch.Tensor, idx: torch.Tensor, values: torch.Tensor, owners: torch.Tensor
                      ) -> torch.Tensor:
@@ -240,10 +231,9 @@ class ModelRunner:
         rendered chunk by chunk into one reused buffer and never held all at once."""
         b, N, m = values.shape
         if b == 0 or N == 0:
-            return values.new_zeros(b, N, 0, dtype=torch.float32)
+            return values.new_zeros(b, N, self.num_classes, dtype=torch.float32)
         shape = base.shape[1:]
         flat = base.reshape(b, -1)
-        P = flat.shape[1]
         chunk, _ = self.plan(b * N)
         idx = idx.contiguous()
         values = values.contiguous()
@@ -257,7 +247,7 @@ class ModelRunner:
         for s0 in range(0, total, size):
             s1 = min(total, s0 + size)
             imgs = self._render_range(flat, idx, values, s0, s1)
-            p = self._probs_chunked_single(imgs.view(-1, *shape))
+            p = F.softmax(_wide(self._forward(imgs.view(-1, *shape), exact=False)), dim=1)
             if out is None:
                 out = torch.empty(total, p.shape[1], dtype=p.dtype, device=base.device)
             out[s0:s1] = p
@@ -293,13 +283,6 @@ class ModelRunner:
                                out=self._buffer[row * P:(row + rows) * P].view(rows, P))
             row += rows
         return self._buffer[:need].view(s1 - s0, P)
-
-    def _probs_chunked_single(self, images: torch.Tensor) -> torch.Tensor:
-        _, cl = self.plan(len(images))
-        t0 = time.perf_counter()
-        logits = self._logits(images, cl)
-        self.forward_s += time.perf_counter() - t0
-        return F.softmax(_wide(logits), dim=1)
 
     def loss_grad(self, images: torch.Tensor, owners: torch.Tensor,
                   loss: Callable[[torch.Tensor], torch.Tensor], *, return_logits: bool = False):

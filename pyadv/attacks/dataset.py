@@ -12,7 +12,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from .._model_mode import frozen_eval
+from .._model_mode import predict_probs
 from ..fi._inputs import as_labels, check_images
 from .fipso import FIPSO
 from .result import AttackResult
@@ -20,19 +20,16 @@ from .result import AttackResult
 TARGET_RULES = ("second", "confusion")
 
 
-def confusion_targets(model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int,
-                      batch: int = 512) -> torch.Tensor:
-    """For each true class, its most frequent wrong prediction on (x, y) [K] (§3.2 of the
-    paper); a class never misclassified there gets its most probable wrong class on average."""
-    conf = torch.zeros(num_classes, num_classes, dtype=torch.long)
-    mean_p = torch.zeros(num_classes, num_classes, dtype=torch.float64)
-    with frozen_eval(model), torch.inference_mode():
-        for i in range(0, len(x), batch):
-            p = model(x[i:i + batch]).float().softmax(1).cpu()
-            yy = y[i:i + batch].cpu()
-            conf.index_put_((yy, p.argmax(1)), torch.ones(len(yy), dtype=torch.long), accumulate=True)
-            mean_p.index_add_(0, yy, p.double())
-    eye = torch.eye(num_classes, dtype=torch.bool)
+def confusion_targets(probs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """For each true class, its most frequent wrong prediction [K] (§3.2 of the paper), from
+    the model's probabilities [n, K] on labelled data y [n]; a class never misclassified there
+    gets its most probable wrong class on average."""
+    K = probs.shape[1]
+    p, yy = probs.double().cpu(), y.cpu()
+    conf = torch.zeros(K, K, dtype=torch.long)
+    conf.index_put_((yy, p.argmax(1)), torch.ones(len(yy), dtype=torch.long), accumulate=True)
+    mean_p = torch.zeros(K, K, dtype=torch.float64).index_add_(0, yy, p)
+    eye = torch.eye(K, dtype=torch.bool)
     wrong = conf.masked_fill(eye, -1)
     # Ties and all-correct classes: break by the mean probability of the wrong classes.
     score = wrong.double() + 1e-6 * mean_p.masked_fill(eye, -1) / mean_p.sum(1, keepdim=True).clamp_min(1e-12)
@@ -75,24 +72,28 @@ def fi_pso_dataset(model: nn.Module, images: torch.Tensor, labels, fi_img: float
             raise ValueError(f"option {bad} is set by Algorithm 2 (m = #pixels with FI >= fi_pixel); leave it out")
     n = len(images)
     device = images.device
-    with frozen_eval(model), torch.inference_mode():
-        probs = torch.cat([model(images[i:i + 512]).float().softmax(1) for i in range(0, n, 512)]) if n else None
-    K = probs.shape[1] if n else 2
+    probs = predict_probs(model, images)
+    K = probs.shape[1]
     y = as_labels(labels, n, K, "labels", device)
     if targets is not None:
         t = as_labels(targets, n, K, "targets", device)
     elif target_rule == "second":
-        t = probs.topk(2, 1).indices[:, 1] if n else y.clone()
+        t = probs.topk(2, 1).indices[:, 1]
+    elif confusion_data is None:
+        t = confusion_targets(probs, y).to(device)[y]
     else:
-        cx, cy = confusion_data if confusion_data is not None else (images, y)
-        t = confusion_targets(model, cx, as_labels(cy, len(cx), K, "confusion_data labels", cx.device), K
-                              ).to(device)[y]
-    correct = probs.argmax(1) == y if n else torch.zeros(0, dtype=torch.bool, device=device)
+        cx, cy = confusion_data
+        cp = predict_probs(model, cx)
+        t = confusion_targets(cp, as_labels(cy, len(cx), K, "confusion_data labels", cx.device)).to(device)[y]
+    correct = probs.argmax(1) == y
     fi = torch.full((n,), float("nan"), device=device)
-    if bool(correct.any()):
+    if exact_fi and bool(correct.any()):
         sel = correct.nonzero().flatten()
-        fi[sel] = image_fi(model, images[sel], y[sel], exact=exact_fi).float()
-    pt = probs.gather(1, t[:, None])[:, 0] if n else fi
+        fi[sel] = image_fi(model, images[sel], y[sel], exact=True).float()
+    elif not exact_fi:
+        p_y = probs.gather(1, y[:, None])[:, 0]
+        fi = torch.where(correct, (1 - p_y) / p_y, fi)  # the closed form, from the forward already made
+    pt = probs.gather(1, t[:, None])[:, 0]
     keep = correct & (fi >= fi_img) & (pt >= p_target) & (t != y)
     rows = keep.nonzero().flatten()
     options.setdefault("pixels", "fi")

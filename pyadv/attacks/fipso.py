@@ -24,11 +24,12 @@ from dataclasses import dataclass
 from typing import Optional, Union
 
 import torch
-import torch.nn.functional as F
 
 from .. import ops
 from ..optim import PSO
-from ._base import Attack, CommonOptions, RawResult, option_error, register
+from ._base import (Attack, CommonOptions, RawResult, int_option, keyed_generator, number_option, option_error,
+                    register)
+from ._losses import cross_entropy
 from ._runner import ModelRunner
 
 PIXEL_RULES = ("fi", "fi_sa_dnn", "gradient", "fi_gradient")
@@ -95,8 +96,8 @@ class FIPSOOptions(CommonOptions):
 
     def __post_init__(self):
         super().__post_init__()
-        if self.m is not None and (isinstance(self.m, bool) or not isinstance(self.m, int) or self.m < 1):
-            raise option_error("m", self.m, "None (all pixels) or an int >= 1")
+        if self.m is not None:
+            int_option("m", self.m, 1)
         if isinstance(self.pixels, str):
             if self.pixels not in PIXEL_RULES:
                 raise option_error("pixels", self.pixels, f"one of {PIXEL_RULES} or explicit indices")
@@ -119,24 +120,14 @@ class FIPSOOptions(CommonOptions):
             raise option_error("p_err_tol", self.p_err_tol, "a number in (0, 0.5)")
         if not (isinstance(self.eps, (int, float)) and 0 < self.eps <= 1):
             raise option_error("eps", self.eps, "a number in (0, 1]")
-        if not (isinstance(self.a, (int, float)) and self.a > 0):
-            raise option_error("a", self.a, "a number > 0")
-        if not (isinstance(self.b, (int, float)) and self.b >= 0):
-            raise option_error("b", self.b, "a number >= 0")
-        if isinstance(self.n_particles, bool) or not isinstance(self.n_particles, int) or self.n_particles < 2:
-            raise option_error("n_particles", self.n_particles, "an int >= 2")
-        if isinstance(self.iters, bool) or not isinstance(self.iters, int) or self.iters < 1:
-            raise option_error("iters", self.iters, "an int >= 1")
-        for name in ("w", "c1", "c2"):
-            v = getattr(self, name)
-            if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
-                raise option_error(name, v, "a finite number >= 0")
+        number_option("a", self.a, positive=True)
+        for name in ("b", "w", "c1", "c2", "tol"):
+            number_option(name, getattr(self, name))
+        int_option("n_particles", self.n_particles, 2)
+        int_option("iters", self.iters, 1)
+        int_option("window", self.window, 1)
         if self.stop not in STOPS:
             raise option_error("stop", self.stop, f"one of {STOPS}")
-        if not (isinstance(self.tol, (int, float)) and self.tol >= 0):
-            raise option_error("tol", self.tol, "a number >= 0")
-        if isinstance(self.window, bool) or not isinstance(self.window, int) or self.window < 1:
-            raise option_error("window", self.window, "an int >= 1")
         if self.init not in INITS:
             raise option_error("init", self.init, f"one of {INITS}")
 
@@ -173,11 +164,7 @@ def success_of(probs: torch.Tensor, y: torch.Tensor, target: Optional[torch.Tens
 def _objective_grad(runner: ModelRunner, x, y, target, rows) -> torch.Tensor:
     """d f / d x of eq. (5)'s objective: -log P(y), or -log P(target) with a target."""
     t = y if target is None else target
-
-    def loss(logits):
-        return -F.log_softmax(logits.float(), 1).gather(1, t[:, None])[:, 0]
-
-    return runner.loss_grad(x, rows, loss)
+    return runner.loss_grad(x, rows, lambda logits: cross_entropy(logits, t))
 
 
 @register("fipso")
@@ -223,10 +210,9 @@ class FIPSO(Attack):
             conv = "sa_dnn" if o.pixels == "fi_sa_dnn" else "exact"
             score = pixel_fi(self.model, x, y, target, convention=conv,
                              memory_budget=o.memory_budget).flatten(1).float()
-            K = runner_num_classes(runner)
             # K - 1 backward passes per image (and their forwards).
-            runner.queries += K - 1
-            runner.gradients += K - 1
+            runner.queries += runner.num_classes - 1
+            runner.gradients += runner.num_classes - 1
         if o.pixels in ("gradient", "fi_gradient"):
             g = _objective_grad(runner, x, y, target, rows).flatten(1).abs().float()
             score = g if score is None else score * g
@@ -258,8 +244,7 @@ class FIPSO(Attack):
         N = self.options.n_particles
         out = torch.empty(len(lo), N, lo.shape[1], dtype=torch.float64)
         for r, k in enumerate(keys.tolist()):
-            gen = torch.Generator().manual_seed((self.options.seed * 0x9E3779B1 + k) % (2 ** 63))
-            out[r] = torch.rand(N, lo.shape[1], generator=gen, dtype=torch.float64)
+            out[r] = torch.rand(N, lo.shape[1], generator=keyed_generator(self.options.seed, k), dtype=torch.float64)
         lo64, hi64 = lo.cpu().double(), hi.cpu().double()
         return (lo64[:, None] + out * (hi64 - lo64)[:, None]).to(lo.dtype).to(lo.device)
 
@@ -357,11 +342,6 @@ class FIPSO(Attack):
         f0[rows] = best_f0
         iterations[rows] = res.iterations
         search_success[rows] = best_ok
-
-
-def runner_num_classes(runner: ModelRunner) -> int:
-    with torch.inference_mode():
-        return runner.model(runner.sample).shape[1]
 
 
 def _progress(enabled: bool, total: int, desc: str):

@@ -14,35 +14,15 @@ from dataclasses import dataclass
 from typing import Optional
 
 import torch
-import torch.nn.functional as F
 
-from ._base import Attack, CommonOptions, RawResult, option_error, register
+from ._base import (Attack, CommonOptions, RawResult, bool_option, int_option, keyed_generator, number_option,
+                    option_error, register)
+from ._losses import cross_entropy, cw_margin, dlr
 
 DIRECTIONS = ("inverse", "least_likely_top5")
 NORMS = ("linf", "l2")
 LOSSES = ("ce", "cw")
 STOPS = ("none", "first_success")
-
-
-def _positive(name, v):
-    if not (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0):
-        raise option_error(name, v, "a finite number > 0")
-
-
-def _non_negative(name, v):
-    if not (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0):
-        raise option_error(name, v, "a finite number >= 0 (0 returns the clean images)")
-
-
-def _ce(logits, cls):
-    return F.cross_entropy(logits.float(), cls, reduction="none")
-
-
-def _cw(logits, cls):
-    """Carlini-Wagner margin of class cls: max_{j != cls} Z_j - Z_cls (higher: cls losing)."""
-    z = logits.float()
-    other = z.masked_fill(F.one_hot(cls, z.shape[1]).bool(), -math.inf).amax(1)
-    return other - z.gather(1, cls[:, None])[:, 0]
 
 
 def _direction_classes(model_probs, y, target, direction):
@@ -53,6 +33,18 @@ def _direction_classes(model_probs, y, target, direction):
     if direction == "inverse":
         return y, 1.0
     return model_probs.topk(5 if model_probs.shape[1] >= 5 else model_probs.shape[1], 1).indices[:, -1], -1.0
+
+
+def _normalise(v, norm):
+    """v scaled per image to size 1 in the L-inf ("linf") or L2 ("l2") norm (0 stays 0)."""
+    flat = v.flatten(1)
+    size = flat.abs().amax(1) if norm == "linf" else flat.norm(dim=1)
+    return v / size.clamp_min(1e-30).view(-1, *[1] * (v.dim() - 1))
+
+
+def _improves(ok, loss, best_ok, best_loss):
+    """Where a point beats the best so far: a success over a failure, else a higher loss."""
+    return (ok & ~best_ok) | ((ok == best_ok) & (loss > best_loss))
 
 
 def _grad(runner, x, cls, rows, loss):
@@ -79,16 +71,14 @@ class FGSOptions(CommonOptions):
 
     def __post_init__(self):
         super().__post_init__()
-        _non_negative("eps", self.eps)
+        number_option("eps", self.eps)
         if self.direction not in DIRECTIONS:
             raise option_error("direction", self.direction, f"one of {DIRECTIONS}")
-        if not isinstance(self.minimal, bool):
-            raise option_error("minimal", self.minimal, "True or False")
-        _positive("start", self.start)
+        bool_option("minimal", self.minimal)
+        number_option("start", self.start, positive=True)
         if not (isinstance(self.grow, (int, float)) and self.grow > 1):
             raise option_error("grow", self.grow, "a number > 1")
-        if isinstance(self.bisect, bool) or not isinstance(self.bisect, int) or self.bisect < 0:
-            raise option_error("bisect", self.bisect, "an int >= 0")
+        int_option("bisect", self.bisect, 0)
 
 
 @register("fgs")
@@ -107,7 +97,7 @@ class FGS(Attack):
         rows = torch.arange(len(x), device=x.device)
         probs = runner.probs(x, rows, exact=True)
         cls, sign = _direction_classes(probs, y, target, o.direction)
-        g = _grad(runner, x, cls, rows, _ce)
+        g = _grad(runner, x, cls, rows, cross_entropy)
         u = sign * self._scale(g)
         if not o.minimal:
             adv = (x + o.eps * u).clamp(0, 1)
@@ -203,9 +193,7 @@ class FGV(FGS):
     Options = FGVOptions
 
     def _scale(self, g):
-        flat = g.flatten(1)
-        size = flat.abs().amax(1) if self.options.norm == "linf" else flat.norm(dim=1)
-        return g / size.clamp_min(1e-30).view(-1, *[1] * (g.dim() - 1))
+        return _normalise(g, self.options.norm)
 
 
 @dataclass(frozen=True)
@@ -218,11 +206,10 @@ class BIMOptions(CommonOptions):
 
     def __post_init__(self):
         super().__post_init__()
-        _non_negative("eps", self.eps)
-        _positive("alpha", self.alpha)
-        if self.steps is not None and (isinstance(self.steps, bool) or not isinstance(self.steps, int)
-                                       or self.steps < 1):
-            raise option_error("steps", self.steps, "None (Kurakin et al.'s schedule) or an int >= 1")
+        number_option("eps", self.eps)
+        number_option("alpha", self.alpha, positive=True)
+        if self.steps is not None:  # None: Kurakin et al.'s schedule
+            int_option("steps", self.steps, 1)
 
     def n_steps(self) -> int:
         if self.steps is not None:
@@ -253,7 +240,7 @@ class BIM(Attack):
         cls, sign = self._classes(x, y, target, runner, rows)
         adv = x.clone()
         for _ in range(o.n_steps()):
-            g = _grad(runner, adv, cls, rows, _ce)
+            g = _grad(runner, adv, cls, rows, cross_entropy)
             adv = clip_x_eps(adv + sign * o.alpha * g.sign(), x, o.eps)
         return RawResult(adv=adv, iterations=torch.full((len(x),), o.n_steps(), device=x.device),
                          extras={"step_class": cls})
@@ -290,26 +277,22 @@ class PGDOptions(CommonOptions):
 
     def __post_init__(self):
         super().__post_init__()
-        _non_negative("eps", self.eps)
+        number_option("eps", self.eps)
         if self.alpha is not None:
-            _positive("alpha", self.alpha)
+            number_option("alpha", self.alpha, positive=True)
         if self.norm not in NORMS:
             raise option_error("norm", self.norm, f"one of {NORMS}")
         for name in ("steps", "restarts"):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise option_error(name, v, "an int >= 1")
+            int_option(name, v, 1)
         if self.loss not in LOSSES:
             raise option_error("loss", self.loss, f"one of {LOSSES}")
         if self.stop not in STOPS:
             raise option_error("stop", self.stop, f"one of {STOPS}")
-        if not isinstance(self.random_start, bool):
-            raise option_error("random_start", self.random_start, "True or False")
+        bool_option("random_start", self.random_start)
 
 
-def _l2_normalise(v):
-    n = v.flatten(1).norm(dim=1).clamp_min(1e-12)
-    return v / n.view(-1, *[1] * (v.dim() - 1))
+
 
 
 @register("pgd")
@@ -335,7 +318,7 @@ class PGD(Attack):
             return x.clone()
         out = torch.empty_like(x)
         for r, k in enumerate(index.tolist()):
-            gen = torch.Generator().manual_seed((o.seed * 0x9E3779B1 + k * 1000003 + restart) % (2 ** 63))
+            gen = keyed_generator(o.seed, k, restart)
             u = torch.rand(x[r].shape, generator=gen, dtype=torch.float64)
             if o.norm == "linf":
                 d = (2 * u - 1) * o.eps
@@ -350,7 +333,7 @@ class PGD(Attack):
         B = len(x)
         alpha = o.alpha if o.alpha is not None else 2.5 * o.eps / o.steps
         cls, sign = (y, 1.0) if target is None else (target, -1.0)
-        lossf = _ce if o.loss == "ce" else _cw
+        lossf = cross_entropy if o.loss == "ce" else cw_margin
         best = x.clone()
         best_loss = torch.full((B,), -math.inf, device=x.device)
         best_ok = torch.zeros(B, dtype=torch.bool, device=x.device)
@@ -371,8 +354,7 @@ class PGD(Attack):
                 z = z.float()
                 val = sign * lossf(z, cls[active])  # the attack's own loss; higher: better for it
                 ok = (z.argmax(1) != y[active]) if target is None else (z.argmax(1) == target[active])
-                # Per image the best point so far: successes first, then the highest loss.
-                better = (ok & ~best_ok[active]) | ((ok == best_ok[active]) & (val > best_loss[active]))
+                better = _improves(ok, val, best_ok[active], best_loss[active])
                 sel = active[better]
                 best[sel] = adv[better]
                 best_loss[sel] = val[better]
@@ -383,7 +365,7 @@ class PGD(Attack):
                     if step < o.steps:
                         g = g[keep]
                 if step < o.steps and len(active):
-                    d = g.sign() if o.norm == "linf" else _l2_normalise(g)
+                    d = g.sign() if o.norm == "linf" else _normalise(g, "l2")
                     adv = self._project(adv + sign * alpha * d, x[active])
                     iters[active] += 1
         return RawResult(adv=best, iterations=iters, search_success=best_ok)
@@ -415,19 +397,6 @@ def apgd_halve(raised, span, rho, eta_last, eta, f_max_last, f_max):
     return (raised < rho * span) | ((eta_last == eta) & (f_max_last == f_max))
 
 
-def _dlr(logits, y, target=None):
-    """Difference of logits ratio (Croce and Hein 2020), as a loss to maximise: untargeted
-    -(z_y - max_{i != y} z_i) / (z_pi1 - z_pi3); targeted -(z_y - z_t) / (z_pi1 - (z_pi3 + z_pi4) / 2)."""
-    z = logits.float()
-    s = z.sort(1, descending=True).values
-    zy = z.gather(1, y[:, None])[:, 0]
-    if target is None:
-        other = z.masked_fill(F.one_hot(y, z.shape[1]).bool(), -math.inf).amax(1)
-        return -(zy - other) / (s[:, 0] - s[:, 2] + 1e-12)
-    zt = z.gather(1, target[:, None])[:, 0]
-    return -(zy - zt) / (s[:, 0] - (s[:, 2] + s[:, 3]) / 2 + 1e-12)
-
-
 @dataclass(frozen=True)
 class APGDOptions(CommonOptions):
     """Croce and Hein (2020). norm "linf" or "l2", eps, steps (N_iter, default 100), loss
@@ -446,11 +415,10 @@ class APGDOptions(CommonOptions):
 
     def __post_init__(self):
         super().__post_init__()
-        _non_negative("eps", self.eps)
+        number_option("eps", self.eps)
         if self.norm not in NORMS:
             raise option_error("norm", self.norm, f"one of {NORMS}")
-        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
-            raise option_error("steps", self.steps, "an int >= 1")
+        int_option("steps", self.steps, 1)
         if self.loss not in ("ce", "dlr"):
             raise option_error("loss", self.loss, "'ce' or 'dlr'")
         for name in ("rho", "momentum"):
@@ -475,16 +443,16 @@ class APGD(PGD):
         targeted = target is not None
         if o.loss == "dlr":
             def lossf(z, rows):
-                return _dlr(z, y[rows], target[rows] if targeted else None)
+                return dlr(z, y[rows], target[rows] if targeted else None)
         else:
             def lossf(z, rows):
-                ce = _ce(z, target[rows] if targeted else y[rows])
+                ce = cross_entropy(z, target[rows] if targeted else y[rows])
                 return -ce if targeted else ce
         checkpoints = set(apgd_checkpoints(o.steps)[1:])
         bcast = [1] * (x.dim() - 1)
 
         def step_dir(g):
-            return g.sign() if o.norm == "linf" else _l2_normalise(g)
+            return g.sign() if o.norm == "linf" else _normalise(g, "l2")
 
         rows = torch.arange(B, device=dev)
         x0 = self._start(x, index, 0) if o.random_start else x.clone()
@@ -519,7 +487,7 @@ class APGD(PGD):
             iters[active] += 1
             ok = (logit.argmax(1) == target[active]) if targeted else (logit.argmax(1) != y[active])
             raised[active] += (f_new > f_cur).float()
-            better = (ok & ~best_ok[active]) | ((ok == best_ok[active]) & (f_new > best_f[active]))
+            better = _improves(ok, f_new, best_ok[active], best_f[active])
             sel = active[better]
             best[sel], best_f[sel], best_ok[sel], best_g[sel] = x_new[better], f_new[better], ok[better], g_new[better]
             x_prev, x_cur, g_cur, f_cur = x_cur, x_new, g_new, f_new

@@ -192,9 +192,11 @@ class AttackResult:
 
 
 def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
-    return a.shape == b.shape and a.dtype == b.dtype and torch.equal(a.cpu(), b.cpu()) if not a.is_floating_point() \
-        else (a.shape == b.shape and a.dtype == b.dtype and bool(torch.isclose(a.cpu(), b.cpu(), rtol=0, atol=0,
-                                                                                 equal_nan=True).all()))
+    """Equal shape, dtype and values, NaN equal to NaN."""
+    if a.shape != b.shape or a.dtype != b.dtype:
+        return False
+    a, b = a.cpu(), b.cpu()
+    return torch.equal(a, b) or (a.is_floating_point() and bool(((a == b) | (a.isnan() & b.isnan())).all()))
 
 
 def norms_of(adv: torch.Tensor, x: torch.Tensor) -> dict[str, torch.Tensor]:

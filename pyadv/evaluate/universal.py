@@ -8,14 +8,8 @@ from typing import Optional
 import torch
 from torch import nn
 
-from .._model_mode import frozen_eval
+from .._model_mode import predict_probs
 from ..fi._inputs import as_labels, check_images
-
-
-def _predict(model: nn.Module, x: torch.Tensor, batch: int) -> torch.Tensor:
-    with frozen_eval(model), torch.inference_mode():
-        return torch.cat([model(x[i:i + batch]).argmax(1) for i in range(0, len(x), batch)]) if len(x) else \
-            torch.zeros(0, dtype=torch.long, device=x.device)
 
 
 def universal_table(model: nn.Module, perturbation: torch.Tensor, images: torch.Tensor, labels,
@@ -37,14 +31,14 @@ def universal_table(model: nn.Module, perturbation: torch.Tensor, images: torch.
                          f"{tuple(perturbation.shape)}")
     if not bool(torch.isfinite(perturbation).all()):
         raise ValueError("perturbation holds NaN or Inf")
-    pred = _predict(model, images, batch)
-    K = int(_predict_logits_width(model, images[:1]))
+    probs = predict_probs(model, images, batch)
+    pred, K = probs.argmax(1), probs.shape[1]
     y = as_labels(labels, len(images), K, "labels", images.device)
     if isinstance(target_class, bool) or not isinstance(target_class, int) or not 0 <= target_class < K:
         raise ValueError(f"target_class must be a class in [0, {K}), got {target_class!r}")
     correct = pred == y
     xs, ys = images[correct], y[correct]
-    adv_pred = _predict(model, (xs + perturbation.to(xs)).clamp(0, 1), batch)
+    adv_pred = predict_probs(model, (xs + perturbation.to(xs)).clamp(0, 1), batch).argmax(1)
     names = class_names or [str(k) for k in range(K)]
     rows = []
     tot_n = tot_mis = tot_tgt = 0
@@ -62,15 +56,6 @@ def universal_table(model: nn.Module, perturbation: torch.Tensor, images: torch.
              "to_target_pct": 100.0 * tot_tgt / tot_n if tot_n else float("nan")}
     return {"rows": rows, "total": total, "target_class": target_class, "markdown": _markdown(rows, total,
                                                                                              target_class)}
-
-
-def _predict_logits_width(model: nn.Module, x1: torch.Tensor) -> int:
-    from ..fi._inputs import check_logits
-
-    with frozen_eval(model), torch.inference_mode():
-        logits = model(x1)
-    check_logits(logits, len(x1))
-    return logits.shape[1]
 
 
 def _markdown(rows, total, target_class) -> str:
