@@ -143,11 +143,13 @@ class AttackResult:
         metadata; written atomically."""
         from safetensors.torch import save_file
 
-        tensors = {f: getattr(self, f).detach().cpu().contiguous() for f in PER_IMAGE}
+        # Cloned: safetensors refuses tensors that share memory (an extra may be y itself).
+        tensors = {f: getattr(self, f).detach().cpu().clone(memory_format=torch.contiguous_format)
+                   for f in PER_IMAGE}
         for k, v in self.extras.items():
             if not isinstance(v, torch.Tensor):
                 raise TypeError(f"extras[{k!r}] must be a tensor to be saved, got {type(v).__name__}")
-            tensors["extras." + k] = v.detach().cpu().contiguous()
+            tensors["extras." + k] = v.detach().cpu().clone(memory_format=torch.contiguous_format)
         meta = {"format": _FORMAT, "attack": self.attack, "options": self.options, "seed": self.seed,
                 "versions": self.versions, "time_s": self.time_s, "precision": self.precision,
                 "profile": self.profile}
