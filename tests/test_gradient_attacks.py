@@ -130,9 +130,20 @@ def test_registry_and_bad_options(lin):
     for cls, opts, match in [(FGS, {"eps": -0.1}, "eps=-0.1"), (FGS, {"direction": "up"}, "direction='up'"),
                              (FGV, {"norm": "l1"}, "norm='l1'"), (BIM, {"steps": 0}, "steps=0"),
                              (PGD, {"restarts": 0}, "restarts=0"), (PGD, {"loss": "dlr"}, "loss='dlr'"),
-                             (PGD, {"stop": "never"}, "stop='never'"), (PGD, {"alpha": -1.0}, "alpha=-1.0")]:
+                             (PGD, {"stop": "never"}, "stop='never'"), (PGD, {"alpha": -1.0}, "alpha=-1.0"),
+                             (PGD, {"alpha": 0.0}, "alpha=0.0"), (APGD, {"eps": -1.0}, "eps=-1.0"),
+                             (APGD, {"norm": 1}, "norm=1"), (PGD, {"norm": True}, "norm=True"),
+                             (APGD, {"steps": 0}, "steps=0"), (BIM, {"alpha": 0}, "alpha=0")]:
         with pytest.raises(ValueError, match=match):
             cls(model, **opts)
+    # the other libraries' spellings of the two norms
+    for v, norm in [(float("inf"), "linf"), ("Linf", "linf"), ("inf", "linf"), (2, "l2"), ("L2", "l2"), (2.0, "l2")]:
+        assert PGD(model, norm=v).options.norm == norm and APGD(model, norm=v).options.norm == norm
+    # targets: equal to the label, or out of range
+    with pytest.raises(ValueError, match="target equals the label"):
+        PGD(model, steps=1)(x, y, target=y)
+    with pytest.raises(ValueError, match=r"target must hold classes in \[0, 6\)"):
+        PGD(model, steps=1)(x, y, target=torch.full_like(y, 6))
 
 
 @pytest.mark.slow

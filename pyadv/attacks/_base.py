@@ -120,7 +120,8 @@ class CommonOptions:
         out = {}
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
-            out[f.name] = v.tolist() if isinstance(v, torch.Tensor) else v
+            # as JSON will hold them: a saved and loaded result has the same options
+            out[f.name] = v.tolist() if isinstance(v, torch.Tensor) else list(v) if isinstance(v, tuple) else v
         return out
 
 

@@ -306,3 +306,51 @@ class ModelRunner:
         if return_logits:
             return grad, (torch.cat(logits) if logits else images.new_zeros(0, 0))
         return grad
+
+    def vjps(self, images: torch.Tensor, owners: torch.Tensor, cotangents: Callable, layer: Optional[nn.Module] = None
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Vector-Jacobian products: one forward and D backward passes per image.
+
+        ``cotangents(h, z, rows) -> (W_h [D_h, n, ...] or None, W_z [D_z, n, K] or None)``
+        receives the detached features h of ``layer`` (a module of the model; None: h is the
+        logits z) and the logits of a chunk, with the chunk's rows, and returns the vectors to pull
+        back through the network; the result is d(W . h)/d images for each of them, then
+        d(W . z)/d images, [D_h + D_z, n, C, H, W], with h and z [n, ...] detached. The graph of
+        one forward serves every product (no repeated forwards), in the model's own precision;
+        each image counts one query and D gradients."""
+        captured: list = []
+        hook = None
+        if layer is not None:
+            hook = layer.register_forward_hook(lambda mod, inp, out: captured.append(out))
+        chunk, _ = self.plan(len(images))
+        grads, hs, zs = [], [], []
+        n_dirs = 0
+        try:
+            for i in range(0, len(images), chunk):
+                xi = images[i:i + chunk].detach().clone().requires_grad_(True)
+                captured.clear()
+                with torch.enable_grad():
+                    t0 = time.perf_counter()
+                    z = self.model(xi)
+                    h = z if layer is None else captured[-1]
+                    if not isinstance(h, torch.Tensor):
+                        raise TypeError(f"the layer's output must be a tensor, got {type(h).__name__}")
+                    wh, wz = cotangents(h.detach(), z.detach(), torch.arange(i, i + len(xi), device=images.device))
+                    pulls = [(h, w) for w in (wh if wh is not None else [])] + \
+                            [(z, w) for w in (wz if wz is not None else [])]
+                    out = []
+                    for d, (t, w) in enumerate(pulls):
+                        (g,) = torch.autograd.grad(t, xi, w.to(t.dtype), retain_graph=d < len(pulls) - 1,
+                                                   allow_unused=True)
+                        out.append(torch.zeros_like(xi) if g is None else g)
+                    self.forward_s += time.perf_counter() - t0
+                n_dirs = len(pulls)
+                grads.append(torch.stack(out) if out else xi.new_zeros(0, *xi.shape))
+                hs.append(h.detach())
+                zs.append(z.detach())
+        finally:
+            if hook is not None:
+                hook.remove()
+        self.queries.index_add_(0, owners, torch.ones_like(owners))
+        self.gradients.index_add_(0, owners, torch.full_like(owners, n_dirs))
+        return torch.cat(grads, 1), torch.cat(hs), torch.cat(zs)

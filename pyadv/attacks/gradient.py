@@ -25,6 +25,20 @@ LOSSES = ("ce", "cw")
 STOPS = ("none", "first_success")
 
 
+_NORM_ALIASES = {"linf": "linf", "inf": "linf", "l2": "l2", "2": "l2"}
+
+
+def norm_option(options) -> None:
+    """Normalises ``options.norm``: "linf" or "l2", also spelt as other libraries do (float('inf')
+    or 2 as adv-lib and ART, "Linf" / "L2" as torchattacks)."""
+    v = options.norm
+    key = ("inf" if v == float("inf") else str(int(v)) if v == 2 else None) \
+        if isinstance(v, (int, float)) and not isinstance(v, bool) else v.lower() if isinstance(v, str) else None
+    if key not in _NORM_ALIASES:
+        raise option_error("norm", v, "'linf' (or inf, 'Linf') or 'l2' (or 2, 'L2')")
+    object.__setattr__(options, "norm", _NORM_ALIASES[key])
+
+
 def _direction_classes(model_probs, y, target, direction):
     """(class whose loss the step uses, sign): +1 raises the loss of y (inverse), -1 lowers the
     loss of the target or of the least likely of the top 5 (moves towards it)."""
@@ -103,50 +117,66 @@ class FGS(Attack):
             adv = (x + o.eps * u).clamp(0, 1)
             return RawResult(adv=adv, iterations=torch.ones(len(x), dtype=torch.long, device=x.device),
                              extras={"step_class": cls})
-        adv, scale, below, iters = minimal_along(runner, x, y, target, u, start=o.start, grow=o.grow,
-                                                 bisect=o.bisect, integer=o.quantize)
+        adv, scale, below, iters, _ = minimal_along(runner, x, y, target, u, start=o.start, grow=o.grow,
+                                                    bisect=o.bisect, integer=o.quantize)
         return RawResult(adv=adv, iterations=iters, extras={"step_class": cls, "scale": scale, "scale_below": below,
                                                               "direction": u})
 
 
-def minimal_along(runner, x, y, target, u, *, start, grow, bisect, integer=False):
-    """Rozsa et al. (2016), §4.3: the closest adversarial along direction u [B, ...] per image.
+def step_image(x, u, s, integer=False):
+    """The image at step s [n] along direction u from x, clipped to [0, 1]. ``integer``: s counts
+    grey levels (a pixel with |u| = 1 moves by s levels) and the image is whole levels,
+    round(255 x + s u) / 255."""
+    view = s.to(x.dtype).view(-1, *[1] * (x.dim() - 1))
+    if integer:
+        return ((x * 255 + view * u).round() / 255).clamp(0, 1)
+    return (x + view * u).clamp(0, 1)
 
-    adv(s) = clip(x + s u) (integer: x and the step in whole grey levels, round(255 x + s u) / 255).
-    Steps s = start, start*grow, ... until adv(s) is adversarial, or stops changing (the
-    direction has saturated the box: a failure, returned with its last step); then ``bisect``
-    halvings of [s_prev, s] keep the smallest adversarial step. Each image leaves the batch
-    when its search ends. Returns (adv, scale [B] (NaN on failure), the largest step found not
-    adversarial [B], forward passes [B])."""
-    B = len(x)
+
+def minimal_along(runner, x, y, goal, u, *, start, grow, bisect, integer=False, owners=None):
+    """Rozsa et al. (2016), §4.3: the closest adversarial along direction u [N, ...] per row.
+
+    Rows are (image, direction) pairs: x [N, ...] (an image may repeat), y [N], goal [N] (the
+    class to reach, -1: any class but y, or None for all -1), owners [N] the runner's source
+    image of each row (default: row i is image i). Steps s = start, start*grow, ... (grey
+    levels with ``integer``, see :func:`step_image`) until the image is adversarial, or stops
+    changing (the direction has saturated the box: a failure, returned with its last step);
+    then ``bisect`` halvings of [s_prev, s] keep the smallest adversarial step. Each row leaves
+    the batch when its search ends. Returns (adv, scale [N] (NaN on failure), the largest step
+    found not adversarial [N], forward passes [N], the model's class at adv [N] (-1 on failure))."""
+    N = len(x)
     dev = x.device
+    owners = torch.arange(N, device=dev) if owners is None else owners
+    goal = torch.full((N,), -1, dtype=torch.long, device=dev) if goal is None else goal
 
     def render(s, rows):
-        view = s.view(-1, *[1] * (x.dim() - 1))
-        if integer:
-            return ((x[rows] * 255 + view * u[rows] * 255).round() / 255).clamp(0, 1)
-        return (x[rows] + view * u[rows]).clamp(0, 1)
+        return step_image(x[rows], u[rows], s, integer)
+
+    pred = torch.full((N,), -1, dtype=torch.long, device=dev)  # the class at each row's returned step
 
     def adversarial(img, rows):
-        p = runner.probs(img, rows, exact=True)
-        return (p.argmax(1) == target[rows]) if target is not None else (p.argmax(1) != y[rows])
+        p = runner.probs(img, owners[rows], exact=True).argmax(1)
+        g = goal[rows]
+        ok = torch.where(g >= 0, p == g, p != y[rows])
+        pred[rows[ok]] = p[ok]
+        return ok
 
     s0 = start * (255 if integer else 1)
-    u = u / 255 if integer else u  # integer: a step s moves a pixel by s grey levels at |u| = 1
-    lo = torch.zeros(B, dtype=torch.float64, device=dev)
-    hi = torch.full((B,), math.nan, dtype=torch.float64, device=dev)
+    lo = torch.zeros(N, dtype=torch.float64, device=dev)
+    hi = torch.full((N,), math.nan, dtype=torch.float64, device=dev)
     last = x.clone()
-    iters = torch.zeros(B, dtype=torch.long, device=dev)
-    active = torch.arange(B, device=dev)
-    s = torch.full((B,), s0, dtype=torch.float64, device=dev)
+    iters = torch.zeros(N, dtype=torch.long, device=dev)
+    active = torch.arange(N, device=dev)
+    s = torch.full((N,), s0, dtype=torch.float64, device=dev)
     prev = x.clone()
     while len(active):
-        img = render(s[active].to(x.dtype), active)
+        img = render(s[active], active)
         iters[active] += 1
         ok = adversarial(img, active)
         stuck = (img == prev[active]).flatten(1).all(1) & ~ok
         hi[active[ok]] = s[active[ok]]
         last[active[stuck]] = img[stuck]
+        pred[active[stuck]] = -1
         prev[active] = img
         go = ~ok & ~stuck
         lo[active[go]] = s[active[go]]
@@ -158,7 +188,7 @@ def minimal_along(runner, x, y, target, u, *, start, grow, bisect, integer=False
         if not len(active):
             break
         mid = (lo[active] + hi[active]) / 2
-        img = render(mid.to(x.dtype), active)
+        img = render(mid, active)
         iters[active] += 1
         ok = adversarial(img, active)
         hi[active[ok]] = mid[ok]
@@ -168,9 +198,9 @@ def minimal_along(runner, x, y, target, u, *, start, grow, bisect, integer=False
     out = last.clone()
     rows = found.nonzero().flatten()
     if len(rows):
-        out[rows] = render(hi[rows].to(x.dtype), rows)
+        out[rows] = render(hi[rows], rows)
     lo = lo.masked_fill(~found, math.nan)
-    return out, hi.float(), lo.float(), iters
+    return out, hi.float(), lo.float(), iters, pred
 
 
 @dataclass(frozen=True)
@@ -181,8 +211,7 @@ class FGVOptions(FGSOptions):
 
     def __post_init__(self):
         super().__post_init__()
-        if self.norm not in NORMS:
-            raise option_error("norm", self.norm, f"one of {NORMS}")
+        norm_option(self)
 
 
 @register("fgv")
@@ -280,8 +309,7 @@ class PGDOptions(CommonOptions):
         number_option("eps", self.eps)
         if self.alpha is not None:
             number_option("alpha", self.alpha, positive=True)
-        if self.norm not in NORMS:
-            raise option_error("norm", self.norm, f"one of {NORMS}")
+        norm_option(self)
         for name in ("steps", "restarts"):
             v = getattr(self, name)
             int_option(name, v, 1)
@@ -416,8 +444,7 @@ class APGDOptions(CommonOptions):
     def __post_init__(self):
         super().__post_init__()
         number_option("eps", self.eps)
-        if self.norm not in NORMS:
-            raise option_error("norm", self.norm, f"one of {NORMS}")
+        norm_option(self)
         int_option("steps", self.steps, 1)
         if self.loss not in ("ce", "dlr"):
             raise option_error("loss", self.loss, "'ce' or 'dlr'")
