@@ -109,7 +109,8 @@ class FGS(Attack):
     def _run(self, x, y, target, runner, index):
         o = self.options
         rows = torch.arange(len(x), device=x.device)
-        probs = runner.probs(x, rows, exact=True)
+        # only the least-likely-of-top-5 direction needs the clean images' probabilities
+        probs = runner.probs(x, rows, exact=True) if target is None and o.direction != "inverse" else None
         cls, sign = _direction_classes(probs, y, target, o.direction)
         g = _grad(runner, x, cls, rows, cross_entropy)
         u = sign * self._scale(g)
@@ -267,6 +268,7 @@ class BIM(Attack):
         o = self.options
         rows = torch.arange(len(x), device=x.device)
         cls, sign = self._classes(x, y, target, runner, rows)
+        runner.expect(len(x) * o.n_steps())
         adv = x.clone()
         for _ in range(o.n_steps()):
             g = _grad(runner, adv, cls, rows, cross_entropy)
@@ -362,6 +364,7 @@ class PGD(Attack):
         alpha = o.alpha if o.alpha is not None else 2.5 * o.eps / o.steps
         cls, sign = (y, 1.0) if target is None else (target, -1.0)
         lossf = cross_entropy if o.loss == "ce" else cw_margin
+        runner.expect(B * (o.steps + 1) * o.restarts)
         best = x.clone()
         best_loss = torch.full((B,), -math.inf, device=x.device)
         best_ok = torch.zeros(B, dtype=torch.bool, device=x.device)
@@ -482,6 +485,7 @@ class APGD(PGD):
             return g.sign() if o.norm == "linf" else _normalise(g, "l2")
 
         rows = torch.arange(B, device=dev)
+        runner.expect(B * (o.steps + 1))
         x0 = self._start(x, index, 0) if o.random_start else x.clone()
         g, z = runner.loss_grad(x0, rows, lambda zz: lossf(zz, rows), return_logits=True)
         f = lossf(z, rows)
