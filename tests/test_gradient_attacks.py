@@ -48,7 +48,9 @@ def test_fgs_inverse_and_least_likely_top5(lin):
     t = (y + 1) % 6
     r = FGS(model, eps=eps)(x, y, target=t)
     assert torch.allclose(r.adv, (x - eps * grad_ce(model, x, t).sign()).clamp(0, 1))
-    assert (r.gradients == 1).all() and (r.queries == 3).all()  # clean probs, the gradient pass, the check
+    assert (r.gradients == 1).all() and (r.queries == 2).all()  # the gradient pass, the check
+    r = FGS(model, eps=eps, direction="least_likely_top5")(x, y)
+    assert (r.gradients == 1).all() and (r.queries == 3).all()  # and the clean probabilities for the top 5
 
 
 def test_fgv_scales_the_raw_gradient(lin):
@@ -288,3 +290,16 @@ def test_minimal_search_in_grey_levels(digits_cnn):
     s = r.extras["scale"][r.success]
     assert torch.equal(s, s.round())  # whole grey levels
     assert r.success.sum() >= 6
+
+
+@pytest.mark.parametrize("name", ["bim", "pgd", "apgd", "fgs"])
+def test_chunked_gradients_equal_one_pass(lin, name):
+    """chunk_size smaller than the batch: the loss of each chunk sees its own classes."""
+    model, x, y = lin
+    opts = {"steps": 3} if name != "fgs" else {}
+    whole = create(name, model, **opts)(x, y)
+    chunked = create(name, model, chunk_size=2, **opts)(x, y)
+    assert torch.allclose(whole.adv, chunked.adv, atol=1e-12)
+    t = (y + 1) % 6
+    assert torch.allclose(create(name, model, **opts)(x, y, target=t).adv,
+                          create(name, model, chunk_size=2, **opts)(x, y, target=t).adv, atol=1e-12)

@@ -291,9 +291,10 @@ class ModelRunner:
         return self._buffer[:need].view(s1 - s0, P)
 
     def loss_grad(self, images: torch.Tensor, owners: torch.Tensor,
-                  loss: Callable[[torch.Tensor], torch.Tensor], *, return_logits: bool = False):
-        """d loss(logits)/d images, loss returning one value per image (summed for the
-        backward); one forward and one backward per image, counted, in the model's own
+                  loss: Callable[..., torch.Tensor], *aligned: torch.Tensor, return_logits: bool = False):
+        """d loss(logits, *aligned)/d images, loss returning one value per image (summed for
+        the backward); ``aligned`` are per-image tensors (classes, rows) cut into the same chunks
+        as the images; one forward and one backward per image, counted, in the model's own
         precision (through the search copy where the plan chose it). ``return_logits`` also
         returns the logits of that forward (detached)."""
         self.queries.index_add_(0, owners, torch.ones_like(owners))
@@ -310,7 +311,7 @@ class ModelRunner:
             with torch.enable_grad():
                 t0 = time.perf_counter()
                 z = model(xi)
-                (g,) = torch.autograd.grad(loss(z).sum(), xi)
+                (g,) = torch.autograd.grad(loss(z, *(a[i:i + chunk] for a in aligned)).sum(), xi)
                 self.forward_s += time.perf_counter() - t0
             grads.append(g.contiguous())
             logits.append(z.detach())

@@ -164,7 +164,7 @@ def success_of(probs: torch.Tensor, y: torch.Tensor, target: Optional[torch.Tens
 def _objective_grad(runner: ModelRunner, x, y, target, rows) -> torch.Tensor:
     """d f / d x of eq. (5)'s objective: -log P(y), or -log P(target) with a target."""
     t = y if target is None else target
-    return runner.loss_grad(x, rows, lambda logits: cross_entropy(logits, t))
+    return runner.loss_grad(x, rows, cross_entropy, t)
 
 
 @register("fipso")

@@ -62,7 +62,7 @@ def _improves(ok, loss, best_ok, best_loss):
 
 
 def _grad(runner, x, cls, rows, loss):
-    return runner.loss_grad(x, rows, lambda logits: loss(logits, cls))
+    return runner.loss_grad(x, rows, loss, cls)
 
 
 @dataclass(frozen=True)
@@ -379,7 +379,7 @@ class PGD(Attack):
                     break
                 # One forward serves the gradient of this point and its loss and success.
                 if step < o.steps:
-                    g, z = runner.loss_grad(adv, active, lambda zz, c=cls[active]: lossf(zz, c), return_logits=True)
+                    g, z = runner.loss_grad(adv, active, lossf, cls[active], return_logits=True)
                 else:
                     z = runner.logits(adv, active)  # the last point: no step follows
                 z = z.float()
@@ -487,7 +487,7 @@ class APGD(PGD):
         rows = torch.arange(B, device=dev)
         runner.expect(B * (o.steps + 1))
         x0 = self._start(x, index, 0) if o.random_start else x.clone()
-        g, z = runner.loss_grad(x0, rows, lambda zz: lossf(zz, rows), return_logits=True)
+        g, z = runner.loss_grad(x0, rows, lossf, rows, return_logits=True)
         f = lossf(z, rows)
         ok = (z.argmax(1) == target) if targeted else (z.argmax(1) != y)
         # The best point's gradient is kept too: a restart from it costs no extra pass.
@@ -513,7 +513,7 @@ class APGD(PGD):
                 x_new = zk
             else:
                 x_new = self._project(x_cur + o.momentum * (zk - x_cur) + (1 - o.momentum) * (x_cur - x_prev), xa)
-            g_new, logit = runner.loss_grad(x_new, active, lambda zz, a=active: lossf(zz, a), return_logits=True)
+            g_new, logit = runner.loss_grad(x_new, active, lossf, active, return_logits=True)
             f_new = lossf(logit, active)
             iters[active] += 1
             ok = (logit.argmax(1) == target[active]) if targeted else (logit.argmax(1) != y[active])
