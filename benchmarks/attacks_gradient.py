@@ -61,23 +61,23 @@ def cases(args, libs, eps_list):
             return r.adv, r
         return go
 
-    # FGSM
+    # FGSM (every lambda binds its figures as defaults: the loops below rebind the names)
     e = 0.1
-    impl = {"pyadv": py(lambda m: FGS(m, eps=e))}
+    impl = {"pyadv": py(lambda m, e=e: FGS(m, eps=e))}
     if ta:
-        impl["torchattacks"] = lambda m, x, y: (ta.FGSM(m, eps=e)(x, y), None)
+        impl["torchattacks"] = lambda m, x, y, e=e: (ta.FGSM(m, eps=e)(x, y), None)
     if art:
-        impl["art"] = lambda m, x, y: (torch.from_numpy(art.evasion.FastGradientMethod(
+        impl["art"] = lambda m, x, y, e=e: (torch.from_numpy(art.evasion.FastGradientMethod(
             art_classifier(art, m), eps=e, batch_size=N).generate(x.numpy())), None)
     out.append(("fgsm", {"eps": e}, impl))
     # BIM, Kurakin et al.'s steps
     steps = BIM(nn.Identity(), eps=e).options.n_steps()
     alpha = 1 / 255
-    impl = {"pyadv": py(lambda m: BIM(m, eps=e, alpha=alpha))}
+    impl = {"pyadv": py(lambda m, e=e: BIM(m, eps=e, alpha=alpha, steps=steps))}
     if ta:
-        impl["torchattacks"] = lambda m, x, y: (ta.BIM(m, eps=e, alpha=alpha, steps=steps)(x, y), None)
+        impl["torchattacks"] = lambda m, x, y, e=e: (ta.BIM(m, eps=e, alpha=alpha, steps=steps)(x, y), None)
     if art:
-        impl["art"] = lambda m, x, y: (torch.from_numpy(art.evasion.BasicIterativeMethod(
+        impl["art"] = lambda m, x, y, e=e: (torch.from_numpy(art.evasion.BasicIterativeMethod(
             art_classifier(art, m), eps=e, eps_step=alpha, max_iter=steps, batch_size=N,
             verbose=False).generate(x.numpy())), None)
     out.append(("bim", {"eps": e, "alpha": alpha, "steps": steps}, impl))
