@@ -1,6 +1,7 @@
-"""The `pyadv` command line: `pyadv info`, `pyadv demo`.
+"""The `pyadv` command line: `pyadv info`, `pyadv demo`, `pyadv generate`, `pyadv export`.
 
-Exit codes: 0 success, 1 the job failed, 2 bad usage (argparse's convention).
+Exit codes: 0 success, 1 the job failed, 2 bad usage (argparse's convention; also an unknown
+attack or option, a model or data set that cannot be used).
 """
 from __future__ import annotations
 
@@ -53,7 +54,42 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--pick", choices=("vulnerable", "random"), default="vulnerable",
                       help="lowest-confidence correct test images (default) or random ones (--seed)")
     demo.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    gen = sub.add_parser("generate", help="generate an adversarial dataset (shards + manifest; rerun to resume)",
+                         description="Attacks every input image with each attack and writes safetensors shards, a "
+                                     "JSON-lines manifest and a dataset card to --out. Rerunning the same command "
+                                     "resumes; under torchrun the shards are split across ranks.")
+    gen.add_argument("--attack", help="attack registry name (see --list-attacks)")
+    gen.add_argument("--option", "-o", action="append", default=[], metavar="NAME=VALUE",
+                     help="an attack option (VALUE parsed as JSON where it parses: 20, 0.5, true, [1.05, 1.1])")
+    gen.add_argument("--config", help="YAML or JSON file: attacks: [{attack, options, name}], and any of model, "
+                                      "weights, data, seed, batch_size, limit, classes")
+    gen.add_argument("--model", default=None, help="built-in model (digits-cnn) or package.module:factory "
+                                                   "(default: digits-cnn)")
+    gen.add_argument("--weights", default=None, help="safetensors state dict for a package.module:factory model")
+    gen.add_argument("--data", default=None, help="digits[:test|train|all], digits8:..., an ImageFolder folder, "
+                                                  "MNIST *-images-idx3-ubyte[.gz], CIFAR-10 *.bin or its folder "
+                                                  "(default: digits:test)")
+    gen.add_argument("--out", required=False, default=None, help="output folder (required)")
+    gen.add_argument("--device", type=_device, default="cpu", help="cpu, cuda, cuda:N or auto (default: cpu)")
+    gen.add_argument("--batch-size", type=_positive_int, default=None, help="images per shard (default: 256)")
+    gen.add_argument("--memory-budget", type=_positive_int, default=None, help="bytes per forward chunk")
+    gen.add_argument("--seed", type=int, default=None, help="seed of every attack (default: 0)")
+    gen.add_argument("--limit", type=_positive_int, default=None, help="attack at most this many input images")
+    gen.add_argument("--classes", default=None, help="only these true classes, comma separated (e.g. 3,5)")
+    gen.add_argument("--overwrite", action="store_true", help="replace a different job in --out")
+    gen.add_argument("--quiet", action="store_true", help="no progress bar, warnings only")
+    gen.add_argument("--list-attacks", action="store_true", help="print the registered attacks and exit")
+
+    exp = sub.add_parser("export", help="write a generated dataset's images as lossless PNGs")
+    exp.add_argument("dataset", help="a folder written by pyadv generate")
+    exp.add_argument("--png", required=True, metavar="DIR", help="output folder")
+    exp.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
+
+
+class UsageError(ValueError):
+    """A problem with what was asked (exit code 2), found before any work starts."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,6 +107,18 @@ def main(argv: list[str] | None = None) -> int:
                          convention=args.convention, pick=args.pick, progress=not args.no_progress)
             print(f"wrote {args.out}/report.md and {len(s['images'])} figures "
                   f"(digits-cnn test accuracy {100 * s['test_accuracy']:.2f} %)")
+        elif args.command == "generate":
+            from .generate_cli import run_generate
+
+            return run_generate(args, argv)
+        elif args.command == "export":
+            from .data import export_png
+
+            n = export_png(args.dataset, args.png, progress=not args.quiet)
+            print(f"wrote {n} PNGs to {args.png}")
+    except UsageError as e:
+        print(f"pyadv {args.command}: error: {e}", file=sys.stderr)
+        return 2
     except (ValueError, TypeError, RuntimeError, OSError) as e:
         print(f"pyadv {args.command}: error: {e}", file=sys.stderr)
         return 1

@@ -7,16 +7,7 @@ from torch import nn
 from pyadv.attacks import AttackResult, available, create
 from pyadv.metrics import lp_norms
 
-#: Small budgets; an attack not listed runs with its defaults.
-FAST = {
-    "fipso": {"m": 6, "n_particles": 6, "iters": 3},
-    "bim": {"steps": 2},
-    "illc": {"steps": 2},
-    "pgd": {"steps": 2, "restarts": 2},
-    "apgd": {"steps": 4},
-    # 8 x 8 images: too small for PASS's SSIM window
-    "hotcold": {"classes": 2, "scales": (1.05,), "bisect": 4, "pass_scores": False, "select": "l2"},
-}
+from attack_budgets import FAST
 
 
 class SmallNet(nn.Module):

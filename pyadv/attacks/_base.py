@@ -94,7 +94,11 @@ class CommonOptions:
     memory_budget: bytes a forward chunk may use (default 2 GiB);
     chunk_size: images per forward (None: measured once per model and shape);
     eval_dtype: None or "bfloat16"/"float16": the search's fitness evaluations under autocast,
-        every reported number checked in the model's own precision.
+        every reported number checked in the model's own precision;
+    search_copy: None (measured: the faster of the model as given and its search copy, see
+        the runner), True (the copy wherever it is valid) or False (never). The measurement is
+        timing, so it may choose differently in another process; a job that must give the
+        same bytes in every process (``pyadv generate``) fixes it, and the chunk size.
     """
     seed: int = 0
     quantize: bool = False
@@ -102,6 +106,7 @@ class CommonOptions:
     memory_budget: Optional[int] = None
     chunk_size: Optional[int] = None
     eval_dtype: Optional[str] = None
+    search_copy: Optional[bool] = None
 
     def __post_init__(self):
         int_option("seed", self.seed, 0)
@@ -111,6 +116,8 @@ class CommonOptions:
             int_option("memory_budget", self.memory_budget, 1)
         if self.chunk_size is not None:
             int_option("chunk_size", self.chunk_size, 1)
+        if self.search_copy is not None:
+            bool_option("search_copy", self.search_copy)
         if isinstance(self.eval_dtype, torch.dtype):
             object.__setattr__(self, "eval_dtype", str(self.eval_dtype).replace("torch.", ""))
         if self.eval_dtype not in EVAL_DTYPES:
@@ -148,13 +155,19 @@ class Attack:
     def __init__(self, model: nn.Module, **options):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-        allowed = {f.name for f in dataclasses.fields(self.Options)}
+        self.model = model
+        self.options = self.validated_options(**options)
+
+    @classmethod
+    def validated_options(cls, **options):
+        """The attack's Options for these keyword options, or a ValueError naming what is wrong
+        (an unknown name with the allowed ones; a value with what is allowed)."""
+        allowed = {f.name for f in dataclasses.fields(cls.Options)}
         unknown = sorted(set(options) - allowed)
         if unknown:
-            raise ValueError(f"unknown option(s) {', '.join(unknown)} for {type(self).__name__}; "
+            raise ValueError(f"unknown option(s) {', '.join(unknown)} for {cls.__name__}; "
                              f"allowed: {', '.join(sorted(allowed))}")
-        self.model = model
-        self.options = self.Options(**options)
+        return cls.Options(**options)
 
     @classmethod
     def option_names(cls) -> list[str]:
@@ -195,7 +208,7 @@ class Attack:
             self._check_call(x, y, target)
             runner = ModelRunner(self.model, x[:1] if B else x.new_zeros(1, *x.shape[1:]), B, num_classes=K,
                                  memory_budget=self.options.memory_budget, chunk_size=self.options.chunk_size,
-                                 eval_dtype=self.options.eval_dtype)
+                                 eval_dtype=self.options.eval_dtype, search_copy=self.options.search_copy)
             raw = self._run(x.detach(), y, target, runner, index) if B else \
                 RawResult(x.clone(), torch.zeros(0, dtype=torch.long, device=device))
             adv = raw.adv.detach().clamp(0, 1).to(x.dtype)

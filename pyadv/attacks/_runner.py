@@ -116,6 +116,9 @@ class ModelRunner:
         A fixed ``chunk_size`` still has the choice of model measured (unless forced)."""
         if self._plan is not None:
             return self._plan
+        if self._fixed_chunk is not None and self._search_copy is not None:  # nothing left to measure
+            self._plan = (self._fixed_chunk, bool(self._search_copy) and self._search_model() is not None)
+            return self._plan
         cache = _plans.setdefault(self.model, {})
         key = self._key()
         if key not in cache:

@@ -1,4 +1,9 @@
-"""Built-in data sets (no network): scikit-learn's handwritten digits."""
+"""Data: the built-in digits, input sources for dataset generation (ImageFolder, MNIST IDX,
+CIFAR-10 binary), adversarial dataset generation and reading it back."""
+from .adversarial import AdversarialDataset, export_png
 from .digits import DIGITS_CLASSES, digits
+from .generate import Part, generate, load_config, parse_parts
+from .sources import Source, open_source
 
-__all__ = ["digits", "DIGITS_CLASSES"]
+__all__ = ["digits", "DIGITS_CLASSES", "Source", "open_source", "Part", "parse_parts", "load_config", "generate",
+           "AdversarialDataset", "export_png"]

@@ -1,0 +1,77 @@
+"""The dataset card: README.md in a generated dataset, with counts, success rates per attack
+and class, L2 and PASS histograms (PNG), and the command that made it."""
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import Optional
+
+from .._io import atomic_write, write_text_atomic
+
+
+def _histogram(path: Path, series: dict, xlabel: str) -> bool:
+    """One histogram per part, overlaid; False when there is nothing to plot."""
+    series = {k: v for k, v in series.items() if v}
+    if not series:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+    for name, values in series.items():
+        ax.hist(values, bins=30, alpha=0.55, label=f"{name} ({len(values)})")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("samples")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
+    plt.close(fig)
+    return True
+
+
+def write_card(out: Path, lines: list[dict], source, command: Optional[str]) -> None:
+    parts = list(dict.fromkeys(line["part"] for line in lines))
+    by_part = defaultdict(list)
+    for line in lines:
+        by_part[line["part"]].append(line)
+    classes = getattr(source, "classes", []) or []
+    rows = []
+    for p in parts:
+        ls = by_part[p]
+        images = len({line["source_index"] for line in ls})
+        ok = sum(bool(line["success"]) for line in ls)
+        rows.append(f"| {p} | {ls[0]['attack']} | {images} | {len(ls)} | {ok} | {100 * ok / max(len(ls), 1):.1f} % |")
+    per_class = []
+    labels = sorted({line["label"] for line in lines})
+    for p in parts:
+        cells = []
+        for c in labels:
+            ls = [line for line in by_part[p] if line["label"] == c]
+            cells.append(f"{100 * sum(bool(line['success']) for line in ls) / len(ls):.0f} %" if ls else "-")
+        per_class.append(f"| {p} | " + " | ".join(cells) + " |")
+    names = [classes[c] if c < len(classes) else str(c) for c in labels]
+    l2 = {p: [line["l2"] for line in by_part[p] if line["success"] and line["l2"] is not None] for p in parts}
+    ps = {p: [line["pass"] for line in by_part[p] if line["success"] and line["pass"] is not None] for p in parts}
+    has_l2 = _histogram(out / "l2.png", l2, "L2 of the perturbation (successful samples)")
+    has_pass = _histogram(out / "pass.png", ps, "PASS (successful samples)")
+    text = [
+        "# Adversarial dataset", "",
+        f"Made by pyadv from `{source.name}` ({len(lines)} samples in `manifest.jsonl`, shards under one folder "
+        "per attack).", "",
+        "Command:", "", "```", command or "(generated from Python: pyadv.data.generate)", "```", "",
+        "| part | attack | source images | samples | successes | success rate |", "|---|---|---|---|---|---|",
+        *rows, "",
+        "Success rate per true class:", "",
+        "| part | " + " | ".join(names) + " |", "|---|" + "---|" * len(names), *per_class, "",
+    ]
+    if has_l2:
+        text += ["![L2 histogram](l2.png)", ""]
+    if has_pass:
+        text += ["![PASS histogram](pass.png)", ""]
+    if not has_pass:
+        text += ["PASS and SSIM are not computed for images smaller than 11 x 11 (SSIM's window).", ""]
+    text += ["Images are stored as uint8 where the attack ran with `quantize=True` (exactly what a PNG holds), "
+             "else as float32; `pyadv export --png` writes float images rounded to 8 bits.", ""]
+    write_text_atomic(out / "README.md", "\n".join(text))

@@ -1,0 +1,350 @@
+"""Adversarial dataset generation: shards plus a manifest, resumable, split across ranks.
+
+Layout of an output folder::
+
+    job.json                      what made it (compared on every rerun)
+    <part>/shard-00000.safetensors   images (uint8 when the attack quantizes, else float32),
+                                     labels, index (the clean images' rows in the input)
+    <part>/shard-00000.jsonl         one manifest line per sample of that shard
+    manifest.jsonl                the shards' lines in order (written last, by rank 0)
+    README.md, *.png              the dataset card
+
+Shards are the unit of work and of resume: each is written atomically (temporary name,
+fsync, rename), its lines after it, so a kill at any moment loses at most the shard in flight.
+Every random number of an attack is keyed by the source image's index, and the plan of the
+model runner (chunk size, search copy) is fixed for the job, so a shard's bytes do not depend
+on the process, the rank or an interruption: rerunning the command finishes the same dataset.
+Shard k of the job goes to rank k mod world size (torchrun), so any number of ranks writes
+the same files.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import torch
+from torch import nn
+
+from .._io import atomic_write, write_json_atomic
+from .sources import Source
+
+log = logging.getLogger(__name__)
+FORMAT = "pyadv.AdversarialDataset/1"
+
+
+@dataclass
+class Part:
+    """One attack of a job: its registry name, options, and the folder name of its shards."""
+    attack: str
+    options: dict = field(default_factory=dict)
+    name: str = ""
+
+    def __post_init__(self):
+        self.name = self.name or self.attack
+
+
+def parse_parts(items: list) -> list[Part]:
+    """Parts from a config's ``attacks`` list: each a registry name or {attack, options, name}."""
+    from ..attacks import attack_class
+
+    parts = []
+    for i, it in enumerate(items):
+        if isinstance(it, str):
+            it = {"attack": it}
+        if not isinstance(it, dict) or "attack" not in it:
+            raise ValueError(f"attacks[{i}] must be an attack name or a mapping with 'attack' (and 'options', "
+                             f"'name'), got {it!r}")
+        unknown = set(it) - {"attack", "options", "name"}
+        if unknown:
+            raise ValueError(f"attacks[{i}]: unknown key(s) {', '.join(sorted(unknown))} (allowed: attack, options, "
+                             "name)")
+        cls = attack_class(it["attack"])
+        opts = dict(it.get("options") or {})
+        cls.validated_options(**opts)  # now, before any work: names, types, ranges
+        parts.append(Part(it["attack"], opts, it.get("name") or it["attack"]))
+    names = [p.name for p in parts]
+    if len(set(names)) != len(names):
+        raise ValueError(f"two attacks share a part name ({names}); give each a distinct 'name'")
+    if not parts:
+        raise ValueError("no attack given")
+    return parts
+
+
+def load_config(path: str | os.PathLike) -> dict:
+    """A YAML or JSON job config (a mapping; ``attacks`` is its list of parts)."""
+    text = Path(path).read_text()
+    if str(path).endswith((".yaml", ".yml")):
+        import yaml
+
+        cfg = yaml.safe_load(text)
+    else:
+        cfg = json.loads(text)
+    if not isinstance(cfg, dict):
+        raise ValueError(f"config {path}: expected a mapping at the top, got {type(cfg).__name__}")
+    return cfg
+
+
+def _pinned(part: Part, batch_size: int) -> dict:
+    """The part's options with the runner's plan fixed (same bytes in every process)."""
+    opts = dict(part.options)
+    opts.setdefault("chunk_size", batch_size)
+    opts.setdefault("search_copy", True)
+    return opts
+
+
+def select_images(source: Source, classes: Optional[list], limit: Optional[int]) -> torch.Tensor:
+    idx = torch.arange(len(source))
+    if classes:
+        keep = torch.zeros(len(source), dtype=torch.bool)
+        for c in classes:
+            keep |= source.labels == int(c)
+        idx = idx[keep]
+    if limit is not None:
+        idx = idx[:limit]
+    if not len(idx):
+        raise ValueError(f"no input images left after filtering (classes={classes}, limit={limit}) from "
+                         f"{len(source)} in {source.name}")
+    return idx
+
+
+def _job(parts, model_spec, weights_digest, source, selection, seed, batch_size, device) -> dict:
+    import hashlib
+
+    return {
+        "format": FORMAT,
+        "parts": [{"name": p.name, "attack": p.attack, "options": _pinned(p, batch_size)} for p in parts],
+        "model": model_spec, "weights_sha256": weights_digest, "data": source.name,
+        "selection_sha256": hashlib.sha256(selection.numpy().tobytes()).hexdigest(), "images": len(selection),
+        "seed": seed, "batch_size": batch_size, "device": str(device),
+    }
+
+
+def _check_job(out: Path, job: dict, overwrite: bool) -> None:
+    path = out / "job.json"
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"output {out} is a file, not a folder")
+    if not path.exists():
+        if out.exists() and any(out.iterdir()) and not overwrite:
+            raise ValueError(f"output folder {out} is not empty and holds no pyadv job; choose another or pass "
+                             "--overwrite")
+        return
+    old = json.loads(path.read_text())
+    if old == job:
+        return
+    differ = sorted(k for k in set(old) | set(job) if old.get(k) != job.get(k))
+    if not overwrite:
+        raise ValueError(f"output folder {out} holds a different job (differs in: {', '.join(differ)}); rerun the "
+                         "same command to resume it, or pass --overwrite to replace it")
+    log.info("replacing the job in %s (differs in %s)", out, ", ".join(differ))
+
+
+def _clear(out: Path) -> None:
+    for p in out.iterdir():
+        if p.is_dir():
+            shutil.rmtree(p)
+        else:
+            p.unlink()
+
+
+def _samples(result, part: Part, index: torch.Tensor) -> dict:
+    """One row per sample of an attack result: the image itself for most attacks; every kept
+    direction and hard positive for hot/cold."""
+    if "dir_adv" in result.extras:
+        from ..attacks import hot_cold_samples
+
+        s = hot_cold_samples(result)
+        src = s["source"]
+        kinds = s["kind"]
+        scale = [float(k.rsplit("-", 1)[1]) if k.count("-") == 3 else None for k in kinds]
+        return {"images": s["images"], "label": s["label"], "pred": s["pred"], "source": src,
+                "index": index[src.cpu()], "kind": kinds, "scale": scale,
+                "success": s["pred"] != s["label"], "target": result.target[src],
+                "prob": result.probs[src].gather(1, s["pred"].clamp_min(0)[:, None])[:, 0],
+                "queries": result.queries[src]}
+    n = len(result)
+    src = torch.arange(n, device=result.adv.device)
+    return {"images": result.adv, "label": result.y, "pred": result.pred, "source": src, "index": index,
+            "kind": [part.attack] * n, "scale": [None] * n, "success": result.success, "target": result.target,
+            "prob": result.probs.gather(1, result.pred[:, None])[:, 0], "queries": result.queries}
+
+
+def _metrics(adv: torch.Tensor, x: torch.Tensor) -> dict:
+    from ..metrics import lp_norms, pass_score, ssim
+
+    n = lp_norms(adv, x)
+    out = {k: n[k].double().cpu() for k in ("l0", "l2", "linf")}
+    big = min(x.shape[-2:]) >= 11  # SSIM's window
+    out["ssim"] = ssim(adv, x, data_range=1.0).double().cpu() if big and len(x) else None
+    out["pass"] = pass_score(adv, x).double().cpu() if big and len(x) else None
+    return out
+
+
+def _round(v: Optional[float]) -> Optional[float]:
+    return None if v is None else float(f"{v:.7g}")
+
+
+def _write_shard(out: Path, part: Part, k: int, rows: dict, metrics: dict, quantized: bool, seed: int,
+                 options: dict, versions: dict) -> int:
+    from safetensors.torch import save_file
+
+    shard = out / part.name / f"shard-{k:05d}.safetensors"
+    imgs = rows["images"].detach().cpu()
+    imgs = (imgs * 255).round().clamp(0, 255).to(torch.uint8) if quantized else imgs.float()
+    tensors = {"images": imgs.contiguous(), "labels": rows["label"].cpu().long().contiguous(),
+               "index": rows["index"].cpu().long().contiguous()}
+    atomic_write(shard, lambda tmp: save_file(tensors, tmp, metadata={"format": FORMAT}))
+    lines = []
+    for i in range(len(imgs)):
+        def m(name):
+            v = metrics[name]
+            return None if v is None else _round(float(v[i]))
+        tgt = int(rows["target"][i])
+        lines.append(json.dumps({
+            "part": part.name, "attack": part.attack, "file": f"{part.name}/{shard.name}", "row": i,
+            "source_index": int(rows["index"][i]), "label": int(rows["label"][i]),
+            "target": tgt if tgt >= 0 else None, "pred": int(rows["pred"][i]),
+            "prob": _round(float(rows["prob"][i])), "success": bool(rows["success"][i]),
+            "kind": rows["kind"][i], "scale": rows["scale"][i],
+            "l0": m("l0"), "l2": m("l2"), "linf": m("linf"), "ssim": m("ssim"), "pass": m("pass"),
+            "queries": int(rows["queries"][i]), "seed": seed, "options": options, "versions": versions,
+        }, sort_keys=True))
+    text = "".join(line + "\n" for line in lines)
+
+    def write(tmp):
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+
+    atomic_write(shard.with_suffix(".jsonl"), write)
+    return len(imgs)
+
+
+def read_lines(path: Path) -> list[dict]:
+    """The manifest lines of one file, with an error naming the file and line that does not parse."""
+    out = []
+    with open(path) as f:
+        for n, line in enumerate(f, 1):
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path} line {n}: not a manifest line ({e.msg}); delete the file (and its shard) "
+                                 "and rerun the command to regenerate it") from None
+    return out
+
+
+def check_shard(path: Path, rows: int) -> None:
+    """Raises, naming the file, if a shard does not open or does not hold ``rows`` samples."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            n = f.get_slice("labels").get_shape()[0]
+    except Exception as e:
+        raise ValueError(f"{path}: damaged shard ({type(e).__name__}: {e}); delete it and its .jsonl and rerun the "
+                         "command to regenerate it") from None
+    if n != rows:
+        raise ValueError(f"{path}: holds {n} samples but its manifest lines say {rows}")
+
+
+def generate(out: str | os.PathLike, parts: list[Part], model: nn.Module, source: Source, *, model_spec: str,
+             weights_digest: Optional[str] = None, batch_size: int = 256, seed: int = 0,
+             limit: Optional[int] = None, classes: Optional[list] = None, device="cpu", overwrite: bool = False,
+             progress: bool = True, command: Optional[str] = None, rank: int = 0, world: int = 1,
+             barrier=None) -> dict:
+    """Generates (or resumes) an adversarial dataset in ``out``; returns a summary dict.
+
+    ``rank``/``world``/``barrier``: this process's share of a torchrun job (shard k goes to rank
+    k mod world); rank 0 writes the manifest and the card once every rank has finished."""
+    import pyadv
+    from ..attacks import create
+
+    out = Path(out)
+    selection = select_images(source, classes, limit)
+    job = _job(parts, model_spec, weights_digest, source, selection, seed, batch_size, device)
+    if rank == 0:
+        _check_job(out, job, overwrite)
+        if overwrite and out.exists() and json.loads((out / "job.json").read_text() if (out / "job.json").exists()
+                                                     else "null") != job:
+            _clear(out)
+        write_json_atomic(out / "job.json", job)
+    if barrier:
+        barrier()
+    versions = {"pyadv": pyadv.__version__, "torch": torch.__version__}
+    model = model.to(device).eval()
+    shards = [(p, k) for p in parts for k in range((len(selection) + batch_size - 1) // batch_size)]
+    mine = [(g, p, k) for g, (p, k) in enumerate(shards) if g % world == rank]
+    todo = [(g, p, k) for g, p, k in mine if not (out / p.name / f"shard-{k:05d}.jsonl").exists()]
+    done_before = len(mine) - len(todo)
+    bar = None
+    if progress and rank == 0:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=sum(len(selection[k * batch_size:(k + 1) * batch_size]) for _, _, k in todo),
+                   unit="img", desc="generate")
+    t0 = time.perf_counter()
+    n_img = n_ok = 0
+    attacks = {}
+    try:
+        for g, part, k in todo:
+            idx = selection[k * batch_size:(k + 1) * batch_size]
+            if part.name not in attacks:
+                attacks[part.name] = create(part.attack, model, seed=seed, **_pinned(part, batch_size))
+            atk = attacks[part.name]
+            x = source.images(idx).to(device)
+            y = source.labels[idx].to(device)
+            r = atk(x, y, index=idx.to(device))
+            rows = _samples(r, part, idx)
+            clean = r.x[rows["source"]]
+            metrics = _metrics(rows["images"], clean)
+            _write_shard(out, part, k, rows, metrics, atk.options.quantize, seed, r.options, versions)
+            n_img += len(idx)
+            n_ok += int(r.success.sum())
+            if bar is not None:
+                bar.update(len(idx))
+                bar.set_postfix(success=f"{n_ok / max(n_img, 1):.0%}", img_s=f"{n_img / (time.perf_counter() - t0):.1f}")
+    finally:
+        if bar is not None:
+            bar.close()
+    if barrier:
+        barrier()
+    summary = {"shards": len(shards), "resumed_shards": done_before, "images_attacked": n_img,
+               "seconds": time.perf_counter() - t0}
+    if rank == 0:
+        summary.update(finish(out, parts, len(selection), batch_size, source, command))
+    return summary
+
+
+def finish(out: Path, parts: list[Part], n: int, batch_size: int, source: Source, command: Optional[str]) -> dict:
+    """Checks every shard, writes manifest.jsonl (the shards' lines in order) and the card."""
+    lines: list[dict] = []
+    for p in parts:
+        for k in range((n + batch_size - 1) // batch_size):
+            jl = out / p.name / f"shard-{k:05d}.jsonl"
+            if not jl.exists():
+                raise ValueError(f"{jl} is missing: a rank did not finish its shards; rerun the command to resume")
+            these = read_lines(jl)
+            check_shard(jl.with_suffix(".safetensors"), len(these))
+            lines += these
+    text = "".join(json.dumps(line, sort_keys=True) + "\n" for line in lines)
+
+    def write(tmp):
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+
+    atomic_write(out / "manifest.jsonl", write)
+    from .card import write_card
+
+    write_card(out, lines, source, command)
+    return {"samples": len(lines), "successes": sum(bool(line["success"]) for line in lines)}
+
+
+__all__ = ["select_images", "Part", "parse_parts", "load_config", "generate", "finish", "read_lines", "check_shard", "FORMAT"]

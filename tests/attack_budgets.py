@@ -1,0 +1,12 @@
+"""Small budgets per registered attack, shared by the tests that run every attack (an attack
+not listed runs with its defaults)."""
+
+FAST = {
+    "fipso": {"m": 6, "n_particles": 6, "iters": 3},
+    "bim": {"steps": 2},
+    "illc": {"steps": 2},
+    "pgd": {"steps": 2, "restarts": 2},
+    "apgd": {"steps": 4},
+    # 8 x 8 images: too small for PASS's SSIM window
+    "hotcold": {"classes": 2, "scales": (1.05,), "bisect": 4, "pass_scores": False, "select": "l2"},
+}

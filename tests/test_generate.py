@@ -1,0 +1,278 @@
+"""Dataset generation: input formats from tiny files, resume after SIGKILL byte for byte, 1 vs 2
+ranks, damage detection, read-back and filters, every registered attack end to end, bad input."""
+import gzip
+import json
+import os
+import pickle
+import signal
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from attack_budgets import FAST
+from pyadv.attacks import available
+from pyadv.cli import main
+from pyadv.data import AdversarialDataset, open_source
+from pyadv.data.generate import FORMAT
+
+
+def run(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "pyadv", *args], capture_output=True, text=True, **kw)
+
+
+# --- input formats ---------------------------------------------------------------------------
+
+def test_image_folder(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    want = {}
+    for c in ("cat", "dog"):
+        (tmp_path / c).mkdir()
+        for i in range(2):
+            a = rng.integers(0, 256, (5, 6, 3), dtype=np.uint8)
+            Image.fromarray(a).save(tmp_path / c / f"{i}.png")
+            want[(c, i)] = a
+    s = open_source(str(tmp_path))
+    assert s.classes == ["cat", "dog"] and s.labels.tolist() == [0, 0, 1, 1]
+    assert s.pixels.shape == (4, 3, 5, 6) and s.pixels.dtype == torch.uint8
+    assert np.array_equal(s.pixels[2].permute(1, 2, 0).numpy(), want[("dog", 0)])
+    Image.fromarray(rng.integers(0, 256, (7, 6, 3), dtype=np.uint8)).save(tmp_path / "dog" / "odd.png")
+    with pytest.raises(ValueError, match="same size"):
+        open_source(str(tmp_path))
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_mnist_idx(tmp_path, gz):
+    imgs = np.arange(3 * 4 * 5, dtype=np.uint8).reshape(3, 4, 5)
+    labels = np.array([7, 0, 3], dtype=np.uint8)
+
+    def write(name, magic, arr):
+        data = struct.pack(">4B", 0, 0, 8, magic) + struct.pack(f">{arr.ndim}I", *arr.shape) + arr.tobytes()
+        p = tmp_path / (name + (".gz" if gz else ""))
+        p.write_bytes(gzip.compress(data) if gz else data)
+        return p
+
+    p = write("t10k-images-idx3-ubyte", 3, imgs)
+    write("t10k-labels-idx1-ubyte", 1, labels)
+    s = open_source(str(p))
+    assert torch.equal(s.pixels[:, 0], torch.from_numpy(imgs)) and s.labels.tolist() == [7, 0, 3]
+    raw = (gzip.decompress(p.read_bytes()) if gz else p.read_bytes())[:-3]  # truncated
+    p.write_bytes(gzip.compress(raw) if gz else raw)
+    with pytest.raises(ValueError, match="truncated IDX"):
+        open_source(str(p))
+
+
+def test_cifar10_binary_and_pickles_refused(tmp_path):
+    rng = np.random.default_rng(1)
+    rec = rng.integers(0, 256, (4, 3073), dtype=np.uint8)
+    rec[:, 0] = [3, 1, 4, 1]
+    (tmp_path / "test_batch.bin").write_bytes(rec.tobytes())
+    s = open_source(str(tmp_path))
+    assert s.labels.tolist() == [3, 1, 4, 1] and s.pixels.shape == (4, 3, 32, 32)
+    assert torch.equal(s.pixels[2].flatten(), torch.from_numpy(rec[2, 1:]))  # R, G, B planes in order
+    assert s.classes[3] == "cat"
+    # CIFAR-10's python version and any pickle are refused, never opened
+    py = tmp_path / "py"
+    py.mkdir()
+    (py / "data_batch_1").write_bytes(pickle.dumps({"data": 1}))
+    with pytest.raises(ValueError, match="pickled"):
+        open_source(str(py))
+    (tmp_path / "x.pkl").write_bytes(pickle.dumps([1, 2]))
+    with pytest.raises(ValueError, match="pickle"):
+        open_source(str(tmp_path / "x.pkl"))
+    from pyadv.models.loading import load_weights
+
+    torch.save({"w": torch.zeros(1)}, tmp_path / "w.pt")
+    with pytest.raises(ValueError, match="pickle"):
+        load_weights(torch.nn.Linear(1, 1), tmp_path / "w.pt")
+
+
+# --- generation ----------------------------------------------------------------------------
+
+def gen(out, *extra):
+    return ["generate", "--attack", "fgs", "-o", "eps=0.1", "-o", "quantize=true", "--limit", "24",
+            "--batch-size", "8", "--quiet", "--out", str(out), *extra]
+
+
+def payload(out: Path) -> dict:
+    """Every file that must be byte-identical (the card names the output folder)."""
+    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*"))
+            if p.is_file() and p.suffix in (".safetensors", ".jsonl")} | {"job.json": (out / "job.json").read_bytes()}
+
+
+def test_generate_reads_back_with_its_provenance(tmp_path, digits_cnn, cache_dir):
+    out = tmp_path / "d"
+    assert main(gen(out)) == 0
+    ds = AdversarialDataset(out)
+    lines = [json.loads(x) for x in (out / "manifest.jsonl").read_text().splitlines()]
+    assert len(ds) == 24 == len(lines) and ds.records == lines
+    assert [r["source_index"] for r in lines] == list(range(24))
+    from pyadv.data import digits
+
+    x, y = digits("test", 28)
+    for i in (0, 13):
+        img, label = ds[i]
+        assert label == int(y[i]) and ds.image(i).dtype == torch.uint8  # quantized: stored as uint8
+        with torch.no_grad():
+            pred = digits_cnn(img[None]).argmax(1)
+        assert int(pred) == lines[i]["pred"] and lines[i]["success"] == (int(pred) != label)
+        clean = (x[i] * 255).round() / 255  # quantize=True: the clean image is rounded to 8 bits too
+        assert abs((img - clean).abs().max().item() - lines[i]["linf"]) < 1e-6
+    for r in lines:
+        assert r["options"]["eps"] == 0.1 and r["attack"] == "fgs" and r["seed"] == 0 and "pyadv" in r["versions"]
+        assert r["pass"] is not None and r["ssim"] is not None and r["queries"] >= 1
+    ok = ds.where(success=True)
+    assert len(ok) == sum(r["success"] for r in lines) and all(r["success"] for r in ok.records)
+    hi = ds.where(pass_min=0.9, classes=[3, 5])
+    assert all(r["pass"] >= 0.9 and r["label"] in (3, 5) for r in hi.records)
+    mixed = torch.utils.data.ConcatDataset([ds, torch.utils.data.TensorDataset(x[:5], y[:5])])
+    assert len(mixed) == 29
+    card = (out / "README.md").read_text()
+    assert "pyadv generate" in card and (out / "l2.png").exists()
+    # export: uint8 shards exactly
+    assert main(["export", str(out), "--png", str(tmp_path / "png"), "--quiet"]) == 0
+    from PIL import Image
+
+    pngs = sorted((tmp_path / "png").rglob("*.png"))
+    assert len(pngs) == 24
+    first = next(p for p in pngs if p.name.startswith("000000_"))
+    assert torch.equal(torch.from_numpy(np.array(Image.open(first)))[None], ds.image(0))
+    # rerun of the same command: nothing to do, same bytes
+    before = payload(out)
+    assert main(gen(out)) == 0 and payload(out) == before
+
+
+def test_changed_command_refused_and_damage_detected(tmp_path, digits_cnn, cache_dir):
+    out = tmp_path / "d"
+    assert main(gen(out)) == 0
+    r = run(*gen(out, "--seed", "3"))
+    assert r.returncode == 2 and "differs in: seed" in r.stderr
+    first = sorted((out / "fgs").glob("*.jsonl"))[0]
+    text = first.read_text().splitlines()
+    first.write_text("\n".join(text[:2] + ["{not json"] + text[3:]) + "\n")
+    from pyadv.data.generate import read_lines
+
+    with pytest.raises(ValueError, match=r"shard-00000.jsonl line 3: not a manifest line"):
+        read_lines(first)
+    (out / "manifest.jsonl").unlink()
+    r = run(*gen(out))  # the rerun that finishes the manifest reads every shard's lines
+    assert r.returncode == 1 and "shard-00000.jsonl line 3: not a manifest line" in r.stderr
+    first.write_text("\n".join(text) + "\n")
+    shard = first.with_suffix(".safetensors")
+    shard.write_bytes(shard.read_bytes()[:100])
+    r = run(*gen(out))
+    assert r.returncode == 1 and "shard-00000.safetensors: damaged shard" in r.stderr
+    assert run(*gen(out, "--seed", "3", "--overwrite")).returncode == 0
+    assert json.loads((out / "job.json").read_text())["seed"] == 3
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_is_byte_identical(tmp_path, digits_cnn, cache_dir):
+    args = ["generate", "--attack", "pgd", "-o", "steps=30", "-o", "quantize=true", "--limit", "48",
+            "--batch-size", "8", "--quiet"]
+    whole = tmp_path / "whole"
+    assert run(*args, "--out", str(whole)).returncode == 0
+    cut = tmp_path / "cut"
+    p = subprocess.Popen([sys.executable, "-m", "pyadv", *args, "--out", str(cut)], stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not list((cut / "pgd").glob("shard-*.jsonl")) if (cut / "pgd").exists() else True:
+        assert time.time() < deadline and p.poll() is None, "the job ended before its first shard"
+        time.sleep(0.02)
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait()
+    written = len(list((cut / "pgd").glob("shard-*.jsonl")))
+    assert 1 <= written < 6 and not (cut / "manifest.jsonl").exists()
+    assert run(*args, "--out", str(cut)).returncode == 0
+    assert payload(cut) == payload(whole)
+
+
+@pytest.mark.slow
+def test_two_ranks_write_the_same_dataset(tmp_path, digits_cnn, cache_dir):
+    args = ["generate", "--attack", "fgs", "-o", "quantize=true", "--limit", "40", "--batch-size", "8", "--quiet"]
+    one = tmp_path / "one"
+    assert run(*args, "--out", str(one)).returncode == 0
+    two = tmp_path / "two"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port",
+                        "29533", "-m", "pyadv", *args, "--out", str(two)], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert payload(two) == payload(one)
+
+
+@pytest.mark.parametrize("name", available())
+def test_every_registered_attack_generates(name, tmp_path, digits_cnn, cache_dir):
+    opts = [f"{k}={json.dumps(list(v) if isinstance(v, tuple) else v)}" for k, v in FAST.get(name, {}).items()]
+    out = tmp_path / name
+    args = ["generate", "--attack", name, "--limit", "3", "--batch-size", "2", "--quiet", "--out", str(out)]
+    for o in opts:
+        args += ["-o", o]
+    assert main(args) == 0
+    ds = AdversarialDataset(out)
+    assert len(ds) >= 1 and all(r["attack"] == name for r in ds.records)
+    assert json.loads((out / "job.json").read_text())["format"] == FORMAT
+
+
+def test_interrupted_write_leaves_no_partial_shard(tmp_path, digits_cnn, cache_dir, monkeypatch):
+    import errno
+
+    import safetensors.torch as st
+
+    real = st.save_file
+    calls = {"n": 0}
+
+    def full_disk(tensors, path, metadata=None):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            Path(path).write_bytes(b"partial")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(tensors, path, metadata=metadata)
+
+    monkeypatch.setattr(st, "save_file", full_disk)
+    out = tmp_path / "d"
+    assert main(gen(out)) == 1
+    files = sorted(p.name for p in (out / "fgs").iterdir())
+    assert files == ["shard-00000.jsonl", "shard-00000.safetensors"]  # no temporary file, no partial shard
+    monkeypatch.setattr(st, "save_file", real)
+    assert main(gen(out)) == 0 and len(AdversarialDataset(out)) == 24
+
+
+@pytest.mark.parametrize("args,match", [
+    (["--attack", "nope"], "unknown attack 'nope'"),
+    (["--attack", "fgs", "-o", "colour=1"], "unknown option"),
+    (["--attack", "fgs", "-o", "eps=big"], "option eps='big'"),
+    (["--attack", "fgs", "--model", "no_such_pkg.mod:make"], "does not import"),
+    (["--attack", "fgs", "--model", "collections:OrderedDict"], "not a torch.nn.Module"),
+    (["--attack", "fgs", "--model", "json:dumps"], "the factory raised TypeError"),
+    (["--attack", "fgs", "--data", "digits8:test"], "do not fit the model"),
+    (["--attack", "fgs", "--classes", "11"], "no input images left"),
+    (["--attack", "fgs"], "--out is required"),
+])
+def test_bad_input_exits_2(args, match, tmp_path, digits_cnn, cache_dir):
+    r = run("generate", *args, *(["--out", str(tmp_path / "o")] if "--out is required" not in match else []),
+            "--quiet")
+    assert r.returncode == 2, r.stderr
+    assert match in r.stderr
+
+
+def test_bad_weights_and_output_file(tmp_path, digits_cnn, cache_dir):
+    from safetensors.torch import save_file
+
+    mod = tmp_path / "mymodels.py"
+    mod.write_text("import torch\n\ndef make():\n    return torch.nn.Sequential(torch.nn.Flatten(), "
+                   "torch.nn.Linear(784, 10))\n")
+    save_file({"1.weight": torch.zeros(10, 5), "1.bias": torch.zeros(10)}, str(tmp_path / "w.safetensors"))
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    r = run("generate", "--attack", "fgs", "--model", "mymodels:make", "--weights", str(tmp_path / "w.safetensors"),
+            "--out", str(tmp_path / "o"), "--quiet", env=env)
+    assert r.returncode == 2 and "shapes differ for 1.weight" in r.stderr
+    (tmp_path / "afile").write_text("x")
+    r = run(*gen(tmp_path / "afile"))
+    assert r.returncode == 2 and "is a file" in r.stderr
