@@ -21,7 +21,8 @@ PICKS = ("vulnerable", "random")
 
 
 def run_demo(out: str | Path, *, n_images: int = 4, seed: int = 0, device: str = "cpu",
-             convention: str = "sa_dnn", pick: str = "vulnerable", progress: bool = True) -> dict:
+             convention: str = "sa_dnn", pick: str = "vulnerable", progress: bool = True,
+             dataset_images: int = 32) -> dict:
     """Writes the demo into ``out``. ``pick="vulnerable"`` takes the correctly classified test
     images with the lowest P(label), i.e. the highest image-level FI (1 - P_y)/P_y, as
     Algorithm 2 of paper 000 would; ``"random"`` draws them with ``seed``."""
@@ -88,6 +89,18 @@ def run_demo(out: str | Path, *, n_images: int = 4, seed: int = 0, device: str =
                                     "l2": float(l2)} for i, ok, p, l0, l2 in
                                    zip(chosen, adv.success, adv.pred, adv.l0, adv.l2)]
 
+    # A small adversarial dataset of the test split (`pyadv generate`'s pipeline): FIPSO, hot/cold
+    # HC-1..9 with hard positives, and first-success PGD, all in 8-bit values.
+    from .data import Part, generate, open_source
+
+    parts = [Part("fipso", {"m": 20, "pixels": "gradient", "n_particles": 50, "iters": 30, "quantize": True}),
+             Part("hotcold", {"classes": 9, "scales": [1.05], "quantize": True}),
+             Part("pgd", {"eps": 0.1, "steps": 20, "stop": "first_success", "quantize": True})]
+    generate(out / "dataset", parts, model, open_source("digits:test"), model_spec="digits-cnn", batch_size=32,
+             seed=seed, limit=dataset_images, device=device, overwrite=True, progress=progress,
+             command=f"pyadv demo --out {out} --seed {seed}")
+    dataset_summary = _dataset_summary(out / "dataset")
+
     # Image-level FI of the whole test split (closed form (1 - P_y)/P_y; paper 000, Fig. 7).
     img_fi = image_fi(model, xte.to(device), yte.to(device)).cpu()
     manhattan_plot(img_fi, yte, out / "manhattan.png", threshold=0.2,
@@ -98,11 +111,26 @@ def run_demo(out: str | Path, *, n_images: int = 4, seed: int = 0, device: str =
     summary = {"model": "digits-cnn", "test_accuracy": meta["test_accuracy"], "convention": convention,
                "pick": pick, "test_images": len(xte), "test_images_fi_above_0.2": above,
                "eps": eps, "rank_tol": rank_tol, "seed": seed, "device": device, "images": rows,
-               "fipso": attack_summary,
+               "fipso": attack_summary, "dataset": dataset_summary,
                "seconds": round(time.perf_counter() - start, 2)}
     write_json_atomic(out / "summary.json", summary)
     write_text_atomic(out / "report.md", _report(summary))
     return summary
+
+
+def _dataset_summary(folder: Path) -> dict:
+    """Samples and successes per part of a generated dataset, from its manifest."""
+    import json
+
+    parts: dict = {}
+    for line in (folder / "manifest.jsonl").read_text().splitlines():
+        r = json.loads(line)
+        p = parts.setdefault(r["part"], {"samples": 0, "successes": 0, "images": set()})
+        p["samples"] += 1
+        p["successes"] += bool(r["success"])
+        p["images"].add(r["source_index"])
+    return {k: {"images": len(v["images"]), "samples": v["samples"], "successes": v["successes"]}
+            for k, v in parts.items()}
 
 
 def _report(s: dict) -> str:
@@ -144,5 +172,10 @@ def _report(s: dict) -> str:
               f"{a['l2']['median']:.3f}, {a['queries_per_success']:.0f} model queries per success, "
               f"{a['time_s']:.1f} s. The result is saved as `fipso.safetensors` "
               "(`pyadv.attacks.AttackResult.load`).", "", "![FIPSO](fipso.png)"]
+    lines += ["", "## An adversarial dataset", "",
+              "The first test images attacked by three attacks through the dataset pipeline (`pyadv generate`): "
+              "safetensors shards, `manifest.jsonl` and a dataset card in [dataset/](dataset/README.md).", "",
+              "| attack | source images | samples | successes |", "|---|---|---|---|"]
+    lines += [f"| {k} | {v['images']} | {v['samples']} | {v['successes']} |" for k, v in s["dataset"].items()]
     lines += ["", f"Seed {s['seed']}, device {s['device']}, {s['seconds']} s.", ""]
     return "\n".join(lines)

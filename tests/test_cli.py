@@ -56,6 +56,13 @@ def test_demo_writes_report_and_figures(tmp_path, digits_cnn, cache_dir):
     assert len(r) == 2 and r.attack == "fipso" and r.options["quantize"] is True
     assert summary["fipso"]["successes"] == int(r.success.sum())
     assert [e["test_index"] for e in summary["fipso"]["per_image"]] == [e["test_index"] for e in summary["images"]]
+    # the adversarial dataset: three parts, its card, and the numbers the report quotes
+    from pyadv.data import AdversarialDataset
+
+    ds = AdversarialDataset(out / "dataset")
+    assert {r["part"] for r in ds.records} == {"fipso", "hotcold", "pgd"} == set(summary["dataset"])
+    assert summary["dataset"]["pgd"]["successes"] == len(ds.where(part="pgd", success=True))
+    assert (out / "dataset" / "README.md").exists() and "An adversarial dataset" in report
 
 
 def test_demo_bad_images_count_fails_with_exit_1(tmp_path, cache_dir, digits_cnn):

@@ -227,7 +227,7 @@ class FGV(FGS):
 
 
 @dataclass(frozen=True)
-class BIMOptions(CommonOptions):
+class ILLCOptions(CommonOptions):
     """eps: the L-inf ball Clip_{X,eps}; alpha: the step (default 1/255, Kurakin et al.);
     steps: None for Kurakin et al.'s min(eps*255 + 4, 1.25 eps*255), rounded down (at least 1)."""
     eps: float = 8 / 255
@@ -248,6 +248,18 @@ class BIMOptions(CommonOptions):
         return max(1, int(min(e + 4, 1.25 * e)))  # rounded down, as torchattacks does
 
 
+@dataclass(frozen=True)
+class BIMOptions(ILLCOptions):
+    """direction: "inverse" (away from the true label) or "least_likely_top5" (towards the
+    least likely of the clean image's top-5 classes), Possas's two iterative variants."""
+    direction: str = "inverse"
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.direction not in DIRECTIONS:
+            raise option_error("direction", self.direction, f"one of {DIRECTIONS}")
+
+
 def clip_x_eps(adv, x, eps):
     """Clip_{X,eps}: within eps of x per component, and inside [0, 1]."""
     return torch.minimum(torch.maximum(adv, x - eps), x + eps).clamp(0, 1)
@@ -256,13 +268,15 @@ def clip_x_eps(adv, x, eps):
 @register("bim")
 class BIM(Attack):
     """Basic iterative method (Kurakin et al. 2017): X_{N+1} = Clip_{X,eps}{X_N + alpha
-    sign(grad J(X_N, y_true))}; with a call's target, X_N - alpha sign(grad J(X_N, target))."""
+    sign(grad J(X_N, y_true))}; towards the least likely of the top 5 (``direction``) or a
+    call's target c, X_N - alpha sign(grad J(X_N, c))."""
 
     Options = BIMOptions
     gradient_free = False
 
     def _classes(self, x, y, target, runner, rows):
-        return (y, 1.0) if target is None else (target, -1.0)
+        probs = runner.probs(x, rows, exact=True) if target is None and self.options.direction != "inverse" else None
+        return _direction_classes(probs, y, target, self.options.direction)
 
     def _run(self, x, y, target, runner, index):
         o = self.options
@@ -282,6 +296,8 @@ class ILLC(BIM):
     """Iterative least-likely class (Kurakin et al. 2017): X_{N+1} = Clip_{X,eps}{X_N - alpha
     sign(grad J(X_N, y_LL))}, y_LL the clean image's least likely class; success means
     misclassified (a call's target replaces y_LL and then success means reaching it)."""
+
+    Options = ILLCOptions
 
     def _classes(self, x, y, target, runner, rows):
         if target is not None:

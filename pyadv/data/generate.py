@@ -152,21 +152,25 @@ def _clear(out: Path) -> None:
             p.unlink()
 
 
-def _samples(result, part: Part, index: torch.Tensor) -> dict:
+def _samples(result, part: Part, index: torch.Tensor, model: nn.Module) -> dict:
     """One row per sample of an attack result: the image itself for most attacks; every kept
-    direction and hard positive for hot/cold."""
+    direction and hard positive for hot/cold (classified once more here, as a batch, for the
+    probability of each sample's own class; queries are those of its source image)."""
     if "dir_adv" in result.extras:
+        from .._model_mode import predict_probs
         from ..attacks import hot_cold_samples
 
         s = hot_cold_samples(result)
         src = s["source"]
         kinds = s["kind"]
         scale = [float(k.rsplit("-", 1)[1]) if k.count("-") == 3 else None for k in kinds]
-        return {"images": s["images"], "label": s["label"], "pred": s["pred"], "source": src,
+        probs = predict_probs(model, s["images"]).to(src.device)
+        pred = probs.argmax(1)
+        tgt = result.target[src]
+        return {"images": s["images"], "label": s["label"], "pred": pred, "source": src,
                 "index": index[src.cpu()], "kind": kinds, "scale": scale,
-                "success": s["pred"] != s["label"], "target": result.target[src],
-                "prob": result.probs[src].gather(1, s["pred"].clamp_min(0)[:, None])[:, 0],
-                "queries": result.queries[src]}
+                "success": torch.where(tgt >= 0, pred == tgt, pred != s["label"]), "target": tgt,
+                "prob": probs.gather(1, pred[:, None])[:, 0], "queries": result.queries[src]}
     n = len(result)
     src = torch.arange(n, device=result.adv.device)
     return {"images": result.adv, "label": result.y, "pred": result.pred, "source": src, "index": index,
@@ -300,7 +304,7 @@ def generate(out: str | os.PathLike, parts: list[Part], model: nn.Module, source
             x = source.images(idx).to(device)
             y = source.labels[idx].to(device)
             r = atk(x, y, index=idx.to(device))
-            rows = _samples(r, part, idx)
+            rows = _samples(r, part, idx, model)
             clean = r.x[rows["source"]]
             metrics = _metrics(rows["images"], clean)
             _write_shard(out, part, k, rows, metrics, atk.options.quantize, seed, r.options, versions)
