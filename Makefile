@@ -65,6 +65,7 @@ bench: build
 	$(PY) benchmarks/image.py
 	$(PY) benchmarks/attacks_sparse.py
 	$(PY) benchmarks/attacks_gradient.py
+	$(PY) benchmarks/generate.py
 	$(PY) benchmarks/reproduce_paper000.py
 
 # Needs no torch; with the venv's torch present it also checks the torch-side CUDA glue.

@@ -7,17 +7,7 @@ from torch import nn
 
 from pyadv.attacks import APGD, BIM, FGS, FGV, ILLC, PGD, create
 from pyadv.attacks.gradient import apgd_checkpoints
-
-
-class Linear(nn.Module):
-    def __init__(self, P=64, K=6):
-        super().__init__()
-        g = torch.Generator().manual_seed(0)
-        self.W = nn.Parameter(torch.randn(K, P, generator=g, dtype=torch.float64))
-        self.c = nn.Parameter(torch.randn(K, generator=g, dtype=torch.float64) * 0.1)
-
-    def forward(self, x):
-        return x.flatten(1) @ self.W.T + self.c
+from small_models import Linear
 
 
 @pytest.fixture

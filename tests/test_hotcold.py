@@ -7,22 +7,12 @@ from torch import nn
 
 from pyadv.attacks import FGV, HotCold, direction_names, hot_cold_samples
 from pyadv.attacks.gradient import _normalise
-
-
-class Linear(nn.Module):
-    def __init__(self, P=100, K=5):
-        super().__init__()
-        g = torch.Generator().manual_seed(0)
-        self.W = nn.Parameter(torch.randn(K, P, generator=g, dtype=torch.float64))
-        self.c = nn.Parameter(torch.randn(K, generator=g, dtype=torch.float64) * 0.1)
-
-    def forward(self, x):
-        return x.flatten(1) @ self.W.T + self.c
+from small_models import Linear
 
 
 @pytest.fixture
 def lin():
-    model = Linear()
+    model = Linear(P=100, K=5)
     x = 0.3 + 0.4 * torch.rand(4, 1, 10, 10, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     with torch.no_grad():
         y = model(x).argmax(1)
