@@ -7,6 +7,7 @@ FAST = {
     "illc": {"steps": 2},
     "pgd": {"steps": 2, "restarts": 2},
     "apgd": {"steps": 4},
+    "onepixel": {"pop_size": 8, "iters": 3},
     # 8 x 8 images: too small for PASS's SSIM window
     "hotcold": {"classes": 2, "scales": (1.05,), "bisect": 4, "pass_scores": False, "select": "l2"},
 }

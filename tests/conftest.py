@@ -42,3 +42,10 @@ def digits_cnn(cache_dir):
     from pyadv.models import pretrained
 
     return pretrained("digits-cnn", progress=False)
+
+
+@pytest.fixture(scope="session")
+def digits8_cnn(cache_dir):
+    from pyadv.models import pretrained
+
+    return pretrained("digits8-cnn", progress=False)

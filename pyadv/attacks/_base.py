@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from .._model_mode import frozen_eval
+from .._rng import keyed_generator
 from ..fi._inputs import as_labels, check_images, check_logits, check_target
 from ._runner import EVAL_DTYPES, ModelRunner
 from .result import AttackResult, norms_of
@@ -75,12 +76,6 @@ def number_option(name: str, value, *, positive: bool = False) -> None:
 def bool_option(name: str, value) -> None:
     if not isinstance(value, bool):
         raise option_error(name, value, "True or False")
-
-
-def keyed_generator(seed: int, key: int, stream: int = 0) -> torch.Generator:
-    """A CPU generator for one image: keyed by the seed, the image's global index and a stream
-    number (a restart, say), so what it draws does not depend on the batch the image is in."""
-    return torch.Generator().manual_seed((seed * 0x9E3779B1 + key + stream * 1000003) % (2 ** 63))
 
 
 @dataclass(frozen=True)

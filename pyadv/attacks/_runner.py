@@ -238,14 +238,29 @@ class ModelRunner:
         """Probabilities [b, N, K] of the candidates base + values at idx (clamped to [0, 1]):
         base [b, C, H, W], idx [b, m] flat component indices, values [b, N, m]. Candidates are
         rendered chunk by chunk into one reused buffer and never held all at once."""
-        b, N, m = values.shape
+        flat = base.reshape(len(base), -1)
+        idx, values = idx.contiguous(), values.contiguous()
+        return self._probs_rendered(base, values.shape[1], owners, lambda a, b, n0, n1, out: ops.sparse_perturb(
+            flat[a:b], idx[a:b], values[a:b], n0, n1, out=None if out is None else out.view(len(out), -1)))
+
+    def probs_pixels(self, base: torch.Tensor, candidates: torch.Tensor, owners: torch.Tensor) -> torch.Tensor:
+        """Probabilities [b, N, K] of one-pixel-style candidates [b, N, d * (2 + C)] (row, col,
+        a value per channel in [0, 1], per pixel) rendered over base [b, C, H, W] by
+        ``ops.pixel_replace``, chunk by chunk as :meth:`probs_sparse`."""
+        S = 2 + base.shape[1]
+        base = base.contiguous()
+        candidates = candidates.reshape(*candidates.shape[:2], -1, S).contiguous()
+        return self._probs_rendered(base, candidates.shape[1], owners, lambda a, b, n0, n1, out: ops.pixel_replace(
+            base[a:b], candidates[a:b], n0, n1, out=out))
+
+    def _probs_rendered(self, base: torch.Tensor, N: int, owners: torch.Tensor, render: Callable) -> torch.Tensor:
+        """Probabilities [b, N, K] of b x N candidates that ``render(a, b, n0, n1, out)`` draws
+        (candidates n0..n1-1 of images a..b-1, into ``out`` [rows, C, H, W] or a new tensor)."""
+        b = len(base)
         if b == 0 or N == 0:
-            return values.new_zeros(b, N, self.num_classes, dtype=torch.float32)
+            return base.new_zeros(b, N, self.num_classes, dtype=torch.float32)
         shape = base.shape[1:]
-        flat = base.reshape(b, -1)
         chunk, _ = self.plan(b * N)
-        idx = idx.contiguous()
-        values = values.contiguous()
         self.queries.index_add_(0, owners, torch.full_like(owners, N))
         # The b*N candidates as one sequence, cut into equal forwards of at most `chunk` images
         # (1000 at chunk 128: 8 of 125), across image boundaries: every forward runs at the
@@ -255,17 +270,17 @@ class ModelRunner:
         out: Optional[torch.Tensor] = None
         for s0 in range(0, total, size):
             s1 = min(total, s0 + size)
-            imgs = self._render_range(flat, idx, values, s0, s1)
+            imgs = self._render_range(base, N, render, s0, s1)
             p = F.softmax(_wide(self._forward(imgs.view(-1, *shape), exact=False)), dim=1)
             if out is None:
                 out = torch.empty(total, p.shape[1], dtype=p.dtype, device=base.device)
             out[s0:s1] = p
         return out.view(b, N, -1)
 
-    def _render_range(self, flat, idx, values, s0: int, s1: int) -> torch.Tensor:
+    def _render_range(self, base, N: int, render: Callable, s0: int, s1: int) -> torch.Tensor:
         """Candidates s0..s1-1 of the flattened [b * N] sequence, rendered into the reused buffer:
         at most three kernel calls (the end of one image, whole images, the start of another)."""
-        N, P = values.shape[1], flat.shape[1]
+        P = base[0].numel()
         pieces = []  # (first image, last image + 1, n0, n1)
         j0, j1 = s0 // N, (s1 - 1) // N
         if j0 == j1:
@@ -279,17 +294,15 @@ class ModelRunner:
                 pieces.append((head, tail, 0, N))
             if s1 % N:
                 pieces.append((j1, j1 + 1, 0, s1 - j1 * N))
-        if flat.device.type != "cpu":
-            return torch.cat([ops.sparse_perturb(flat[a:b], idx[a:b], values[a:b], n0, n1)
-                              for a, b, n0, n1 in pieces])
+        if base.device.type != "cpu":
+            return torch.cat([render(a, b, n0, n1, None).reshape(-1, P) for a, b, n0, n1 in pieces])
         need = (s1 - s0) * P
-        if self._buffer is None or self._buffer.numel() < need or self._buffer.dtype != flat.dtype:
-            self._buffer = torch.empty(need, dtype=flat.dtype)
+        if self._buffer is None or self._buffer.numel() < need or self._buffer.dtype != base.dtype:
+            self._buffer = torch.empty(need, dtype=base.dtype)
         row = 0
         for a, b, n0, n1 in pieces:
             rows = (b - a) * (n1 - n0)
-            ops.sparse_perturb(flat[a:b], idx[a:b], values[a:b], n0, n1,
-                               out=self._buffer[row * P:(row + rows) * P].view(rows, P))
+            render(a, b, n0, n1, self._buffer[row * P:(row + rows) * P].view(rows, *base.shape[1:]))
             row += rows
         return self._buffer[:need].view(s1 - s0, P)
 

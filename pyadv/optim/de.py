@@ -20,7 +20,8 @@ class DE(BatchedOptimizer):
 
     The objective contract, early stop, NaN handling, determinism and inspectable state
     (``pop``, ``fit``, ``active``, ``iteration``, ``tracker``) are those of
-    :class:`pyadv.optim.PSO`. ``integer_mask`` [D] or [B, D] marks coordinates rounded to
+    :class:`pyadv.optim.PSO`; ``keys`` [B] (an attack's global image indices) key each problem's
+    random stream instead of its batch position. ``integer_mask`` [D] or [B, D] marks coordinates rounded to
     integers (pixel coordinates). ``init_pop`` [B, N, D] replaces the uniform initial
     population; :func:`one_pixel_population` draws Su et al.'s.
     """
@@ -29,7 +30,7 @@ class DE(BatchedOptimizer):
                  F: float = 0.5, CR: float = 1.0, strategy: str = "rand1", bounds: str = "resample",
                  integer_mask=None, seed: int = 0,
                  init_pop: Optional[torch.Tensor] = None, history: bool = False, dtype: Optional[torch.dtype] = None,
-                 device=None):
+                 device=None, keys: Optional[torch.Tensor] = None):
         if strategy not in ops.DE_STRATEGIES:
             raise ValueError(f"strategy must be one of {sorted(ops.DE_STRATEGIES)}, got {strategy!r}")
         n_min = 4 if strategy == "rand1" else 3
@@ -51,6 +52,9 @@ class DE(BatchedOptimizer):
                 raise ValueError(f"integer_mask must be [D] or [B, D] = [{B}, {D}], got {tuple(m.shape)}")
             self.int_mask = m.contiguous()
         self.objective, self.seed = objective, seed
+        self.keys = None if keys is None else torch.as_tensor(keys, device=self.lo.device).long()
+        if self.keys is not None and self.keys.shape != (B,):
+            raise ValueError(f"keys must name each of the {B} problems once, shape [{B}], got {tuple(self.keys.shape)}")
         self.options = dict(F=F, CR=CR, strategy=strategy, bounds=bounds)
         self.tracker = Tracker(B, D, dtype, self.lo.device, history)
         if init_pop is not None:
@@ -87,7 +91,8 @@ class DE(BatchedOptimizer):
         self.iteration += 1
         best_idx, _, _ = self._best()
         trial = ops.de_trial(self.pop, best_idx, self.lo, self.hi, seed=self.seed, step=self.iteration,
-                             int_mask=self.int_mask, ids=self.active, **self.options)
+                             int_mask=self.int_mask, ids=self.active if self.keys is None else self.keys[self.active],
+                             **self.options)
         trial_fit, done = evaluate(self.objective, trial, self.active)
         self.tracker.evaluations[self.active] += trial.shape[1]
         ops.de_select(trial, trial_fit, self.pop, self.fit)
@@ -95,21 +100,33 @@ class DE(BatchedOptimizer):
 
 
 def one_pixel_population(batch: int, pop_size: int, height: int, width: int, channels: int, *, pixels: int = 1,
-                         seed: int = 0, dtype=torch.float32, device=None) -> tuple[torch.Tensor, torch.Tensor,
-                                                                                    torch.Tensor, torch.Tensor]:
+                         seed: int = 0, dtype=torch.float32, device=None, keys=None,
+                         value_scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Su et al.'s initial population for the one-pixel attack: per pixel a row and a column
     uniform over the image (their U(1, 32) on 32x32 CIFAR images) and channel values normal
     around the middle grey (their N(128, 127) on 0-255, here N(0.502, 0.498) on [0, 1],
     clipped). Returns (init_pop [B, N, pixels * (2 + C)], lo, hi [B, D], integer_mask [B, D])
-    for :class:`DE`, each pixel as (row, col, value per channel)."""
-    gen = torch.Generator().manual_seed(seed)
+    for :class:`DE`, each pixel as (row, col, value per channel). ``keys`` [B]: each problem's
+    population drawn from its own stream (an attack's image indices), else one stream for all;
+    ``value_scale``: the values' range is [0, value_scale] (255: grey levels, as the paper)."""
     S = 2 + channels
-    rows = torch.rand(batch, pop_size, pixels, 1, generator=gen, dtype=torch.float64) * (height - 1)
-    cols = torch.rand(batch, pop_size, pixels, 1, generator=gen, dtype=torch.float64) * (width - 1)
-    vals = (128 + 127 * torch.randn(batch, pop_size, pixels, channels, generator=gen, dtype=torch.float64)) / 255
-    pop = torch.cat([rows.round(), cols.round(), vals.clamp(0, 1)], -1).reshape(batch, pop_size, pixels * S)
+
+    def draw(gen, n):
+        rows = torch.rand(n, pop_size, pixels, 1, generator=gen, dtype=torch.float64) * (height - 1)
+        cols = torch.rand(n, pop_size, pixels, 1, generator=gen, dtype=torch.float64) * (width - 1)
+        vals = (128 + 127 * torch.randn(n, pop_size, pixels, channels, generator=gen, dtype=torch.float64)) / 255
+        return torch.cat([rows.round(), cols.round(), vals.clamp(0, 1) * value_scale], -1)
+
+    if keys is None:
+        pop = draw(torch.Generator().manual_seed(seed), batch)
+    else:
+        from .._rng import keyed_generator
+
+        pop = torch.cat([draw(keyed_generator(seed, int(k)), 1) for k in torch.as_tensor(keys).tolist()]) \
+            if batch else draw(torch.Generator().manual_seed(seed), 0)
+    pop = pop.reshape(batch, pop_size, pixels * S)
     lo = torch.zeros(pixels, S, dtype=torch.float64)
-    hi = torch.ones(pixels, S, dtype=torch.float64)
+    hi = torch.full((pixels, S), float(value_scale), dtype=torch.float64)
     hi[:, 0], hi[:, 1] = height - 1, width - 1
     mask = torch.zeros(pixels, S, dtype=torch.bool)
     mask[:, :2] = True
