@@ -8,6 +8,7 @@ FAST = {
     "pgd": {"steps": 2, "restarts": 2},
     "apgd": {"steps": 4},
     "onepixel": {"pop_size": 8, "iters": 3},
+    "sparse_rs": {"k": 4, "n_queries": 20},
     # 8 x 8 images: too small for PASS's SSIM window
     "hotcold": {"classes": 2, "scales": (1.05,), "bisect": 4, "pass_scores": False, "select": "l2"},
 }

@@ -11,8 +11,9 @@ from .fipso import FIPSO, FIPSOOptions, f0_loss
 from .gradient import APGD, BIM, FGS, FGV, ILLC, PGD
 from .hotcold import HotCold, direction_names, hot_cold_samples
 from .onepixel import OnePixel
+from .sparse_rs import SparseRS
 from .result import AttackResult
 
-__all__ = ["Attack", "AttackResult", "CommonOptions", "FIPSO", "FGS", "FGV", "BIM", "ILLC", "PGD", "APGD", "HotCold", "OnePixel",
+__all__ = ["Attack", "AttackResult", "CommonOptions", "FIPSO", "FGS", "FGV", "BIM", "ILLC", "PGD", "APGD", "HotCold", "OnePixel", "SparseRS",
            "direction_names", "hot_cold_samples", "FIPSOOptions", "available", "create",
            "attack_class", "register", "quantize", "f0_loss", "fi_pso_dataset"]

@@ -243,19 +243,23 @@ class ModelRunner:
         return self._probs_rendered(base, values.shape[1], owners, lambda a, b, n0, n1, out: ops.sparse_perturb(
             flat[a:b], idx[a:b], values[a:b], n0, n1, out=None if out is None else out.view(len(out), -1)))
 
-    def probs_pixels(self, base: torch.Tensor, candidates: torch.Tensor, owners: torch.Tensor) -> torch.Tensor:
+    def probs_pixels(self, base: torch.Tensor, candidates: torch.Tensor, owners: torch.Tensor, *,
+                     logits: bool = False) -> torch.Tensor:
         """Probabilities [b, N, K] of one-pixel-style candidates [b, N, d * (2 + C)] (row, col,
         a value per channel in [0, 1], per pixel) rendered over base [b, C, H, W] by
-        ``ops.pixel_replace``, chunk by chunk as :meth:`probs_sparse`."""
+        ``ops.pixel_replace``, chunk by chunk as :meth:`probs_sparse` (``logits=True``: the
+        logits, float32 or float64, for margins that saturated probabilities would lose)."""
         S = 2 + base.shape[1]
         base = base.contiguous()
         candidates = candidates.reshape(*candidates.shape[:2], -1, S).contiguous()
         return self._probs_rendered(base, candidates.shape[1], owners, lambda a, b, n0, n1, out: ops.pixel_replace(
-            base[a:b], candidates[a:b], n0, n1, out=out))
+            base[a:b], candidates[a:b], n0, n1, out=out), softmax=not logits)
 
-    def _probs_rendered(self, base: torch.Tensor, N: int, owners: torch.Tensor, render: Callable) -> torch.Tensor:
+    def _probs_rendered(self, base: torch.Tensor, N: int, owners: torch.Tensor, render: Callable,
+                        softmax: bool = True) -> torch.Tensor:
         """Probabilities [b, N, K] of b x N candidates that ``render(a, b, n0, n1, out)`` draws
-        (candidates n0..n1-1 of images a..b-1, into ``out`` [rows, C, H, W] or a new tensor)."""
+        (candidates n0..n1-1 of images a..b-1, into ``out`` [rows, C, H, W] or a new tensor);
+        the logits with ``softmax=False``."""
         b = len(base)
         if b == 0 or N == 0:
             return base.new_zeros(b, N, self.num_classes, dtype=torch.float32)
@@ -271,7 +275,8 @@ class ModelRunner:
         for s0 in range(0, total, size):
             s1 = min(total, s0 + size)
             imgs = self._render_range(base, N, render, s0, s1)
-            p = F.softmax(_wide(self._forward(imgs.view(-1, *shape), exact=False)), dim=1)
+            z = _wide(self._forward(imgs.view(-1, *shape), exact=False))
+            p = F.softmax(z, dim=1) if softmax else z
             if out is None:
                 out = torch.empty(total, p.shape[1], dtype=p.dtype, device=base.device)
             out[s0:s1] = p

@@ -1,0 +1,144 @@
+"""Sparse-RS (Croce, Andriushchenko, Singh, Flammarion and Hein 2022), its L0 attack: k pixels,
+each set to a corner of the colour cube, improved by random search without gradients.
+
+Per iteration every active image gets one candidate: a fraction alpha_i of its k pixels is
+moved to pixels not yet perturbed, with new random corners; the candidate replaces the current
+set when the margin loss (z_y - max_{j != y} z_j, or max_{j != t} z_j - z_t towards a target)
+does not increase. alpha_i follows the authors' piecewise-constant L0 schedule over the query
+budget (alpha_init / 2, / 4, / 5, / 6, / 8, / 10, / 12, / 15, / 20 after 50, 200, 500, 1000, 2000,
+4000, 6000, 8000 of 10000 rescaled queries). An image stops at its first success. All
+candidates of an iteration are rendered by one ``ops.pixel_replace`` call and classified in
+one forward (the runner's chunks). Random numbers are a counter-based hash of (seed, image
+index, iteration, slot): a result does not depend on the batch.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .. import ops
+from ._base import Attack, CommonOptions, RawResult, int_option, option_error, register
+
+_SCHEDULE = ((50, 2), (200, 4), (500, 5), (1000, 6), (2000, 8), (4000, 10), (6000, 12), (8000, 15))
+
+
+def alpha_schedule(alpha_init: float, it: int, n_queries: int) -> float:
+    """The fraction of the k pixels resampled at iteration ``it`` of a ``n_queries`` budget."""
+    t = int(it / n_queries * 10000)
+    if t <= 0:
+        return alpha_init
+    for bound, div in _SCHEDULE:
+        if t <= bound:
+            return alpha_init / div
+    return alpha_init / 20
+
+
+def hashed_uniform(seed: int, keys: torch.Tensor, it: int, count: int) -> torch.Tensor:
+    """[n, count] uniforms in [0, 1) from (seed, key, iteration, slot): a counter-based 31-bit
+    integer hash (every product stays below 2^62, so int64 never overflows), the same numbers on
+    any device and for any batch."""
+    M = 0x7FFFFFFF
+    slot = torch.arange(count, device=keys.device, dtype=torch.int64)
+    c = (seed * 0x9E3779B1 + it * 0x85EBCA77) & M
+    h = (((keys.to(torch.int64) & M) * 0x2C1B3C6D) & M)[:, None] ^ ((slot * 0x297A2D39) & M)[None, :] ^ c
+    for mul in (0x6D2B79F5, 0x5BD1E995, 0x27D4EB2F, 0x165667B1):
+        h = h ^ (h >> 15)
+        h = (h * mul) & M
+    return h.to(torch.float64) / float(1 << 31)
+
+
+@dataclass(frozen=True)
+class SparseRSOptions(CommonOptions):
+    """k: pixels perturbed (all channels of a pixel count as one); n_queries: the budget per
+    image (default 10000, the authors'); alpha_init: the initial fraction of the k pixels
+    resampled per iteration (0.3 here: the authors tune it per setting)."""
+    k: int = 10
+    n_queries: int = 10000
+    alpha_init: float = 0.3
+
+    def __post_init__(self):
+        super().__post_init__()
+        int_option("k", self.k, 1)
+        int_option("n_queries", self.n_queries, 1)
+        a = self.alpha_init
+        if isinstance(a, bool) or not isinstance(a, (int, float)) or not 0 < a <= 1:
+            raise option_error("alpha_init", a, "a fraction in (0, 1]")
+
+
+@register("sparse_rs")
+class SparseRS(Attack):
+    """Sparse-RS, L0 (Croce et al. 2022). ``result.extras``: ``pixels`` [B, k] (flat pixel
+    indices row * W + col), ``margin`` [B] (the final margin loss; < 0 means misclassified)."""
+
+    Options = SparseRSOptions
+    gradient_free = True
+
+    def _check_call(self, x, y, target):
+        H, W = x.shape[-2:]
+        if self.options.k > H * W:
+            raise option_error("k", self.options.k, f"at most the image's {H} x {W} = {H * W} pixels")
+
+    def _run(self, x, y, target, runner, index) -> RawResult:
+        o = self.options
+        B, C, H, W = x.shape
+        dev = x.device
+        P, k = H * W, o.k
+        targeted = target is not None
+        cls = target if targeted else y
+
+        def margin(z, rows):
+            zc = z.gather(1, cls[rows][:, None])[:, 0]
+            other = z.scatter(1, cls[rows][:, None], float("-inf")).amax(1)
+            return other - zc if targeted else zc - other  # < 0: success
+
+        def candidates(pix, colours):
+            """[n, 1, k * (2 + C)] for pixel_replace: (row, col, colour) per pixel."""
+            rc = torch.stack([pix // W, pix % W], -1).to(x.dtype)
+            return torch.cat([rc, colours.to(x.dtype)], -1).reshape(len(pix), 1, -1)
+
+        def evaluate(pix, colours, rows):
+            z = runner.probs_pixels(x[rows], candidates(pix, colours), rows, logits=True)[:, 0]
+            return margin(z, rows)
+
+        runner.expect(B * o.n_queries)  # many small forwards: worth the measured plan
+        # Start: k distinct random pixels with random corners.
+        u = hashed_uniform(o.seed, index, 0, P + k * C)
+        pix = u[:, :P].argsort(dim=1, stable=True)[:, :k]
+        colours = (u[:, P:].view(B, k, C) < 0.5).to(x.dtype)
+        rows = torch.arange(B, device=dev)
+        cur = evaluate(pix, colours, rows)
+        iters = torch.ones(B, dtype=torch.long, device=dev)
+        active = (cur >= 0).nonzero().flatten()
+        for it in range(1, o.n_queries):
+            if not len(active):
+                break
+            n = len(active)
+            m = max(1, min(k, int(alpha_schedule(o.alpha_init, it, o.n_queries) * k)))
+            m = min(m, P - k) if P > k else 0
+            new_pix, new_col = pix[active].clone(), colours[active].clone()
+            if m:
+                u = hashed_uniform(o.seed, index[active], it, k + P + m * C)
+                out_slots = u[:, :k].argsort(dim=1, stable=True)[:, :m]                  # which of the k pixels move
+                score = u[:, k:k + P].clone()
+                score.scatter_(1, pix[active], 2.0)                        # never a pixel already in the set
+                in_pix = score.argsort(dim=1, stable=True)[:, :m]                           # where they move to
+                new_pix.scatter_(1, out_slots, in_pix)
+                new_col.scatter_(1, out_slots[..., None].expand(n, m, C),
+                                 (u[:, k + P:].view(n, m, C) < 0.5).to(x.dtype))
+            else:  # k covers every pixel: only the colours change
+                u = hashed_uniform(o.seed, index[active], it, 2 * k * C)
+                slots = (u[:, :k * C].view(n, k, C) < alpha_schedule(o.alpha_init, it, o.n_queries))
+                new_col = torch.where(slots, (u[:, k * C:].view(n, k, C) < 0.5).to(x.dtype), new_col)
+            val = evaluate(new_pix, new_col, active)
+            iters[active] += 1
+            take = val <= cur[active]
+            upd = active[take]
+            pix[upd], colours[upd], cur[upd] = new_pix[take], new_col[take], val[take]
+            active = active[cur[active] >= 0]
+        adv = ops.pixel_replace(x.contiguous(), candidates(pix, colours).view(B, 1, k, 2 + C).contiguous())
+        return RawResult(adv=adv.view_as(x), iterations=iters, search_success=cur < 0,
+                         extras={"pixels": pix, "margin": cur.float()})
+
+
+__all__ = ["SparseRS", "SparseRSOptions", "alpha_schedule", "hashed_uniform"]
