@@ -70,6 +70,11 @@ def refuse_pickle(path: Path, what: str) -> None:
 def open_source(spec: str) -> Source:
     """The source a ``--data`` value names (see the module doc)."""
     head, _, split = spec.partition(":")
+    if head == "digits-m":
+        from .digits_m import digits_m
+
+        x, y = digits_m(split or "test")
+        return Source(f"digits-m:{split or 'test'}", x, y, [str(i) for i in range(10)])
     if head in ("digits", "digits8"):
         from .digits import digits
 

@@ -21,6 +21,7 @@ from torch import nn
 
 from .._io import atomic_write, write_json_atomic
 from ..data import digits
+from .resnet import ResNet32
 from .twoconv import TwoConvBN
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,25 @@ PRETRAINED: dict[str, Entry] = {
                       weight_decay=1e-4, max_shift=0, seed=0),
         min_test_accuracy=0.95,
     ),
+    # RGB: digits-m (digits blended into colour photographs, MNIST-M style) with paper 000's
+    # ResNet-32, for the colour code paths.
+    "digits-m-resnet32": Entry(
+        build=lambda: ResNet32(in_channels=3, num_classes=10),
+        recipe=Recipe(arch="ResNet32(3, 10)", data="digits-m-32", epochs=12, batch_size=64, lr=3e-3,
+                      weight_decay=5e-4, max_shift=2, seed=0),
+        min_test_accuracy=0.90,
+    ),
 }
+
+
+def _data(name: str):
+    """(x_train, y_train, x_test, y_test) of a recipe's data name."""
+    if name.startswith("digits-m"):
+        from ..data.digits_m import digits_m
+
+        return (*digits_m("train"), *digits_m("test"))
+    size = int(name.rsplit("-", 1)[1])  # "digits-28", "digits-8"
+    return (*digits("train", size), *digits("test", size))
 
 
 def cache_dir() -> Path:
@@ -102,9 +121,7 @@ def _train(entry: Entry, progress: bool) -> tuple[nn.Module, dict]:
     torch.manual_seed(r.seed)
     gen = torch.Generator().manual_seed(r.seed)
     model = entry.build()
-    size = int(r.data.rsplit("-", 1)[1])  # "digits-28", "digits-8"
-    xtr, ytr = digits("train", size)
-    xte, yte = digits("test", size)
+    xtr, ytr, xte, yte = _data(r.data)
     opt = torch.optim.AdamW(model.parameters(), lr=r.lr, weight_decay=r.weight_decay)
     steps = r.epochs * ((len(xtr) + r.batch_size - 1) // r.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=r.lr, total_steps=steps)
