@@ -67,9 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--model", default=None, help="built-in model (digits-cnn) or package.module:factory "
                                                    "(default: digits-cnn)")
     gen.add_argument("--weights", default=None, help="safetensors state dict for a package.module:factory model")
-    gen.add_argument("--data", default=None, help="digits[:test|train|all], digits8:..., an ImageFolder folder, "
-                                                  "MNIST *-images-idx3-ubyte[.gz], CIFAR-10 *.bin or its folder "
-                                                  "(default: digits:test)")
+    gen.add_argument("--data", default=None, help="digits[:test|train|all], digits8:..., digits-m:..., an "
+                                                  "ImageFolder folder, MNIST *-images-idx3-ubyte[.gz], CIFAR-10 "
+                                                  "*.bin or its folder (default: digits:test)")
     gen.add_argument("--out", required=False, default=None, help="output folder (required)")
     gen.add_argument("--device", type=_device, default="cpu", help="cpu, cuda, cuda:N or auto (default: cpu)")
     gen.add_argument("--batch-size", type=_positive_int, default=None, help="images per shard (default: 256)")

@@ -83,7 +83,7 @@ def open_source(spec: str) -> Source:
     path = Path(spec)
     if not path.exists():
         raise ValueError(f"data {spec!r}: no such file or folder, and not a built-in set (digits, digits:train, "
-                         "digits:test, digits:all, digits8:...)")
+                         "digits:test, digits:all, digits8:..., digits-m:...)")
     if path.is_dir():
         bins = sorted(path.glob("*.bin"))
         if any(p.name.startswith(("data_batch", "test_batch")) for p in bins):
