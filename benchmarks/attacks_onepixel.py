@@ -1,5 +1,5 @@
 """The one-pixel attack against torchattacks' OnePixel and ART's PixelAttack on the 8x8 digits
-(benchmarks/results/attacks_onepixel.json).
+and on digits-m's ResNet-32 (benchmarks/results/attacks_onepixel.json, one entry per model).
 
 All three run Su et al.'s DE with a population of about 400 and at most 100 generations, one
 pixel, untargeted, stopping an image at its first misclassification (the two peers' callback
@@ -7,7 +7,7 @@ rule; pyadv's ``stop="first_success"``). The peers evolve one image at a time in
 style; pyadv evolves the whole batch at once through its runner. Implementations alternate
 within each round; success is judged once for all by the model on the returned images.
 
-    python benchmarks/attacks_onepixel.py [--images 16] [--rounds 1]
+    python benchmarks/attacks_onepixel.py [--images 16] [--rgb-images 6] [--rounds 1]
 """
 from __future__ import annotations
 
@@ -42,18 +42,34 @@ class Counted(nn.Module):
 
 def main():
     ap = parser("OnePixel against torchattacks and ART (benchmarks/results/attacks_onepixel.json)")
-    ap.add_argument("--images", type=int, default=16)
+    ap.add_argument("--images", type=int, default=16, help="8x8 digits test images")
+    ap.add_argument("--rgb-images", type=int, default=6, help="digits-m test images (ResNet-32: ~10x the cost)")
     ap.add_argument("--rounds", type=int, default=1)
     args = ap.parse_args()
     if args.quick:
-        args.images = 4
+        args.images, args.rgb_images = 4, 0
     setup_threads(args.threads)
-    model = pretrained("digits8-cnn", progress=False)
-    x, y = digits("test", 8)
+    libs, missing = peer_libs.load()
+    results = {}
+    for model_name, n in (("digits8-cnn", args.images), ("digits-m-resnet32", args.rgb_images)):
+        if n:
+            print(f"== {model_name}, {n} images", flush=True)
+            results[model_name] = compare(model_name, n, libs, args.rounds)
+    payload = {"machine": machine(args.threads), "rounds": args.rounds,
+               "budget": {"pixels": 1, "population": 400, "generations": 100, "stop": "first misclassification"},
+               "peers_missing": missing, "results": results}
+    print(f"wrote {write_results('attacks_onepixel', payload, args.out)}")
+
+
+def compare(model_name: str, n_images: int, libs: dict, rounds: int) -> dict:
+    from pyadv.data import digits_m
+
+    model = pretrained(model_name, progress=False)
+    x, y = digits("test", 8) if model_name == "digits8-cnn" else digits_m("test")
     with torch.no_grad():
         ok = model(x).argmax(1) == y
-    x, y = x[ok][:args.images].contiguous(), y[ok][:args.images]
-    libs, missing = peer_libs.load()
+    x, y = x[ok][:n_images].contiguous(), y[ok][:n_images]
+    C, H, W = x.shape[1:]
     # pyadv counts its own forwards and model time (its runner's search copy would bypass a wrapper)
     pyadv_result = {}
 
@@ -71,14 +87,14 @@ def main():
         art = libs["art"]
 
         def run_art(m):
-            clf = art.PyTorchClassifier(model=m, loss=nn.CrossEntropyLoss(), input_shape=(1, 8, 8), nb_classes=10,
+            clf = art.PyTorchClassifier(model=m, loss=nn.CrossEntropyLoss(), input_shape=(C, H, W), nb_classes=10,
                                         clip_values=(0.0, 1.0), device_type="cpu")
             atk = art.evasion.PixelAttack(clf, th=1, es=1, max_iter=100, verbose=False)
             return torch.from_numpy(atk.generate(x.numpy(), y=np.eye(10)[y.numpy()]))
         impl["art"] = run_art
     times = {k: [] for k in impl}
     rows = {}
-    for r in range(args.rounds):
+    for r in range(rounds):
         for name in (list(impl) if r % 2 == 0 else list(impl)[::-1]):
             m = Counted(model).eval()
             t0 = time.perf_counter()
@@ -98,18 +114,16 @@ def main():
                           "queries_per_success": images / max(int(fooled.sum()), 1),
                           "outside_forward_share": 1 - model_s / t}
             print(f"  {name:13s} {t:8.1f} s  {len(x) / t:8.3f} img/s  success {rows[name]['successes']}/{len(x)}  "
-                  f"forwards {rows[name]['forward_images']}  outside forwards {rows[name]['outside_forward_share']:.1%}", flush=True)
-    out = {}
+                  f"forwards {rows[name]['forward_images']}  outside forwards "
+                  f"{rows[name]['outside_forward_share']:.1%}", flush=True)
+    out = {"images": len(x)}
     for name in impl:
         med = statistics.median(times[name])
         e = {**rows[name], "time_s": med, "images_per_s": len(x) / med}
         if name != "pyadv":
             e["time_ratio_to_pyadv"] = statistics.median(t / p for t, p in zip(times[name], times["pyadv"]))
         out[name] = e
-    payload = {"machine": machine(args.threads), "images": len(x), "rounds": args.rounds, "model": "digits8-cnn",
-               "budget": {"pixels": 1, "population": 400, "generations": 100, "stop": "first misclassification"},
-               "peers_missing": missing, "results": out}
-    print(f"wrote {write_results('attacks_onepixel', payload, args.out)}")
+    return out
 
 
 if __name__ == "__main__":
