@@ -19,25 +19,10 @@ import torch
 from torch import nn
 
 import peers as peer_libs
-from common import machine, parser, setup_threads, write_results
+from common import TimedModel, machine, parser, setup_threads, write_results
 from pyadv.attacks import OnePixel
 from pyadv.data import digits
 from pyadv.models import pretrained
-
-
-class Counted(nn.Module):
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-        self.images = 0
-        self.seconds = 0.0
-
-    def forward(self, x):
-        t0 = time.perf_counter()
-        out = self.model(x)
-        self.seconds += time.perf_counter() - t0
-        self.images += len(x)
-        return out
 
 
 def main():
@@ -96,7 +81,7 @@ def compare(model_name: str, n_images: int, libs: dict, rounds: int) -> dict:
     rows = {}
     for r in range(rounds):
         for name in (list(impl) if r % 2 == 0 else list(impl)[::-1]):
-            m = Counted(model).eval()
+            m = TimedModel(model).eval()
             t0 = time.perf_counter()
             adv = impl[name](m)
             t = time.perf_counter() - t0

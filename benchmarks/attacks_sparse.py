@@ -25,34 +25,13 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from common import machine, parser, setup_threads, write_results
+from common import TimedModel, machine, parser, setup_threads, write_results
 
 from pyadv.attacks import FIPSO
 from pyadv.attacks.fipso import f0_loss, success_of
 from pyadv.data import digits
 from pyadv.models import pretrained
-
-
-class TimedModel(nn.Module):
-    """Counts the wall time and images of every forward pass of the wrapped model."""
-
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-        self.seconds = 0.0
-        self.images = 0
-
-    def forward(self, x):
-        t0 = time.perf_counter()
-        out = self.model(x)
-        self.seconds += time.perf_counter() - t0
-        self.images += len(x)
-        return out
-
-    def reset(self):
-        self.seconds, self.images = 0.0, 0
 
 
 def gradient_pixels(model, x, y, m):

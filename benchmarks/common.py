@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+from torch import nn
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -114,3 +115,23 @@ def write_results(family: str, payload: dict, out: Path | None = None) -> Path:
     path = out or RESULTS / f"{family}.json"
     write_json_atomic(path, payload)
     return path
+
+
+class TimedModel(nn.Module):
+    """Counts the wall time and images of every forward pass of the wrapped model."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+        self.seconds = 0.0
+        self.images = 0
+
+    def forward(self, x):
+        t0 = time.perf_counter()
+        out = self.model(x)
+        self.seconds += time.perf_counter() - t0
+        self.images += len(x)
+        return out
+
+    def reset(self):
+        self.seconds, self.images = 0.0, 0

@@ -73,6 +73,13 @@ def number_option(name: str, value, *, positive: bool = False) -> None:
         raise option_error(name, value, f"a finite number {'>' if positive else '>='} 0")
 
 
+def pixel_budget_option(name: str, value: int, x: torch.Tensor) -> None:
+    """A number of pixels (all channels of a pixel as one) no larger than the images of x have."""
+    H, W = x.shape[-2:]
+    if value > H * W:
+        raise option_error(name, value, f"at most the image's {H} x {W} = {H * W} pixels")
+
+
 def bool_option(name: str, value) -> None:
     if not isinstance(value, bool):
         raise option_error(name, value, "True or False")
@@ -266,4 +273,4 @@ def quantize(x: torch.Tensor) -> torch.Tensor:
 
 
 __all__ = ["Attack", "CommonOptions", "RawResult", "register", "available", "create", "attack_class", "quantize",
-           "option_error", "int_option", "number_option", "bool_option", "keyed_generator"]
+           "option_error", "int_option", "number_option", "bool_option", "pixel_budget_option", "keyed_generator"]

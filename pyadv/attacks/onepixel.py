@@ -15,7 +15,8 @@ import torch
 from .. import ops
 from ..optim import DE
 from ..optim.de import one_pixel_population
-from ._base import Attack, CommonOptions, RawResult, int_option, number_option, option_error, register
+from ._base import (Attack, CommonOptions, RawResult, int_option, number_option, option_error,
+                    pixel_budget_option, register)
 
 STOPS = ("paper", "first_success", "none")
 
@@ -61,9 +62,7 @@ class OnePixel(Attack):
     def _check_call(self, x, y, target):
         if x.dim() != 4:
             raise ValueError(f"x must be [B, C, H, W] images, got shape {tuple(x.shape)}")
-        H, W = x.shape[-2:]
-        if self.options.pixels > H * W:
-            raise option_error("pixels", self.options.pixels, f"at most the image's {H} x {W} = {H * W} pixels")
+        pixel_budget_option("pixels", self.options.pixels, x)
 
     def _run(self, x, y, target, runner, index) -> RawResult:
         o = self.options

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from .. import ops
-from ._base import Attack, CommonOptions, RawResult, int_option, option_error, register
+from ._base import Attack, CommonOptions, RawResult, int_option, option_error, pixel_budget_option, register
 
 _SCHEDULE = ((50, 2), (200, 4), (500, 5), (1000, 6), (2000, 8), (4000, 10), (6000, 12), (8000, 15))
 
@@ -75,9 +75,7 @@ class SparseRS(Attack):
     gradient_free = True
 
     def _check_call(self, x, y, target):
-        H, W = x.shape[-2:]
-        if self.options.k > H * W:
-            raise option_error("k", self.options.k, f"at most the image's {H} x {W} = {H * W} pixels")
+        pixel_budget_option("k", self.options.k, x)
 
     def _run(self, x, y, target, runner, index) -> RawResult:
         o = self.options
