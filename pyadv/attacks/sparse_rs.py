@@ -117,10 +117,11 @@ class SparseRS(Attack):
             new_pix, new_col = pix[active].clone(), colours[active].clone()
             if m:
                 u = hashed_uniform(o.seed, index[active], it, k + P + m * C)
-                out_slots = u[:, :k].argsort(dim=1, stable=True)[:, :m]                  # which of the k pixels move
+                # the m smallest draws, in order (topk: no full sort of P values per iteration)
+                out_slots = u[:, :k].topk(m, dim=1, largest=False, sorted=True).indices  # which of the k pixels move
                 score = u[:, k:k + P].clone()
                 score.scatter_(1, pix[active], 2.0)                        # never a pixel already in the set
-                in_pix = score.argsort(dim=1, stable=True)[:, :m]                           # where they move to
+                in_pix = score.topk(m, dim=1, largest=False, sorted=True).indices             # where they move to
                 new_pix.scatter_(1, out_slots, in_pix)
                 new_col.scatter_(1, out_slots[..., None].expand(n, m, C),
                                  (u[:, k + P:].view(n, m, C) < 0.5).to(x.dtype))
