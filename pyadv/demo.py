@@ -120,17 +120,10 @@ def run_demo(out: str | Path, *, n_images: int = 4, seed: int = 0, device: str =
 
 def _dataset_summary(folder: Path) -> dict:
     """Samples and successes per part of a generated dataset, from its manifest."""
-    import json
+    from .data.card import part_summary
+    from .data.generate import read_lines
 
-    parts: dict = {}
-    for line in (folder / "manifest.jsonl").read_text().splitlines():
-        r = json.loads(line)
-        p = parts.setdefault(r["part"], {"samples": 0, "successes": 0, "images": set()})
-        p["samples"] += 1
-        p["successes"] += bool(r["success"])
-        p["images"].add(r["source_index"])
-    return {k: {"images": len(v["images"]), "samples": v["samples"], "successes": v["successes"]}
-            for k, v in parts.items()}
+    return part_summary(read_lines(folder / "manifest.jsonl"))
 
 
 def _report(s: dict) -> str:

@@ -101,7 +101,6 @@ class FGS(Attack):
     [0, 1], with (c, s) from ``direction`` or the call's target."""
 
     Options = FGSOptions
-    gradient_free = False
 
     def _scale(self, g):
         return g.sign()
@@ -118,7 +117,7 @@ class FGS(Attack):
             adv = (x + o.eps * u).clamp(0, 1)
             return RawResult(adv=adv, iterations=torch.ones(len(x), dtype=torch.long, device=x.device),
                              extras={"step_class": cls})
-        adv, scale, below, iters, _ = minimal_along(runner, x, y, target, u, start=o.start, grow=o.grow,
+        adv, scale, below, iters, _, _ = minimal_along(runner, x, y, target, u, start=o.start, grow=o.grow,
                                                     bisect=o.bisect, integer=o.quantize)
         return RawResult(adv=adv, iterations=iters, extras={"step_class": cls, "scale": scale, "scale_below": below,
                                                               "direction": u})
@@ -144,7 +143,8 @@ def minimal_along(runner, x, y, goal, u, *, start, grow, bisect, integer=False, 
     changing (the direction has saturated the box: a failure, returned with its last step);
     then ``bisect`` halvings of [s_prev, s] keep the smallest adversarial step. Each row leaves
     the batch when its search ends. Returns (adv, scale [N] (NaN on failure), the largest step
-    found not adversarial [N], forward passes [N], the model's class at adv [N] (-1 on failure))."""
+    found not adversarial [N], forward passes [N], the model's class at adv [N] (-1 on failure) and
+    its probability [N] (NaN on failure))."""
     N = len(x)
     dev = x.device
     owners = torch.arange(N, device=dev) if owners is None else owners
@@ -154,12 +154,15 @@ def minimal_along(runner, x, y, goal, u, *, start, grow, bisect, integer=False, 
         return step_image(x[rows], u[rows], s, integer)
 
     pred = torch.full((N,), -1, dtype=torch.long, device=dev)  # the class at each row's returned step
+    prob = torch.full((N,), math.nan, device=dev)              # and the model's probability of it
 
     def adversarial(img, rows):
-        p = runner.probs(img, owners[rows], exact=True).argmax(1)
+        pr = runner.probs(img, owners[rows], exact=True)
+        top, p = pr.max(1)
         g = goal[rows]
         ok = torch.where(g >= 0, p == g, p != y[rows])
         pred[rows[ok]] = p[ok]
+        prob[rows[ok]] = top[ok].float()
         return ok
 
     s0 = start * (255 if integer else 1)
@@ -178,6 +181,7 @@ def minimal_along(runner, x, y, goal, u, *, start, grow, bisect, integer=False, 
         hi[active[ok]] = s[active[ok]]
         last[active[stuck]] = img[stuck]
         pred[active[stuck]] = -1
+        prob[active[stuck]] = math.nan
         prev[active] = img
         go = ~ok & ~stuck
         lo[active[go]] = s[active[go]]
@@ -201,7 +205,7 @@ def minimal_along(runner, x, y, goal, u, *, start, grow, bisect, integer=False, 
     if len(rows):
         out[rows] = render(hi[rows], rows)
     lo = lo.masked_fill(~found, math.nan)
-    return out, hi.float(), lo.float(), iters, pred
+    return out, hi.float(), lo.float(), iters, pred, prob
 
 
 @dataclass(frozen=True)
@@ -272,7 +276,6 @@ class BIM(Attack):
     call's target c, X_N - alpha sign(grad J(X_N, c))."""
 
     Options = BIMOptions
-    gradient_free = False
 
     def _classes(self, x, y, target, runner, rows):
         probs = runner.probs(x, rows, exact=True) if target is None and self.options.direction != "inverse" else None
@@ -347,7 +350,6 @@ class PGD(Attack):
     (ascend the loss of y) or targeted (descend the loss of the target), with restarts."""
 
     Options = PGDOptions
-    gradient_free = False
 
     def _project(self, adv, x):
         o = self.options

@@ -161,7 +161,6 @@ class HotCold(Attack):
     :func:`hot_cold_samples` flattens everything into a dataset."""
 
     Options = HotColdOptions
-    gradient_free = False
 
     def _layer(self):
         name = self.options.layer
@@ -231,22 +230,24 @@ class HotCold(Attack):
             goal = hot_bd.flatten()
         else:
             goal = None
-        adv, scale, _, iters, pred = minimal_along(runner, xr, yr, goal, u, start=o.start, grow=o.grow,
+        adv, scale, _, iters, pred, prob = minimal_along(runner, xr, yr, goal, u, start=o.start, grow=o.grow,
                                                    bisect=o.bisect, integer=o.quantize, owners=owner)
         found = ~scale.isnan()
         # Hard positives: the found step times each factor, along the same direction.
         S = len(o.scales)
         hp = xr.new_empty(len(xr), S, *x.shape[1:]) if S else None
         hp_class = torch.full((len(xr), S), -1, dtype=torch.long, device=dev)
+        hp_prob = torch.full((len(xr), S), float("nan"), device=dev)
         hp_adv = torch.zeros(len(xr), S, dtype=torch.bool, device=dev)
         fr = found.nonzero().flatten()
         for i, f in enumerate(o.scales):
             hp[:, i] = adv
             if len(fr):
                 img = step_image(xr[fr], u[fr], scale[fr].double() * f, o.quantize)
-                p = runner.probs(img, owner[fr], exact=True).argmax(1)
+                top, p = runner.probs(img, owner[fr], exact=True).max(1)
                 hp[fr, i] = img
                 hp_class[fr, i] = p
+                hp_prob[fr, i] = top.float()
                 g = goal[fr] if goal is not None else torch.full_like(p, -1)
                 hp_adv[fr, i] = torch.where(g >= 0, p == g, p != yr[fr])
         # PASS of every found adversarial and hard positive, in one batched call.
@@ -277,7 +278,8 @@ class HotCold(Attack):
         sel = any_ok.nonzero().flatten()
         out[sel] = adv.view(B, D, *x.shape[1:])[sel, best[sel]]
         extras = {
-            "dir_adv": adv.view(B, D, *x.shape[1:]), "dir_class": pred.view(B, D), "dir_hot": hot_bd,
+            "dir_adv": adv.view(B, D, *x.shape[1:]), "dir_class": pred.view(B, D),
+            "dir_prob": prob.view(B, D), "dir_hot": hot_bd,
             "dir_adversarial": found.view(B, D), "dir_success": dir_success.view(B, D),
             "dir_pass": dir_pass.view(B, D), "dir_l2": dir_l2.view(B, D), "dir_linf": dir_linf.view(B, D),
             "dir_scale": scale.view(B, D), "chosen": chosen,
@@ -286,6 +288,7 @@ class HotCold(Attack):
             hd = (hp - xr[:, None]).flatten(2)
             extras.update({
                 "hp_adv": hp.view(B, D, S, *x.shape[1:]), "hp_class": hp_class.view(B, D, S),
+                "hp_prob": hp_prob.view(B, D, S),
                 "hp_adversarial": hp_adv.view(B, D, S), "hp_keep": hp_keep.view(B, D, S),
                 "hp_pass": hp_pass.view(B, D, S), "hp_l2": hd.norm(dim=2).float().view(B, D, S),
                 "hp_linf": hd.abs().amax(2).float().view(B, D, S)})
@@ -298,7 +301,8 @@ def hot_cold_samples(result, *, kinds: Optional[list] = None, kept_only: bool = 
 
     kinds: keep only these names (None: all); kept_only: only rows that are results (a found
     adversarial with PASS >= tau; hard positives of such directions with PASS >= tau).
-    Returns images [M, C, H, W], label (the true class, to train on) [M], pred [M], source
+    Returns images [M, C, H, W], label (the true class, to train on) [M], pred and its
+    probability prob [M], source
     (the image's row in the result) [M], pass, l2, linf [M], and kind (M names)."""
     ex = result.extras
     if "dir_adv" not in ex:
@@ -308,21 +312,23 @@ def hot_cold_samples(result, *, kinds: Optional[list] = None, kept_only: bool = 
     names = direction_names(result.options, K, targeted=bool((result.target >= 0).any()))
     if len(names) != D:
         raise ValueError(f"the result has {D} directions but its options name {len(names)}")
-    parts = [(names, ex["dir_adv"], ex["dir_class"], ex["dir_success"] if kept_only else
+    parts = [(names, ex["dir_adv"], ex["dir_class"], ex["dir_prob"], ex["dir_success"] if kept_only else
               torch.ones_like(ex["dir_success"]), ex["dir_pass"], ex["dir_l2"], ex["dir_linf"])]
     for i, f in enumerate(result.options["scales"] if "hp_adv" in ex else []):
         parts.append(([f"{n}-{f:g}" for n in names], ex["hp_adv"][:, :, i], ex["hp_class"][:, :, i],
+                      ex["hp_prob"][:, :, i],
                       ex["hp_keep"][:, :, i] if kept_only else torch.ones_like(ex["hp_keep"][:, :, i]),
                       ex["hp_pass"][:, :, i], ex["hp_l2"][:, :, i], ex["hp_linf"][:, :, i]))
-    cols = {k: [] for k in ("images", "label", "pred", "source", "pass", "l2", "linf")}
+    cols = {k: [] for k in ("images", "label", "pred", "prob", "source", "pass", "l2", "linf")}
     kind: list[str] = []
     src = torch.arange(B, device=result.adv.device)[:, None].expand(B, D)
-    for nm, imgs, cls, keep, ps, l2, li in parts:
+    for nm, imgs, cls, pb, keep, ps, l2, li in parts:
         want = torch.tensor([kinds is None or n in kinds for n in nm], device=keep.device)
         m = keep & want[None]
         cols["images"].append(imgs[m])
         cols["label"].append(result.y[:, None].expand(B, D)[m])
         cols["pred"].append(cls[m])
+        cols["prob"].append(pb[m])
         cols["source"].append(src[m])
         cols["pass"].append(ps[m])
         cols["l2"].append(l2[m])

@@ -57,7 +57,6 @@ class OnePixel(Attack):
     ``fitness`` [B] (the best candidate's fitness)."""
 
     Options = OnePixelOptions
-    gradient_free = True
 
     def _check_call(self, x, y, target):
         if x.dim() != 4:

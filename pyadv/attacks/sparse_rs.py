@@ -72,7 +72,6 @@ class SparseRS(Attack):
     indices row * W + col), ``margin`` [B] (the final margin loss; < 0 means misclassified)."""
 
     Options = SparseRSOptions
-    gradient_free = True
 
     def _check_call(self, x, y, target):
         pixel_budget_option("k", self.options.k, x)
@@ -112,7 +111,8 @@ class SparseRS(Attack):
             if not len(active):
                 break
             n = len(active)
-            m = max(1, min(k, int(alpha_schedule(o.alpha_init, it, o.n_queries) * k)))
+            alpha = alpha_schedule(o.alpha_init, it, o.n_queries)
+            m = max(1, min(k, int(alpha * k)))
             m = min(m, P - k) if P > k else 0
             new_pix, new_col = pix[active].clone(), colours[active].clone()
             if m:
@@ -127,7 +127,7 @@ class SparseRS(Attack):
                                  (u[:, k + P:].view(n, m, C) < 0.5).to(x.dtype))
             else:  # k covers every pixel: only the colours change
                 u = hashed_uniform(o.seed, index[active], it, 2 * k * C)
-                slots = (u[:, :k * C].view(n, k, C) < alpha_schedule(o.alpha_init, it, o.n_queries))
+                slots = u[:, :k * C].view(n, k, C) < alpha
                 new_col = torch.where(slots, (u[:, k * C:].view(n, k, C) < 0.5).to(x.dtype), new_col)
             val = evaluate(new_pix, new_col, active)
             iters[active] += 1

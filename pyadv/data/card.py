@@ -31,18 +31,26 @@ def _histogram(path: Path, series: dict, xlabel: str) -> bool:
     return True
 
 
+def part_summary(lines: list[dict]) -> dict:
+    """Per part of a dataset, in manifest order: its attack, source images, samples, successes."""
+    out: dict = {}
+    for line in lines:
+        p = out.setdefault(line["part"], {"attack": line["attack"], "images": set(), "samples": 0, "successes": 0})
+        p["images"].add(line["source_index"])
+        p["samples"] += 1
+        p["successes"] += bool(line["success"])
+    return {k: {**v, "images": len(v["images"])} for k, v in out.items()}
+
+
 def write_card(out: Path, lines: list[dict], source, command: Optional[str]) -> None:
-    parts = list(dict.fromkeys(line["part"] for line in lines))
+    summary = part_summary(lines)
+    parts = list(summary)
     by_part = defaultdict(list)
     for line in lines:
         by_part[line["part"]].append(line)
     classes = getattr(source, "classes", []) or []
-    rows = []
-    for p in parts:
-        ls = by_part[p]
-        images = len({line["source_index"] for line in ls})
-        ok = sum(bool(line["success"]) for line in ls)
-        rows.append(f"| {p} | {ls[0]['attack']} | {images} | {len(ls)} | {ok} | {100 * ok / max(len(ls), 1):.1f} % |")
+    rows = [f"| {p} | {v['attack']} | {v['images']} | {v['samples']} | {v['successes']} | "
+            f"{100 * v['successes'] / max(v['samples'], 1):.1f} % |" for p, v in summary.items()]
     per_class = []
     labels = sorted({line["label"] for line in lines})
     for p in parts:

@@ -125,7 +125,9 @@ def _job(parts, model_spec, weights_digest, source, selection, seed, batch_size,
     }
 
 
-def _check_job(out: Path, job: dict, overwrite: bool) -> None:
+def _check_job(out: Path, job: dict, overwrite: bool) -> bool:
+    """Raises if ``out`` cannot take this job; True when its content must be cleared first
+    (another job, or other files, and ``overwrite``)."""
     path = out / "job.json"
     if out.exists() and not out.is_dir():
         raise ValueError(f"output {out} is a file, not a folder")
@@ -133,15 +135,16 @@ def _check_job(out: Path, job: dict, overwrite: bool) -> None:
         if out.exists() and any(out.iterdir()) and not overwrite:
             raise ValueError(f"output folder {out} is not empty and holds no pyadv job; choose another or pass "
                              "--overwrite")
-        return
+        return out.exists() and any(out.iterdir())
     old = json.loads(path.read_text())
     if old == job:
-        return
+        return False
     differ = sorted(k for k in set(old) | set(job) if old.get(k) != job.get(k))
     if not overwrite:
         raise ValueError(f"output folder {out} holds a different job (differs in: {', '.join(differ)}); rerun the "
                          "same command to resume it, or pass --overwrite to replace it")
     log.info("replacing the job in %s (differs in %s)", out, ", ".join(differ))
+    return True
 
 
 def _clear(out: Path) -> None:
@@ -152,28 +155,23 @@ def _clear(out: Path) -> None:
             p.unlink()
 
 
-def _samples(result, part: Part, index: torch.Tensor, model: nn.Module) -> dict:
+def _samples(result, part: Part, index: torch.Tensor) -> dict:
     """One row per sample of an attack result: the image itself for most attacks; every kept
-    direction and hard positive for hot/cold (classified once more here, as a batch, for the
-    probability of each sample's own class; queries are those of its source image)."""
+    direction and hard positive for hot/cold (with the class and probability its search
+    measured; queries are those of its source image)."""
     if "dir_adv" in result.extras:
-        from .._model_mode import predict_probs
         from ..attacks import hot_cold_samples
 
         s = hot_cold_samples(result)
         src = s["source"]
         kinds = s["kind"]
         scale = [float(k.rsplit("-", 1)[1]) if k.count("-") == 3 else None for k in kinds]
-        t0 = time.perf_counter()
-        probs = predict_probs(model, s["images"]).to(src.device)
-        model_s = time.perf_counter() - t0
-        pred = probs.argmax(1)
+        pred = s["pred"]
         tgt = result.target[src]
         return {"images": s["images"], "label": s["label"], "pred": pred, "source": src,
                 "index": index[src.cpu()], "kind": kinds, "scale": scale,
                 "success": torch.where(tgt >= 0, pred == tgt, pred != s["label"]), "target": tgt,
-                "prob": probs.gather(1, pred[:, None])[:, 0], "queries": result.queries[src], "pass": s["pass"],
-                "model_s": model_s}
+                "prob": s["prob"], "queries": result.queries[src], "pass": s["pass"]}
     n = len(result)
     src = torch.arange(n, device=result.adv.device)
     return {"images": result.adv, "label": result.y, "pred": result.pred, "source": src, "index": index,
@@ -285,9 +283,7 @@ def generate(out: str | os.PathLike, parts: list[Part], model: nn.Module, source
     selection = select_images(source, classes, limit)
     job = _job(parts, model_spec, weights_digest, source, selection, seed, batch_size, device)
     if rank == 0:
-        _check_job(out, job, overwrite)
-        if overwrite and out.exists() and json.loads((out / "job.json").read_text() if (out / "job.json").exists()
-                                                     else "null") != job:
+        if _check_job(out, job, overwrite):
             _clear(out)
         write_json_atomic(out / "job.json", job)
     if barrier:
@@ -319,15 +315,15 @@ def generate(out: str | os.PathLike, parts: list[Part], model: nn.Module, source
             t1 = time.perf_counter()
             r = atk(x, y, index=idx.to(device))
             t2 = time.perf_counter()
-            rows = _samples(r, part, idx, model)
+            rows = _samples(r, part, idx)
             clean = r.x[rows["source"]]
             metrics = _metrics(rows["images"], clean, rows.get("pass"))
             t3 = time.perf_counter()
             _write_shard(out, part, k, rows, metrics, atk.options.quantize, seed, r.options, versions)
             spent["write_s"] += time.perf_counter() - t3
-            spent["metrics_s"] += t3 - t2 - rows.get("model_s", 0.0)  # the samples' classification is model time
+            spent["metrics_s"] += t3 - t2
             spent["attack_s"] += t2 - t1
-            spent["model_s"] += r.profile.get("model_s", 0.0) + rows.get("model_s", 0.0)
+            spent["model_s"] += r.profile.get("model_s", 0.0)
             n_img += len(idx)
             n_ok += int(r.success.sum())
             if bar is not None:

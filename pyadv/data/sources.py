@@ -18,7 +18,6 @@ import os
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import torch
@@ -180,24 +179,21 @@ def _image_folder(root: Path) -> Source:
                 files.append((f, c))
     if not files:
         raise ValueError(f"{root}: no images ({', '.join(IMAGE_SUFFIXES)}) in its class folders")
-    arrays = []
-    grey: Optional[bool] = None
+    out = []
     size = None
     for f, _ in files:
-        with Image.open(f) as im:
-            g = im.mode in ("L", "1", "I;16", "I", "F")
-            grey = g if grey is None else (grey and g)
-            arrays.append((f, im.convert("L" if g else "RGB")))
-    out = []
-    for f, im in arrays:
-        a = np.asarray(im.convert("L") if grey else im.convert("RGB"), dtype=np.uint8)
+        with Image.open(f) as im:  # grey stays one channel; a folder with any colour image is RGB
+            grey = im.mode in ("L", "1", "I;16", "I", "F")
+            a = np.asarray(im.convert("L" if grey else "RGB"), dtype=np.uint8)
         a = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
         if size is None:
-            size = a.shape
-        elif a.shape != size:
-            raise ValueError(f"{f}: image of shape {a.shape[1]}x{a.shape[2]}x{a.shape[0]}, but the first image is "
-                             f"{size[1]}x{size[2]}x{size[0]}; every image of a data set must have the same size")
+            size = a.shape[1:]
+        elif a.shape[1:] != size:
+            raise ValueError(f"{f}: image of {a.shape[1]}x{a.shape[2]} pixels, but the first image has "
+                             f"{size[0]}x{size[1]}; every image of a data set must have the same size")
         out.append(a)
+    if any(len(a) == 3 for a in out):
+        out = [np.repeat(a, 3, 0) if len(a) == 1 else a for a in out]
     x = torch.from_numpy(np.stack(out))
     y = torch.tensor([c for _, c in files], dtype=torch.long)
     return Source(f"imagefolder:{root}", x, y, classes)
