@@ -7,7 +7,7 @@ the image-level bound (1 - P_y)/P_y. Not a timing: writes benchmarks/results/fi_
 from __future__ import annotations
 
 
-from common import machine, parser, setup_threads, write_results
+from pyadv.bench.harness import machine, parser, setup_threads, write_results
 
 from pyadv import fi
 from pyadv.data import digits

@@ -17,7 +17,7 @@ import statistics
 
 import torch
 
-from common import machine, parser, setup_threads, write_results
+from pyadv.bench.harness import machine, parser, setup_threads, write_results
 from pyadv.attacks import FIPSO, OnePixel, SparseRS
 from pyadv.data import digits, digits_m
 from pyadv.models import pretrained

@@ -1,4 +1,5 @@
-"""The `pyadv` command line: `pyadv info`, `pyadv demo`, `pyadv generate`, `pyadv export`.
+"""The `pyadv` command line: `pyadv info`, `pyadv demo`, `pyadv generate`, `pyadv export`,
+`pyadv bench`.
 
 Exit codes: 0 success, 1 the job failed, 2 bad usage (argparse's convention; also an unknown
 attack or option, a model or data set that cannot be used).
@@ -85,6 +86,22 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("dataset", help="a folder written by pyadv generate")
     exp.add_argument("--png", required=True, metavar="DIR", help="output folder")
     exp.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    from .bench import SUITES
+
+    bench = sub.add_parser("bench", help="time pyadv against the installed peer libraries on this machine",
+                           description="Runs the benchmark families of a suite (the same code as "
+                                       "benchmarks/<family>.py) and prints pyadv's throughput and its speed-up over "
+                                       "each installed peer; peers that are not installed are listed with the pip "
+                                       "command that adds them.")
+    bench.add_argument("--suite", choices=tuple(SUITES), default="all", help="which families (default: all)")
+    bench.add_argument("--only", nargs="+", choices=SUITES["all"], metavar="FAMILY",
+                       help=f"only these families ({', '.join(SUITES['all'])})")
+    bench.add_argument("--device", type=_device, default="cpu", help="cpu, cuda, cuda:N or auto (default: cpu)")
+    bench.add_argument("--threads", type=_positive_int, default=2, help="torch intra-op threads (default: 2)")
+    bench.add_argument("--quick", action="store_true", help="small sizes and few rounds: a smoke run, minutes")
+    bench.add_argument("--json", metavar="OUT", default=None,
+                       help="also write the report (table rows and each family's full results) to this JSON file")
     return p
 
 
@@ -116,10 +133,38 @@ def main(argv: list[str] | None = None) -> int:
 
             n = export_png(args.dataset, args.png, progress=not args.quiet)
             print(f"wrote {n} PNGs to {args.png}")
+        elif args.command == "bench":
+            return run_bench(args)
     except UsageError as e:
         print(f"pyadv {args.command}: error: {e}", file=sys.stderr)
         return 2
     except (ValueError, TypeError, RuntimeError, OSError) as e:
         print(f"pyadv {args.command}: error: {e}", file=sys.stderr)
         return 1
+    return 0
+
+
+def run_bench(args) -> int:
+    from pathlib import Path
+
+    from . import bench
+    from ._io import write_json_atomic
+
+    if args.only and args.suite != "all":
+        outside = [f for f in args.only if f not in bench.SUITES[args.suite]]
+        if outside:
+            raise UsageError(f"--only {' '.join(outside)}: not in --suite {args.suite} "
+                             f"({', '.join(bench.SUITES[args.suite])})")
+    if args.json is not None and Path(args.json).is_dir():
+        raise UsageError(f"--json {args.json}: is a directory; give a file path")
+    import contextlib
+
+    # the families' running commentary goes to stderr, so that stdout is the table alone
+    with contextlib.redirect_stdout(sys.stderr):
+        report = bench.run(args.suite, families=args.only, device=args.device, threads=args.threads,
+                           quick=args.quick)
+    print(bench.table(report))
+    if args.json is not None:
+        write_json_atomic(Path(args.json), report)
+        print(f"wrote {args.json}")
     return 0

@@ -1,11 +1,40 @@
-"""The gradient-attack peers, loaded as installed by ``make bench`` (each with --no-deps, so
-the CPU torch stays): torchattacks, adv-lib and ART. A peer that does not import is reported
-with the reason, and the benchmark runs without it."""
+"""The peer libraries the benchmarks compare with, and how each is installed.
+
+Each is installed with ``pip install --no-deps`` (as ``make bench`` does): their declared
+dependencies would replace a CPU torch with a CUDA one. A peer that does not import is
+reported with the reason and the command that adds it, and the benchmark runs without it.
+"""
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import sys
 import types
+
+#: name -> (module it imports as, the pip command that installs it beside a CPU torch)
+PEERS = {
+    "torchattacks": ("torchattacks", "pip install --no-deps torchattacks==3.5.1"),
+    "adv-lib": ("adv_lib", "pip install --no-deps adv-lib==0.2.8"),
+    "art": ("art", "pip install --no-deps adversarial-robustness-toolbox==1.20.1 six"),
+    "pyswarms": ("pyswarms", "pip install pyswarms"),
+    "scipy": ("scipy", "pip install scipy"),
+    "scikit-image": ("skimage", "pip install scikit-image"),
+    "opencv": ("cv2", "pip install opencv-python-headless"),
+    "kornia": ("kornia", "pip install --no-deps kornia kornia-rs"),
+    "pytorch-msssim": ("pytorch_msssim", "pip install --no-deps pytorch-msssim"),
+    "piq": ("piq", "pip install --no-deps piq"),
+    "torchmetrics": ("torchmetrics", "pip install --no-deps torchmetrics lightning-utilities"),
+}
+
+
+def installed(name: str) -> bool:
+    """Whether the peer's package is importable (found, not imported: importing ART or
+    torchmetrics costs seconds)."""
+    return importlib.util.find_spec(PEERS[name][0]) is not None
+
+
+def pip_command(name: str) -> str:
+    return PEERS[name][1]
 
 
 def torchattacks():
@@ -45,7 +74,7 @@ def art():
 
 
 def load() -> tuple[dict, dict]:
-    """({name: module-like}, {name: why it is missing})."""
+    """The attack peers: ({name: module-like}, {name: why it is missing})."""
     found, missing = {}, {}
     for name, fn in (("torchattacks", torchattacks), ("adv-lib", adv_lib), ("art", art)):
         try:

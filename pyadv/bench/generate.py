@@ -1,0 +1,126 @@
+"""End-to-end adversarial dataset generation on digits with every registered attack
+(benchmarks/results/generate.json): images/s through ``pyadv.data.generate`` (what
+``pyadv generate`` runs after parsing its arguments), 2 threads, batch 256, and where the time
+goes (the model's passes; metrics: L-norms, SSIM, PASS of every sample; writing shards and
+manifest lines). Where torchattacks has the attack, the same images through it and its
+``save`` (one file, torch.save) in the same process.
+
+    python benchmarks/generate.py [--images 256] [--device cpu] [--quick]
+"""
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+
+from pyadv.attacks import available
+from pyadv.bench.harness import alternating, machine, median_ratio, parser, script
+from pyadv.bench.peers import installed
+from pyadv.data import Part, generate, open_source
+from pyadv.models import pretrained
+
+FAMILY, SUITE, PEERS = "generate", "attacks", ("torchattacks",)
+
+#: A dataset-sized budget per attack (all in 8-bit values: what a dataset stores).
+BUDGET = {
+    "fipso": {"m": 20, "pixels": "gradient", "n_particles": 50, "iters": 30},
+    "fgs": {"eps": 0.1}, "fgv": {"eps": 0.1},
+    "bim": {"eps": 0.1}, "illc": {"eps": 0.1},
+    "pgd": {"eps": 0.1, "steps": 40}, "apgd": {"eps": 0.1, "steps": 100},
+    "hotcold": {"classes": 9, "scales": [1.05]},
+    "onepixel": {"pixels": 1, "pop_size": 100, "iters": 20, "stop": "first_success"},
+    "sparse_rs": {"k": 10, "n_queries": 1000},
+}
+
+
+def torchattacks_twin(name, model, o):
+    import torchattacks as ta
+
+    e = o.get("eps", 0.1)
+    return {"fgs": lambda: ta.FGSM(model, eps=e),
+            "bim": lambda: ta.BIM(model, eps=e, alpha=1 / 255, steps=0),
+            "pgd": lambda: ta.PGD(model, eps=e, alpha=2.5 * e / o.get("steps", 10), steps=o.get("steps", 10)),
+            "apgd": lambda: ta.APGD(model, eps=e, steps=o.get("steps", 100), loss="ce")}.get(name)
+
+
+def build_parser():
+    ap = parser(__doc__)
+    ap.add_argument("--images", type=int, default=256)
+    ap.add_argument("--batch-size", type=int, default=256)
+    ap.add_argument("--rounds", type=int, default=2, help="pyadv and torchattacks alternate within each")
+    return ap
+
+
+def run(args) -> dict:
+    if args.quick:
+        args.images, args.batch_size, args.rounds = 32, 32, 1
+    dev = torch.device(args.device)
+    model = pretrained("digits-cnn", progress=False).to(dev)
+    source = open_source("digits:test")
+    work = Path(tempfile.mkdtemp(prefix="pyadv-bench-generate-"))
+    results = {}
+    try:
+        for name in available():
+            opts = {**BUDGET.get(name, {}), "quantize": True}
+            # warm-up: oneDNN primitives and the runner's plan, as a long job would have them
+            generate(work / f"warm-{name}", [Part(name, opts)], model, source, model_spec="digits-cnn",
+                     batch_size=8, limit=8, progress=False, device=dev)
+            make = torchattacks_twin(name, model, opts) if installed("torchattacks") else None
+            x = source.images(torch.arange(args.images)).to(dev)
+            y = source.labels[:args.images].to(dev)
+            if make is not None:
+                atk = make()
+                atk.save(torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x[:8], y[:8]), batch_size=8),
+                         save_path=str(work / "warm.pt"), verbose=False)
+            runs = []
+
+            def call(who, r):
+                if who == "pyadv":
+                    runs.append(generate(work / f"{name}-{r}", [Part(name, opts)], model, source,
+                                         model_spec="digits-cnn", batch_size=args.batch_size, limit=args.images,
+                                         progress=False, device=dev))
+                else:
+                    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y),
+                                                         batch_size=args.batch_size)
+                    atk.save(loader, save_path=str(work / f"ta-{name}.pt"), verbose=False)
+
+            times = alternating(["pyadv", "torchattacks"] if make is not None else ["pyadv"], args.rounds, call, dev)
+            s = min(runs, key=lambda v: v["seconds"])  # the run least disturbed by the machine
+            e = {"options": opts, "images": args.images, "samples": s["samples"], "seconds": s["seconds"],
+                 "images_per_s": args.images / s["seconds"],
+                 "share": {k[:-2]: s[k] / s["seconds"] for k in ("model_s", "metrics_s", "write_s")},
+                 "outside_model_share": 1 - s["model_s"] / s["seconds"]}
+            if make is not None:
+                e["torchattacks"] = {"images_per_s": args.images / min(times["torchattacks"]),
+                                     "seconds": min(times["torchattacks"]),
+                                     "time_ratio_to_pyadv": median_ratio(times, "torchattacks")}
+            else:
+                e["torchattacks"] = "no twin" if installed("torchattacks") else "not installed"
+            results[name] = e
+            ta = e.get("torchattacks")
+            print(f"{name:8s} {e['images_per_s']:8.1f} img/s  {s['samples']:5d} samples  outside the model "
+                  f"{e['outside_model_share']:.1%} (metrics {e['share']['metrics']:.1%}, writes "
+                  f"{e['share']['write']:.1%})" + (f"  torchattacks+save {ta['images_per_s']:.1f} img/s "
+                                                   f"(x{ta['time_ratio_to_pyadv']:.2f} pyadv's time)"
+                                                   if isinstance(ta, dict) else ""), flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return {"machine": machine(args.threads, dev), "batch_size": args.batch_size, "attacks": results}
+
+
+def summary(payload) -> list[dict]:
+    rows = []
+    for name, e in payload["attacks"].items():
+        ta = e["torchattacks"]
+        rows.append({"case": f"generate {name}", "rate": e["images_per_s"], "unit": "images/s",
+                     "vs": {"torchattacks+save": ta["time_ratio_to_pyadv"]} if isinstance(ta, dict) else {},
+                     "outside_model": e["outside_model_share"]})
+    return rows
+
+
+if __name__ == "__main__":
+    import sys
+
+    script(sys.modules[__name__])
