@@ -9,6 +9,8 @@ FAST = {
     "apgd": {"steps": 4},
     "onepixel": {"pop_size": 8, "iters": 3},
     "sparse_rs": {"k": 4, "n_queries": 20},
+    "cw_l2": {"steps": 5, "search_steps": 2},
+    "lbfgs": {"search_steps": 2, "max_iter": 5},
     # 8 x 8 images: too small for PASS's SSIM window
     "hotcold": {"classes": 2, "scales": (1.05,), "bisect": 4, "pass_scores": False, "select": "l2"},
 }

@@ -1,0 +1,188 @@
+"""Carlini and Wagner (2017), "Towards Evaluating the Robustness of Neural Networks" (the Raissi
+notes, paper 003): the L2 attack, batched with a per-image state.
+
+Every image runs its own schedule: its own constant c and binary-search bracket, its own Adam
+state and iteration count, its own early abort. One gradient step of every image still in the
+search is one forward and one backward pass through the runner; an image whose last c-step
+ends leaves the batch at once, while the others go on.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from ._base import Attack, CommonOptions, RawResult, bool_option, int_option, number_option, option_error, register
+from ._losses import cw_margin
+
+#: the constant's upper bound while no success has bracketed it (Carlini and Wagner's 1e10)
+_NO_BOUND = 1e10
+
+
+class RowAdam:
+    """Adam (Kingma and Ba 2015) over a batch whose rows run their own step counts: each row's
+    bias correction uses its own t, and ``reset(rows)`` starts rows afresh."""
+
+    def __init__(self, like: torch.Tensor, lr: float, betas=(0.9, 0.999), eps: float = 1e-8):
+        self.m = torch.zeros_like(like)
+        self.v = torch.zeros_like(like)
+        self.t = torch.zeros(len(like), dtype=torch.long, device=like.device)
+        self.lr, self.b1, self.b2, self.eps = lr, betas[0], betas[1], eps
+
+    def step(self, rows: torch.Tensor, param: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+        """param[rows] after one step along -grad (param and grad hold the rows' values)."""
+        self.t[rows] += 1
+        t = self.t[rows].to(grad.dtype).view(-1, *[1] * (grad.dim() - 1))
+        m = self.m[rows].mul_(self.b1).add_(grad, alpha=1 - self.b1)
+        v = self.v[rows].mul_(self.b2).addcmul_(grad, grad, value=1 - self.b2)
+        self.m[rows], self.v[rows] = m, v
+        mhat = m / (1 - self.b1 ** t)
+        vhat = v / (1 - self.b2 ** t)
+        return param - self.lr * mhat / (vhat.sqrt() + self.eps)
+
+    def reset(self, rows: torch.Tensor) -> None:
+        self.m[rows] = 0
+        self.v[rows] = 0
+        self.t[rows] = 0
+
+
+def cw_objective_margin(logits: torch.Tensor, cls: torch.Tensor, targeted: bool) -> torch.Tensor:
+    """The margin that C&W's f clamps: targeted max_{i != t} Z_i - Z_t; untargeted
+    Z_y - max_{i != y} Z_i. Negative: the attack's goal holds (by that much)."""
+    m = cw_margin(logits, cls)
+    return m if targeted else -m
+
+
+def to_tanh_space(x: torch.Tensor) -> torch.Tensor:
+    """w with 1/2 (tanh(w) + 1) = x, pulled in by 1e-6 so that 0 and 1 stay finite."""
+    return torch.atanh((2 * x - 1) * (1 - 1e-6))
+
+
+def from_tanh_space(w: torch.Tensor) -> torch.Tensor:
+    return (torch.tanh(w) + 1) / 2
+
+
+def update_constant(c, lo, hi, found):
+    """Carlini and Wagner's binary search over c, per image: a success bounds c from above
+    (c moves to the middle of the bracket); a failure bounds it from below (the middle, or 10 c
+    while nothing has bounded it above). Returns (c, lo, hi)."""
+    hi = torch.where(found, torch.minimum(hi, c), hi)
+    lo = torch.where(found, lo, torch.maximum(lo, c))
+    bounded = hi < 1e9
+    c = torch.where(bounded, (lo + hi) / 2, torch.where(found, c, c * 10))
+    return c, lo, hi
+
+
+@dataclass(frozen=True)
+class CWL2Options(CommonOptions):
+    """Carlini and Wagner's L2 attack: minimise ||delta||_2^2 + c f(x + delta) over w, with
+    x + delta = 1/2 (tanh(w) + 1) (the box holds by construction) and
+    f = max(max_{i != t} Z_i - Z_t, -kappa) on the logits (untargeted: max(Z_y - max_{i != y}
+    Z_i, -kappa)). Defaults are the paper's: kappa 0, c starting at 1e-3, 9 binary-search
+    steps over c per image, up to 10 000 Adam steps (lr 0.01) per c, each c-step ending early
+    (``abort_early``) when at one of its ten checkpoints the loss is not below 0.9999 times
+    the last checkpoint's. With 10 or more search steps the last one uses the upper bound
+    (the paper's "repeat"). Slow at these defaults on a CPU: steps=100-1000 is the usual
+    trade."""
+    kappa: float = 0.0
+    c: float = 1e-3
+    search_steps: int = 9
+    steps: int = 10000
+    lr: float = 0.01
+    abort_early: bool = True
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not (isinstance(self.kappa, (int, float)) and not isinstance(self.kappa, bool)
+                and math.isfinite(self.kappa) and self.kappa >= 0):
+            raise option_error("kappa", self.kappa, "a finite number >= 0 (the confidence margin kappa)")
+        number_option("c", self.c, positive=True)
+        int_option("search_steps", self.search_steps, 1)
+        int_option("steps", self.steps, 1)
+        number_option("lr", self.lr, positive=True)
+        bool_option("abort_early", self.abort_early)
+
+
+@register("cw_l2")
+class CWL2(Attack):
+    """Carlini-Wagner L2 (Carlini and Wagner 2017). Returns per image the adversarial of least
+    L2 found over the whole search (the clean image where none was found); ``extras``:
+    ``const`` (the last c tried), ``best_const`` (the c of the returned image, NaN on failure),
+    ``margin`` (its margin as in f before the clamp, <= -kappa on success)."""
+
+    Options = CWL2Options
+
+    def _run(self, x, y, target, runner, index):
+        o = self.options
+        B = len(x)
+        dev = x.device
+        targeted = target is not None
+        cls = target if targeted else y
+        runner.expect(B * o.steps * o.search_steps)
+        w0 = to_tanh_space(x)
+        w = w0.clone()
+        adam = RowAdam(w, o.lr)
+        c = torch.full((B,), float(o.c), device=dev, dtype=torch.float64)
+        lo = torch.zeros(B, device=dev, dtype=torch.float64)
+        hi = torch.full((B,), _NO_BOUND, device=dev, dtype=torch.float64)
+        outer = torch.zeros(B, dtype=torch.long, device=dev)
+        it = torch.zeros(B, dtype=torch.long, device=dev)
+        prev = torch.full((B,), math.inf, device=dev, dtype=torch.float64)
+        found = torch.zeros(B, dtype=torch.bool, device=dev)  # this c-step found an adversarial
+        best_l2 = torch.full((B,), math.inf, device=dev, dtype=x.dtype)
+        best = x.clone()
+        best_const = torch.full((B,), math.nan, device=dev, dtype=torch.float64)
+        best_margin = torch.full((B,), math.nan, device=dev)
+        iters = torch.zeros(B, dtype=torch.long, device=dev)
+        check = max(1, o.steps // 10)
+        active = torch.arange(B, device=dev)
+
+        def f_loss(z, const, cl):
+            return const * cw_objective_margin(z, cl, targeted).clamp_min(-o.kappa)
+
+        while len(active):
+            xa, wa = x[active], w[active]
+            adv = from_tanh_space(wa)
+            ca = c[active].to(x.dtype)
+            g, z = runner.loss_grad(adv, active, f_loss, ca, cls[active], return_logits=True)
+            margin = cw_objective_margin(z.float(), cls[active], targeted)
+            d = adv - xa
+            l2sq = d.flatten(1).pow(2).sum(1)
+            loss = (l2sq + ca * margin.clamp_min(-o.kappa)).double()
+            # success as the paper's compare(): the goal holds by more than kappa
+            ok = margin < -o.kappa
+            found[active] |= ok
+            better = ok & (l2sq < best_l2[active])
+            sel = active[better]
+            best_l2[sel] = l2sq[better]
+            best[sel] = adv[better].detach()
+            best_const[sel] = c[sel]
+            best_margin[sel] = margin[better].float()
+            # Adam on w: d/dw [||x' - x||^2 + c f(x')] = (2 (x' - x) + c df/dx') * (1 - tanh(w)^2) / 2
+            gw = (g + 2 * d) * (1 - (2 * adv - 1).pow(2)) / 2
+            w[active] = adam.step(active, wa, gw)
+            # early abort at the c-step's checkpoints (iteration 0, check, 2 check, ...)
+            at_check = (it[active] % check) == 0
+            stalled = at_check & (loss > prev[active] * 0.9999) & o.abort_early
+            prev[active] = torch.where(at_check, loss, prev[active])
+            it[active] += 1
+            iters[active] += 1
+            ended = stalled | (it[active] >= o.steps)
+            if ended.any():
+                e = active[ended]
+                c[e], lo[e], hi[e] = update_constant(c[e], lo[e], hi[e], found[e])
+                outer[e] += 1
+                # the paper's "repeat": with 10 or more search steps the last one uses the upper bound
+                if o.search_steps >= 10:
+                    last = e[outer[e] == o.search_steps - 1]
+                    c[last] = hi[last]
+                w[e] = w0[e]
+                adam.reset(e)
+                it[e] = 0
+                prev[e] = math.inf
+                found[e] = False
+                active = active[outer[active] < o.search_steps]
+        success = torch.isfinite(best_l2)
+        return RawResult(adv=best, iterations=iters, search_success=success,
+                         extras={"const": c.float(), "best_const": best_const.float(), "margin": best_margin})

@@ -1,0 +1,134 @@
+"""Box-constrained L-BFGS (Szegedy et al. 2014, "Intriguing properties of neural networks"; the
+Raissi notes, paper 003): minimise c ||r||_2 + loss_f(x + r, l) subject to x + r in [0, 1]^m,
+with a search over c per image.
+
+Each image's solves are scipy's L-BFGS-B, one problem at a time as the algorithm is written;
+they run side by side and every objective evaluation of every image is answered by one batched
+forward and backward pass (:class:`BatchedClosure`), so the model sees whole batches.
+
+On c: Szegedy et al. write "the minimum c > 0 for which the minimizer r ... satisfies
+f(x + r) = l", but with c weighting ||r|| a smaller c gives a larger perturbation (c -> 0
+ignores the distance); the closest adversarial, which the paper is after, comes from the
+largest c whose minimiser is still adversarial. That is what the search finds (as foolbox's
+L-BFGS attack, which puts its c on the loss, searches for the smallest c there).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ._base import Attack, CommonOptions, RawResult, int_option, number_option, register
+from ._batched_closure import BatchedClosure
+from ._losses import cross_entropy
+
+
+@dataclass(frozen=True)
+class LBFGSOptions(CommonOptions):
+    """c: the first constant tried (weight of ||r||_2); search_steps: L-BFGS-B solves per image:
+    c is multiplied by 10 after an adversarial minimiser and divided by 10 after a failed one
+    until the two are bracketed, then bisected geometrically; max_iter: L-BFGS-B iterations
+    per solve. Targeted as in the paper (loss_f is the cross-entropy of the target); an
+    untargeted call aims at each image's most probable wrong class and counts any
+    misclassification as success."""
+    c: float = 0.1
+    search_steps: int = 10
+    max_iter: int = 100
+
+    def __post_init__(self):
+        super().__post_init__()
+        number_option("c", self.c, positive=True)
+        int_option("search_steps", self.search_steps, 1)
+        int_option("max_iter", self.max_iter, 1)
+
+
+def next_constant(c: float, adversarial: bool, lo: float | None, hi: float | None):
+    """One step of the search for the largest c with an adversarial minimiser: (c, lo, hi),
+    lo the largest adversarial c so far, hi the smallest failed one."""
+    if adversarial:
+        lo = c
+        c = c * 10 if hi is None else math.sqrt(lo * hi)
+    else:
+        hi = c
+        c = c / 10 if lo is None else math.sqrt(lo * hi)
+    return c, lo, hi
+
+
+@register("lbfgs")
+class LBFGS(Attack):
+    """Box-constrained L-BFGS (Szegedy et al. 2014). Returns per image the adversarial of least
+    L2 over its solves (the clean image where none was adversarial); ``extras``: ``const`` (the
+    c of the returned image, NaN on failure), ``last_const`` and ``last_l2`` (the last solve's c
+    and the L2 of its minimiser, adversarial or not), ``solves``."""
+
+    Options = LBFGSOptions
+
+    def _run(self, x, y, target, runner, index):
+        from scipy.optimize import minimize
+
+        o = self.options
+        B, shape = len(x), x.shape[1:]
+        dev = x.device
+        if target is None:  # the most probable wrong class
+            p = runner.probs(x, torch.arange(B, device=dev), exact=True)
+            aim = p.scatter(1, y[:, None], -1.0).argmax(1)
+        else:
+            aim = target
+        runner.expect(B * o.search_steps * o.max_iter)
+        xs = x.detach().double().flatten(1).cpu().numpy()
+        bounds = [(0.0, 1.0)] * xs.shape[1]
+
+        def evaluate(rows, vs):
+            r = torch.tensor(rows, device=dev)
+            imgs = torch.from_numpy(np.stack(vs)).to(device=dev, dtype=x.dtype).view(len(rows), *shape)
+            g, z = runner.loss_grad(imgs, r, cross_entropy, aim[r], return_logits=True)
+            ce = cross_entropy(z, aim[r]).double().cpu().numpy()
+            pred = z.argmax(1)
+            ok = (pred == aim[r]) if target is not None else (pred != y[r])
+            g = g.double().flatten(1).cpu().numpy()
+            return [(ce[k], g[k], bool(ok[k])) for k in range(len(rows))]
+
+        def worker(i):
+            x0 = xs[i]
+
+            def solve(ask):
+                c, lo, hi = float(o.c), None, None
+                best, best_l2, best_c = None, math.inf, math.nan
+                nit = 0
+                last = {}
+                for _ in range(o.search_steps):
+                    def fun(v, c=c):
+                        ce, g, ok = ask(v)
+                        last["v"], last["ok"] = v.copy(), ok
+                        r = v - x0
+                        n = math.sqrt(float(r @ r) + 1e-12)
+                        return c * n + ce, c * r / n + g
+
+                    res = minimize(fun, x0.copy(), jac=True, method="L-BFGS-B", bounds=bounds,
+                                   options={"maxiter": o.max_iter})
+                    nit += int(res.nit)
+                    v = np.clip(res.x, 0.0, 1.0)
+                    ok = last["ok"] if np.array_equal(last.get("v"), v) else ask(v)[2]
+                    l2 = float(np.linalg.norm(v - x0))
+                    if ok and l2 < best_l2:
+                        best, best_l2, best_c = v, l2, c
+                    last_c, last_l2 = c, l2
+                    c, lo, hi = next_constant(c, ok, lo, hi)
+                return best, best_c, last_c, last_l2, nit
+            return solve
+
+        out = BatchedClosure(evaluate).run([worker(i) for i in range(B)])
+        adv = x.clone()
+        found = torch.zeros(B, dtype=torch.bool, device=dev)
+        for i, (best, *_rest) in enumerate(out):
+            if best is not None:
+                adv[i] = torch.from_numpy(best).to(device=dev, dtype=x.dtype).view(shape)
+                found[i] = True
+        col = lambda k: torch.tensor([float(v[k]) for v in out], device=dev)
+        return RawResult(adv=adv, iterations=torch.tensor([v[4] for v in out], dtype=torch.long, device=dev),
+                         search_success=found,
+                         extras={"const": col(1), "last_const": col(2), "last_l2": col(3),
+                                 "solves": torch.full((B,), o.search_steps, dtype=torch.long, device=dev),
+                                 "aim": aim})
