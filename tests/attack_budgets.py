@@ -11,6 +11,7 @@ FAST = {
     "sparse_rs": {"k": 4, "n_queries": 20},
     "cw_l2": {"steps": 5, "search_steps": 2},
     "lbfgs": {"search_steps": 2, "max_iter": 5},
+    "jsma": {"upsilon": 0.1},
     # 8 x 8 images: too small for PASS's SSIM window
     "hotcold": {"classes": 2, "scales": (1.05,), "bisect": 4, "pass_scores": False, "select": "l2"},
 }

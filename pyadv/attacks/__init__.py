@@ -11,12 +11,13 @@ from .dataset import fi_pso_dataset
 from .fipso import FIPSO, FIPSOOptions, f0_loss
 from .gradient import APGD, BIM, FGS, FGV, ILLC, PGD
 from .lbfgs import LBFGS
+from .jsma import JSMA
 from .hotcold import HotCold, direction_names, hot_cold_samples
 from .onepixel import OnePixel
 from .sparse_rs import SparseRS
 from .result import AttackResult
 
 __all__ = ["Attack", "AttackResult", "CommonOptions", "FIPSO", "FGS", "FGV", "BIM", "ILLC", "PGD", "APGD", "HotCold",
-           "OnePixel", "SparseRS", "CWL2", "LBFGS",
+           "OnePixel", "SparseRS", "CWL2", "LBFGS", "JSMA",
            "direction_names", "hot_cold_samples", "FIPSOOptions", "available", "create",
            "attack_class", "register", "quantize", "f0_loss", "fi_pso_dataset"]
