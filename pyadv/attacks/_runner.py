@@ -41,6 +41,9 @@ DEFAULT_MEMORY_BUDGET = 2 << 30
 _MEASURE_ABOVE = 256
 _CANDIDATE_CHUNKS = (32, 64, 128, 256, 512)
 _MEASURE_ROUNDS = 5
+#: a forward this slow (seconds) already amortises the per-call overhead: larger chunks are not
+#: timed (an EoT wrapper over a random defense costs samples x the model per image)
+_SLOW_FORWARD_S = 0.25
 EVAL_DTYPES = {None: None, "float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 _plans: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
@@ -140,9 +143,16 @@ class ModelRunner:
         formats = [False, True] if self._search_model() is not None else [False]
         if self._search_copy is not None:
             formats = [f for f in formats if f == self._search_copy] or [False]
-        configs = [(s, cl) for cl in formats for s in sizes]
-        for s, cl in configs:  # warm-up: allocator, oneDNN primitive creation
-            self._logits(big[:s], cl)
+        configs = []
+        for cl in formats:  # warm-up (allocator, oneDNN primitive creation), smallest size first
+            for s in sizes:
+                t0 = time.perf_counter()
+                self._logits(big[:s], cl)
+                configs.append((s, cl))
+                if time.perf_counter() - t0 > _SLOW_FORWARD_S:
+                    break
+        if len(configs) == 1:
+            return configs[0][0], bool(configs[0][1])
         # Alternating rounds, median per configuration: a noisy machine slows them all alike.
         times: dict = {c: [] for c in configs}
         for r in range(_MEASURE_ROUNDS):
@@ -332,9 +342,12 @@ class ModelRunner:
             with torch.enable_grad():
                 t0 = time.perf_counter()
                 z = model(xi)
-                (g,) = torch.autograd.grad(loss(z, *(a[i:i + chunk] for a in aligned)).sum(), xi)
+                total = loss(z, *(a[i:i + chunk] for a in aligned)).sum()
+                # a model whose output does not depend differentiably on its input (a shattered-
+                # gradient defense) has a zero gradient, not an error
+                g = torch.autograd.grad(total, xi, allow_unused=True)[0] if total.requires_grad else None
                 self.forward_s += time.perf_counter() - t0
-            grads.append(g.contiguous())
+            grads.append(torch.zeros_like(xi) if g is None else g.contiguous())
             logits.append(z.detach())
         grad = torch.cat(grads) if grads else torch.zeros_like(images)
         if return_logits:
