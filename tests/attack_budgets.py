@@ -12,6 +12,7 @@ FAST = {
     "cw_l2": {"steps": 5, "search_steps": 2},
     "lbfgs": {"search_steps": 2, "max_iter": 5},
     "jsma": {"upsilon": 0.1},
+    "substitute": {"initial": 5, "rounds": 2, "epochs": 1, "white_box_options": {"eps": 0.1}},
     # 8 x 8 images: too small for PASS's SSIM window
     "hotcold": {"classes": 2, "scales": (1.05,), "bisect": 4, "pass_scores": False, "select": "l2"},
 }

@@ -15,9 +15,10 @@ from .jsma import JSMA
 from .hotcold import HotCold, direction_names, hot_cold_samples
 from .onepixel import OnePixel
 from .sparse_rs import SparseRS
+from .substitute import SubstituteAttack, train_substitute
 from .result import AttackResult
 
 __all__ = ["Attack", "AttackResult", "CommonOptions", "FIPSO", "FGS", "FGV", "BIM", "ILLC", "PGD", "APGD", "HotCold",
-           "OnePixel", "SparseRS", "CWL2", "LBFGS", "JSMA",
+           "OnePixel", "SparseRS", "CWL2", "LBFGS", "JSMA", "SubstituteAttack", "train_substitute",
            "direction_names", "hot_cold_samples", "FIPSOOptions", "available", "create",
            "attack_class", "register", "quantize", "f0_loss", "fi_pso_dataset"]
