@@ -10,6 +10,8 @@ FAST = {
     "onepixel": {"pop_size": 8, "iters": 3},
     "sparse_rs": {"k": 4, "n_queries": 20},
     "cw_l2": {"steps": 5, "search_steps": 2},
+    "cw_linf": {"steps": 5, "c": 0.1, "max_c": 0.4},
+    "cw_l0": {"steps": 5, "c": 0.1, "max_c": 0.4},
     "lbfgs": {"search_steps": 2, "max_iter": 5},
     "jsma": {"upsilon": 0.1},
     "substitute": {"initial": 5, "rounds": 2, "epochs": 1, "white_box_options": {"eps": 0.1}},

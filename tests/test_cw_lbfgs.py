@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from pyadv.attacks import CWL2, LBFGS, PGD
-from pyadv.attacks.cw import RowAdam, update_constant
+from pyadv.attacks import CWL0, CWL2, LBFGS, PGD, CWLinf
+from pyadv.attacks.cw import RowAdam, freeze_count, update_constant
 from pyadv.attacks.lbfgs import next_constant
 
 
@@ -141,6 +141,39 @@ def test_cw_l2_agrees_with_torchattacks_cw(digits_cnn, digits_batch):
     assert ours.l2[both].mean() <= their_l2[both].mean() * 1.05
 
 
+def test_cw_l0_changes_fewer_pixels_than_cw_l2(digits_cnn, digits_batch):
+    x, y = digits_batch
+    x, y = x[:4], y[:4]
+    l0 = CWL0(digits_cnn, c=0.1, steps=30)(x, y)
+    l2 = CWL2(digits_cnn, c=0.1, steps=30, search_steps=3)(x, y)
+    both = l0.success & l2.success
+    assert both.sum() >= 3
+    assert (l0.l0[both] < l2.l0[both]).all()
+    assert (l0.extras["solves"][l0.success] >= 1).all()
+    # frozen pixels kept their clean values: only the allowed ones changed
+    assert (l0.l0[l0.success] <= l0.extras["allowed"][l0.success]).all()
+    assert (l0.extras["allowed"][l0.success] < 28 * 28).any()  # and pixels were frozen
+
+
+def test_cw_linf_is_below_pgd_at_equal_success(digits_cnn, digits_batch):
+    x, y = digits_batch
+    x, y = x[:4], y[:4]
+    cw = CWLinf(digits_cnn, c=1e-2, steps=50)(x, y)
+    pgd = PGD(digits_cnn, eps=0.3, steps=20)(x, y)
+    both = cw.success & pgd.success
+    assert both.sum() >= 3
+    assert (cw.linf[both] < pgd.linf[both]).all()
+    assert (cw.extras["tau"] <= 1.0).all()
+
+
+def test_freeze_count():
+    # the first always; on while changes stay <= 0.01 (the first above is frozen too); cap 0.3 sqrt
+    assert freeze_count(torch.tensor([0.5, 0.6]), 100) == 1
+    assert freeze_count(torch.tensor([0.0, 0.001, 0.02, 0.03]), 100) == 3
+    assert freeze_count(torch.zeros(50), 100) == 3  # ceil(0.3 * 10)
+    assert freeze_count(torch.zeros(2), 10000) == 2
+
+
 def test_search_helpers():
     c, lo, hi = update_constant(torch.tensor([1.0, 1.0]), torch.zeros(2), torch.full((2,), 1e10),
                                 torch.tensor([True, False]))
@@ -159,7 +192,9 @@ def test_search_helpers():
 
 @pytest.mark.parametrize("cls,bad", [(CWL2, {"kappa": -1}), (CWL2, {"c": 0}), (CWL2, {"search_steps": 0}),
                                      (CWL2, {"lr": -0.1}), (LBFGS, {"c": -1.0}), (LBFGS, {"search_steps": 0}),
-                                     (LBFGS, {"max_iter": 0})])
+                                     (LBFGS, {"max_iter": 0}), (CWLinf, {"kappa": -0.5}), (CWLinf, {"c": 0.0}),
+                                     (CWLinf, {"max_c": 1e-9}), (CWLinf, {"tau_factor": 1.0}), (CWL0, {"kappa": -1}),
+                                     (CWL0, {"steps": 0}), (CWL0, {"max_c": 1e-6})])
 def test_bad_options(cls, bad):
     name = next(iter(bad))
     with pytest.raises(ValueError, match=f"option {name}="):

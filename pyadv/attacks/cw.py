@@ -1,5 +1,5 @@
 """Carlini and Wagner (2017), "Towards Evaluating the Robustness of Neural Networks" (the Raissi
-notes, paper 003): the L2 attack, batched with a per-image state.
+notes, paper 003): the L2, L-inf and L0 attacks, batched with a per-image state.
 
 Every image runs its own schedule: its own constant c and binary-search bracket, its own Adam
 state and iteration count, its own early abort. One gradient step of every image still in the
@@ -94,9 +94,7 @@ class CWL2Options(CommonOptions):
 
     def __post_init__(self):
         super().__post_init__()
-        if not (isinstance(self.kappa, (int, float)) and not isinstance(self.kappa, bool)
-                and math.isfinite(self.kappa) and self.kappa >= 0):
-            raise option_error("kappa", self.kappa, "a finite number >= 0 (the confidence margin kappa)")
+        _kappa_option(self.kappa)
         number_option("c", self.c, positive=True)
         int_option("search_steps", self.search_steps, 1)
         int_option("steps", self.steps, 1)
@@ -186,3 +184,217 @@ class CWL2(Attack):
         success = torch.isfinite(best_l2)
         return RawResult(adv=best, iterations=iters, search_success=success,
                          extras={"const": c.float(), "best_const": best_const.float(), "margin": best_margin})
+
+
+def _hinge(logits, cls, targeted, kappa):
+    """(max_{i != t} Z_i - Z_t + kappa)^+ (untargeted: (Z_y - max_{i != y} Z_i + kappa)^+): zero
+    once the goal holds by kappa."""
+    return (cw_objective_margin(logits, cls, targeted) + kappa).clamp_min(0)
+
+
+@dataclass(frozen=True)
+class CWLinfOptions(CommonOptions):
+    """Carlini and Wagner's L-inf attack: minimise c f(x') + sum_i max(|x'_i - x_i| - tau, 0) over
+    w (x' = 1/2 (tanh(w) + 1)), f = (margin + kappa)^+. Per image: at each tau, up to ``steps``
+    Adam steps (lr 5e-3) per c; a point whose loss is below 1e-4 c solves this tau (the goal
+    holds and no component exceeds tau by more than a trace); then tau becomes 0.9 min(tau,
+    the solution's L-inf) and the search goes on from that point; an unsolved c doubles, up to
+    ``max_c``, after which the image keeps its last solution. From tau = 1 and c = 1e-5 down
+    to tau <= 1/256, the paper's constants."""
+    kappa: float = 0.0
+    c: float = 1e-5
+    max_c: float = 20.0
+    steps: int = 1000
+    lr: float = 5e-3
+    tau_factor: float = 0.9
+
+    def __post_init__(self):
+        super().__post_init__()
+        _kappa_option(self.kappa)
+        number_option("c", self.c, positive=True)
+        number_option("max_c", self.max_c, positive=True)
+        if self.max_c < self.c:
+            raise option_error("max_c", self.max_c, f"a number >= c ({self.c})")
+        int_option("steps", self.steps, 1)
+        number_option("lr", self.lr, positive=True)
+        if not (isinstance(self.tau_factor, (int, float)) and 0 < self.tau_factor < 1):
+            raise option_error("tau_factor", self.tau_factor, "a number in (0, 1)")
+
+
+def _kappa_option(kappa) -> None:
+    if not (isinstance(kappa, (int, float)) and not isinstance(kappa, bool) and math.isfinite(kappa) and kappa >= 0):
+        raise option_error("kappa", kappa, "a finite number >= 0 (the confidence margin kappa)")
+
+
+@register("cw_linf")
+class CWLinf(Attack):
+    """Carlini-Wagner L-inf (Carlini and Wagner 2017), batched with a per-image tau, c, Adam
+    state and step count. Returns each image's last solution (smallest tau reached; the clean
+    image where none); ``extras``: ``tau`` (the last tau tried), ``const``."""
+
+    Options = CWLinfOptions
+
+    def _run(self, x, y, target, runner, index):
+        o = self.options
+        B, dev = len(x), x.device
+        targeted = target is not None
+        cls = target if targeted else y
+        w = to_tanh_space(x)
+        adam = RowAdam(w, o.lr)
+        tau = torch.ones(B, device=dev, dtype=x.dtype)
+        c = torch.full((B,), float(o.c), device=dev, dtype=torch.float64)
+        it = torch.zeros(B, dtype=torch.long, device=dev)
+        iters = torch.zeros(B, dtype=torch.long, device=dev)
+        best = x.clone()
+        found = torch.zeros(B, dtype=torch.bool, device=dev)
+        runner.expect(B * o.steps)
+        active = torch.arange(B, device=dev)
+
+        def f_loss(z, const, cl):
+            return const * _hinge(z, cl, targeted, o.kappa)
+
+        view = (-1,) + (1,) * (x.dim() - 1)
+        while len(active):
+            xa, wa = x[active], w[active]
+            adv = from_tanh_space(wa)
+            ca, ta = c[active].to(x.dtype), tau[active]
+            g, z = runner.loss_grad(adv, active, f_loss, ca, cls[active], return_logits=True)
+            d = adv - xa
+            over = (d.abs() - ta.view(view)).clamp_min(0)
+            loss = ca * _hinge(z.float(), cls[active], targeted, o.kappa).to(x.dtype) + over.flatten(1).sum(1)
+            solved = loss < 1e-4 * ca
+            # a solution: keep it, tighten tau below its L-inf, restart Adam from there
+            if solved.any():
+                s = active[solved]
+                best[s] = adv[solved].detach()
+                found[s] = True
+                linf = d[solved].flatten(1).abs().amax(1)
+                tau[s] = torch.minimum(tau[s], linf) * o.tau_factor
+                adam.reset(s)
+                it[s] = 0
+            # the others take a step: d/dw [c f + sum (|d| - tau)^+]
+            go = ~solved
+            gx = g + d.sign() * (d.abs() > ta.view(view)).to(d.dtype)
+            gw = gx * (1 - (2 * adv - 1).pow(2)) / 2
+            stepped = active[go]
+            w[stepped] = adam.step(stepped, wa[go], gw[go])
+            it[stepped] += 1
+            iters[active] += 1
+            # an unsolved c doubles after its steps; past max_c the image is done
+            spent = stepped[it[stepped] >= o.steps]
+            c[spent] *= 2
+            it[spent] = 0
+            adam.reset(spent)
+            done = (tau[active] <= 1 / 256) | (c[active] > o.max_c)
+            active = active[~done]
+        return RawResult(adv=best, iterations=iters, search_success=found,
+                         extras={"tau": tau.float(), "const": c.float()})
+
+
+@dataclass(frozen=True)
+class CWL0Options(CommonOptions):
+    """Carlini and Wagner's L0 attack: repeated L2 solves (minimise ||delta||_2^2 + c f over the
+    pixels still allowed to change, f = (margin + kappa)^+, Adam lr 1e-2, up to ``steps``
+    steps per c, c doubling from 1e-3 up to ``max_c`` until a solve succeeds, warm-started from
+    the last solution); after each success the allowed pixels with the smallest
+    |delta| |gradient| (summed over channels) are frozen at their clean values: at least one,
+    then on while their total change stays below 0.01, at most 0.3 sqrt(pixels changed). The
+    image ends at the first failed solve with the last solution, the paper's procedure."""
+    kappa: float = 0.0
+    c: float = 1e-3
+    max_c: float = 2e6
+    steps: int = 1000
+    lr: float = 1e-2
+
+    def __post_init__(self):
+        super().__post_init__()
+        _kappa_option(self.kappa)
+        number_option("c", self.c, positive=True)
+        number_option("max_c", self.max_c, positive=True)
+        if self.max_c < self.c:
+            raise option_error("max_c", self.max_c, f"a number >= c ({self.c})")
+        int_option("steps", self.steps, 1)
+        number_option("lr", self.lr, positive=True)
+
+
+def freeze_count(change: torch.Tensor, eq_count: int) -> int:
+    """How many of the allowed pixels, sorted by ascending change, the L0 attack freezes: the
+    first always, then on until one whose change exceeds 0.01 (frozen too) or 0.3 sqrt(pixels
+    changed) of them."""
+    cap = max(1, math.ceil(0.3 * math.sqrt(max(eq_count, 0))))
+    big = (change > 0.01).nonzero()
+    first_big = int(big[0]) + 1 if len(big) else len(change)
+    return max(1, min(cap, first_big, len(change)))
+
+
+@register("cw_l0")
+class CWL0(Attack):
+    """Carlini-Wagner L0 (Carlini and Wagner 2017), batched with a per-image mask of allowed
+    pixels, c, Adam state and step count. Returns each image's last successful solve (the clean
+    image where the first failed); ``extras``: ``allowed`` (pixels the returned solve was
+    allowed to change; 0 where none succeeded), ``solves`` (successful L2 solves)."""
+
+    Options = CWL0Options
+
+    def _run(self, x, y, target, runner, index):
+        o = self.options
+        B, dev = len(x), x.device
+        C, H, W = x.shape[1:]
+        targeted = target is not None
+        cls = target if targeted else y
+        allowed = torch.ones(B, 1, H, W, dtype=torch.bool, device=dev)
+        w = to_tanh_space(x)
+        adam = RowAdam(w, o.lr)
+        c = torch.full((B,), float(o.c), device=dev, dtype=torch.float64)
+        it = torch.zeros(B, dtype=torch.long, device=dev)
+        iters = torch.zeros(B, dtype=torch.long, device=dev)
+        solves = torch.zeros(B, dtype=torch.long, device=dev)
+        best_allowed = torch.zeros(B, dtype=torch.long, device=dev)
+        best = x.clone()
+        found = torch.zeros(B, dtype=torch.bool, device=dev)
+        runner.expect(B * o.steps)
+        active = torch.arange(B, device=dev)
+
+        def f_loss(z, const, cl):
+            return const * _hinge(z, cl, targeted, o.kappa)
+
+        while len(active):
+            xa, wa, ma = x[active], w[active], allowed[active]
+            adv = torch.where(ma, from_tanh_space(wa), xa)
+            ca = c[active].to(x.dtype)
+            g, z = runner.loss_grad(adv, active, f_loss, ca, cls[active], return_logits=True)
+            d = adv - xa
+            gx = (g + 2 * d) * ma
+            hit = _hinge(z.float(), cls[active], targeted, o.kappa) == 0
+            if hit.any():  # a successful solve: keep it, freeze pixels, solve again from it
+                s = active[hit]
+                best[s] = adv[hit].detach()
+                best_allowed[s] = allowed[s].flatten(1).sum(1)
+                found[s] = True
+                solves[s] += 1
+                change = (d[hit].abs() * gx[hit].abs()).sum(1)  # [n, H, W]
+                for k, i in enumerate(s.tolist()):
+                    free = allowed[i, 0].flatten().nonzero().flatten()
+                    ch = change[k].flatten()[free]
+                    order = ch.argsort()
+                    eq = int((d[hit][k].abs() > 1e-4).any(0).sum())
+                    n = freeze_count(ch[order], eq)
+                    allowed[i, 0].view(-1)[free[order[:n]]] = False
+                w[s] = to_tanh_space(best[s])
+                adam.reset(s)
+                it[s] = 0
+            go = ~hit
+            stepped = active[go]
+            gw = gx * (1 - (2 * adv - 1).pow(2)) / 2
+            w[stepped] = adam.step(stepped, wa[go], gw[go])
+            it[stepped] += 1
+            iters[active] += 1
+            spent = stepped[it[stepped] >= o.steps]
+            c[spent] *= 2
+            it[spent] = 0
+            adam.reset(spent)
+            w[spent] = to_tanh_space(torch.where(found[spent].view(-1, 1, 1, 1), best[spent], x[spent]))
+            done = (c[active] > o.max_c) | ~allowed[active].flatten(1).any(1)
+            active = active[~done]
+        return RawResult(adv=best, iterations=iters, search_success=found,
+                         extras={"allowed": best_allowed, "solves": solves})
