@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from pyadv.attacks import FGS, SubstituteAttack, train_substitute
-from pyadv.attacks.substitute import oracle_labels
+from pyadv.attacks.substitute import oracle_labels, transfer_table
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +39,15 @@ def test_transferred_fgsm_beats_noise_of_the_same_linf(substitute, oracle_and_da
         transfer = (digits_cnn(adv).argmax(1) != ya).float().mean()
         random = (digits_cnn(noise).argmax(1) != ya).float().mean()
     assert transfer > random + 0.2, (transfer, random)
+
+
+def test_transfer_table_per_eps(substitute, oracle_and_data):
+    oracle, x, y = oracle_and_data
+    t = transfer_table(substitute, oracle, x[150:278], y[150:278], eps=(0.1, 0.3))
+    assert t["agreement"] >= 0.7 and t["oracle_queries"] == 4800
+    assert [r["eps"] for r in t["rows"]] == [0.1, 0.3]
+    assert t["rows"][1]["transfer_success"] >= t["rows"][0]["transfer_success"]
+    assert all(r["transfer_success"] > r["noise_success"] for r in t["rows"])
 
 
 def test_the_attack_class_uses_labels_only_and_reports_queries(digits_cnn, oracle_and_data):

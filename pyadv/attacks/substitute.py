@@ -109,6 +109,24 @@ def train_substitute(oracle: Callable, initial: torch.Tensor, num_classes: int, 
     return Substitute(model=model.eval(), oracle_queries=queries, history=history)
 
 
+def transfer_table(substitute: Substitute, oracle: Callable, x: torch.Tensor, y: torch.Tensor,
+                   eps=(0.05, 0.1, 0.2, 0.3), white_box: str = "fgs", seed: int = 0, **white_box_options) -> dict:
+    """The substitute's agreement with the oracle on x, and per eps the share of x whose label
+    the oracle changes under the white-box attack's images on the substitute (transfer) and
+    under sign noise of the same L-inf (the baseline a transfer must beat)."""
+    y = torch.as_tensor(y, device=x.device).long()
+    rows = []
+    gen = torch.Generator().manual_seed(seed)
+    for e in eps:
+        adv = attack_class(white_box)(substitute.model, eps=e, seed=seed, **white_box_options)(x, y).adv
+        noise = (x + e * torch.randn(x.shape, generator=gen).to(x.device).sign()).clamp(0, 1)
+        rows.append({"eps": float(e),
+                     "transfer_success": float((oracle_labels(oracle, adv) != y).float().mean()),
+                     "noise_success": float((oracle_labels(oracle, noise) != y).float().mean())})
+    return {"agreement": substitute.agreement(oracle, x), "oracle_queries": substitute.oracle_queries,
+            "white_box": white_box, "rows": rows}
+
+
 @dataclass(frozen=True)
 class SubstituteOptions(CommonOptions):
     """initial: how many of the call's images form S_0 (the paper's 150; all when fewer);
@@ -187,4 +205,4 @@ class SubstituteAttack(Attack):
                                                                   device=x.device)})
 
 
-__all__ = ["train_substitute", "Substitute", "SubstituteAttack", "oracle_labels"]
+__all__ = ["train_substitute", "transfer_table", "Substitute", "SubstituteAttack", "oracle_labels"]

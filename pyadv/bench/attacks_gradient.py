@@ -132,9 +132,9 @@ def build_parser():
     return ap
 
 
-def run(args) -> dict:
-    if args.quick:
-        args.images, args.rounds, args.eps = 32, 1, [0.1]
+def digits_setup(args):
+    """The pretrained digits CNN, frozen, and the first ``args.images`` test digits, on the
+    benchmark's device, with the clean accuracy."""
     dev = torch.device(args.device)
     torch.manual_seed(0)
     model = pretrained("digits-cnn", progress=False).eval().to(dev)
@@ -144,12 +144,19 @@ def run(args) -> dict:
     x, y = x[:args.images].contiguous().to(dev), y[:args.images].to(dev)
     with torch.no_grad():
         clean_acc = float((model(x).argmax(1) == y).float().mean())
-    libs, missing = peer_libs.load()
-    for name, why in missing.items():
-        print(f"peer {name} not benchmarked: {why}")
+    return model, x, y, clean_acc
+
+
+def compare(model, x, y, case_list, rounds: int, dev, only=None) -> dict:
+    """Runs every case's implementations on the same images in alternating rounds and judges
+    them all alike with the model. A case is (name, budget, {implementation: fn(model, x, y) ->
+    (adv, pyadv result or None)}) or the same with a target [B] (success: pred == target, else
+    pred != y). Peers get the model wrapped in a counter of the images of forwards that need a
+    gradient."""
     results = {}
-    for case, budget, impl in cases(args, libs, args.eps):
-        if args.only and not any(case.startswith(o) for o in args.only):
+    for case, budget, impl, *rest in case_list:
+        target = rest[0] if rest else None
+        if only and not any(case.startswith(o) for o in only):
             continue
         print(f"== {case} {budget}", flush=True)
         w = min(len(x), 64)
@@ -169,18 +176,25 @@ def run(args) -> dict:
                 pred = res.pred
             rows.setdefault(name, []).append((adv, pred, res, counted.grad_images))
 
-        times = alternating(list(impl), args.rounds, call, dev)
+        times = alternating(list(impl), rounds, call, dev)
         entry = {"budget": budget}
+        last = {}  # each implementation's last round: success and norms per image
         for name in impl:
             judged = []
             for adv, pred, res, grad_images in rows[name]:
                 assert not any(mod.training for mod in model.modules()), f"{name} left the model in training mode"
                 with torch.no_grad():
-                    fooled = model(adv.float()).argmax(1) != y
-                assert torch.equal(fooled, pred != y), name
+                    now = model(adv.float()).argmax(1)
+                fooled = now == target if target is not None else now != y
+                assert torch.equal(now, pred), name
+                d = (adv.float() - x).flatten(1)
+                last[name] = (fooled, d.norm(dim=1), (d != 0).sum(1).float())
                 row = {"success": float(fooled.float().mean()),
-                       "accuracy_under_attack": float((~fooled).float().mean()),
-                       "linf_max": float((adv.float() - x).abs().amax())}
+                       "accuracy_under_attack": float((now == y).float().mean()),
+                       "linf_max": float(d.abs().amax()),
+                       "mean_l2_of_successes": float(d.norm(dim=1)[fooled].mean()) if fooled.any() else math.nan,
+                       "mean_l0_of_successes": float((d != 0).sum(1)[fooled].float().mean())
+                       if fooled.any() else math.nan}
                 if res is not None:
                     row["gradients_per_image"] = float(res.gradients.float().mean())
                     row["queries_per_image"] = float(res.queries.float().mean())
@@ -194,15 +208,37 @@ def run(args) -> dict:
             e = {**judged[-1], "time_s": med, "images_per_s": len(x) / med}
             if name != "pyadv":
                 e["time_ratio_to_pyadv"] = median_ratio(times, name)
+                # norms compared where both succeed: a mean over different images says little
+                both = last[name][0] & last["pyadv"][0]
+                if both.any():
+                    e["on_common_successes"] = {
+                        "images": int(both.sum()),
+                        "mean_l2": float(last[name][1][both].mean()),
+                        "pyadv_mean_l2": float(last["pyadv"][1][both].mean()),
+                        "mean_l0": float(last[name][2][both].mean()),
+                        "pyadv_mean_l0": float(last["pyadv"][2][both].mean())}
             if "outside_model_share" in e:
                 e["outside_model_share"] = statistics.median(rw["outside_model_share"] for rw in judged)
             entry[name] = e
             print(f"  {name:22s} {e['images_per_s']:8.1f} img/s  success {e['success']:.3f}  "
+                  f"L2 {e['mean_l2_of_successes']:.3f}  L0 {e['mean_l0_of_successes']:.0f}  "
                   f"grads/img {e.get('gradients_per_image', math.nan):6.1f}"
                   + (f"  x{e['time_ratio_to_pyadv']:.2f} pyadv's time" if name != "pyadv" else "")
                   + (f"  outside model {e['outside_model_share']:.1%}" if "outside_model_share" in e else ""),
                   flush=True)
         results[case] = entry
+    return results
+
+
+def run(args) -> dict:
+    if args.quick:
+        args.images, args.rounds, args.eps = 32, 1, [0.1]
+    dev = torch.device(args.device)
+    model, x, y, clean_acc = digits_setup(args)
+    libs, missing = peer_libs.load()
+    for name, why in missing.items():
+        print(f"peer {name} not benchmarked: {why}")
+    results = compare(model, x, y, cases(args, libs, args.eps), args.rounds, dev, args.only)
     return {"machine": machine(args.threads, dev), "images": len(x), "clean_accuracy": clean_acc,
             "rounds": args.rounds, "peers": {k: getattr(v, "__version__", getattr(v, "version", "?"))
                                              for k, v in libs.items()},

@@ -32,6 +32,12 @@ BUDGET = {
     "hotcold": {"classes": 9, "scales": [1.05]},
     "onepixel": {"pixels": 1, "pop_size": 100, "iters": 20, "stop": "first_success"},
     "sparse_rs": {"k": 10, "n_queries": 1000},
+    "cw_l2": {"c": 0.01, "steps": 100, "search_steps": 5},
+    "cw_linf": {"c": 0.01, "steps": 100},
+    "cw_l0": {"c": 0.1, "steps": 50},
+    "lbfgs": {"search_steps": 5, "max_iter": 50},
+    "jsma": {"upsilon": 0.1},
+    "substitute": {"initial": 150, "white_box_options": {"eps": 0.3}},
 }
 
 

@@ -42,7 +42,7 @@ def torchattacks():
 
 
 def adv_lib():
-    """adv-lib's PGD and APGD functions. Its ``adv_lib.attacks`` package imports every attack,
+    """adv-lib's PGD, APGD and C&W L2 functions. Its ``adv_lib.attacks`` package imports every attack,
     among them one needing torchvision (an LPIPS distance) and a plotting callback needing
     visdom; torchvision's wheels need their own torch build, so the two modules benchmarked
     are loaded without the package's __init__, and the callback type, never used (callback
@@ -62,7 +62,9 @@ def adv_lib():
         sys.modules["adv_lib.attacks"] = pkg
     pgd = importlib.import_module("adv_lib.attacks.projected_gradient_descent")
     apgd = importlib.import_module("adv_lib.attacks.auto_pgd")
-    return types.SimpleNamespace(pgd_linf=pgd.pgd_linf, apgd=apgd.apgd, version=root.__version__)
+    cw = importlib.import_module("adv_lib.attacks.carlini_wagner.l2")
+    return types.SimpleNamespace(pgd_linf=pgd.pgd_linf, apgd=apgd.apgd, carlini_wagner_l2=cw.carlini_wagner_l2,
+                                 version=root.__version__)
 
 
 def art():
