@@ -16,11 +16,12 @@ endif
 
 DEPS_STAMP := build/.deps-$(notdir $(PY))-stamp
 
-.PHONY: setup build demo test bench cuda-check clean help
+.PHONY: setup build demo test lint bench cuda-check clean help
 
 help:
 	@echo "make demo        set up, then run 'pyadv demo --out $(OUT)'"
 	@echo "make test        set up, then run the test suite"
+	@echo "make lint        ruff over pyadv, tests and benchmarks"
 	@echo "make bench       set up, then run the benchmarks (results in benchmarks/results/)"
 	@echo "make cuda-check  compile every .cu file with nvcc for sm_80 and sm_90"
 
@@ -48,6 +49,10 @@ demo: build
 
 test: build
 	$(PY) -m pytest
+
+# ruff with the rules in pyproject.toml; CI runs it after the tests
+lint: $(DEPS_STAMP)
+	$(PY) -m ruff check pyadv tests benchmarks
 
 # The peers benchmarks/image.py compares against; --no-deps keeps the CPU torch in place (their
 # declared dependencies would pull a CUDA torch and torchvision).

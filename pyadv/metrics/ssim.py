@@ -18,22 +18,25 @@ from .. import _C  # noqa: F401  (registers the ops)
 __all__ = ["ssim", "ssim_map"]
 
 
-class _SSIM(torch.autograd.Function):
+def _ssim_setup_context(ctx, inputs, output):
     # Saves only x and y: the backward op recomputes the forward row by row (CPU) or keeps its
     # partials for the duration of the call (CUDA), so autograd holds no O(5 B C H W) buffers.
-    @staticmethod
-    def forward(ctx, x, y, win, sigma, K1, K2, data_range):
-        score, _, _ = torch.ops.pyadv.ssim_forward(x, y, win, sigma, K1, K2, data_range, False, False)
-        ctx.save_for_backward(x, y)
-        ctx.args = (win, sigma, K1, K2, data_range)
-        return score
+    x, y, win, sigma, K1, K2, data_range, _want_map, _want_partials = inputs
+    ctx.save_for_backward(x, y)
+    ctx.args = (win, sigma, K1, K2, data_range)
 
-    @staticmethod
-    def backward(ctx, grad):
-        x, y = ctx.saved_tensors
-        dx, dy = torch.ops.pyadv.ssim_backward(grad.contiguous(), x, y, *ctx.args)
-        return (dx if ctx.needs_input_grad[0] else None, dy if ctx.needs_input_grad[1] else None,
-                None, None, None, None, None)
+
+def _ssim_backward(ctx, grad_score, _grad_map, _grad_partials):
+    x, y = ctx.saved_tensors
+    dx, dy = torch.ops.pyadv.ssim_backward(grad_score.contiguous(), x, y, *ctx.args)
+    return (dx if ctx.needs_input_grad[0] else None, dy if ctx.needs_input_grad[1] else None,
+            None, None, None, None, None, None, None)
+
+
+# The op itself is differentiable in the score (as pytorch/extension-cpp registers its ops), so
+# torch.ops.pyadv.ssim_forward works under autograd, torch.compile and opcheck alike; the map
+# and partials outputs carry no gradient.
+torch.library.register_autograd("pyadv::ssim_forward", _ssim_backward, setup_context=_ssim_setup_context)
 
 
 def _prepare(x: torch.Tensor, y: torch.Tensor, data_range) -> tuple[torch.Tensor, torch.Tensor, bool, float]:
@@ -67,7 +70,8 @@ def ssim(x: torch.Tensor, y: torch.Tensor, data_range: Optional[float] = None, *
     given for integer ones (e.g. 255), which are scored in float32. Images smaller than the window
     raise ValueError, as in scikit-image; NaN or Inf in an image raises ValueError."""
     x, y, single, data_range = _prepare(x, y, data_range)
-    out = _SSIM.apply(x, y, int(win_size), float(sigma), float(K1), float(K2), data_range)
+    out, _, _ = torch.ops.pyadv.ssim_forward(x, y, int(win_size), float(sigma), float(K1), float(K2), data_range,
+                                             False, False)
     return out[0] if single else out
 
 
