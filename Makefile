@@ -16,11 +16,12 @@ endif
 
 DEPS_STAMP := build/.deps-$(notdir $(PY))-stamp
 
-.PHONY: setup build demo test lint bench cuda-check clean help
+.PHONY: setup build demo test test-gpu lint bench cuda-check clean help
 
 help:
 	@echo "make demo        set up, then run 'pyadv demo --out $(OUT)'"
 	@echo "make test        set up, then run the test suite"
+	@echo "make test-gpu    set up, then run only the CUDA tests (on a GPU machine)"
 	@echo "make lint        ruff over pyadv, tests and benchmarks"
 	@echo "make bench       set up, then run the benchmarks (results in benchmarks/results/)"
 	@echo "make cuda-check  compile every .cu file with nvcc for sm_80 and sm_90"
@@ -49,6 +50,10 @@ demo: build
 
 test: build
 	$(PY) -m pytest
+
+# On a GPU machine: only the tests that put tensors on CUDA (tests/cuda_harness.py)
+test-gpu: build
+	$(PY) -m pytest -m cuda
 
 # ruff with the rules in pyproject.toml; CI runs it after the tests
 lint: $(DEPS_STAMP)

@@ -99,5 +99,5 @@ def test_bad_launch_configuration_is_an_error():
 
 
 def test_schedule_argument_checked():
-    with pytest.raises(ValueError, match="order must be 'forward' or 'reverse'"):
+    with pytest.raises(ValueError, match="order must be 'forward', 'reverse' or 'warp_ahead'"):
         emu.set_schedule("sideways")

@@ -38,13 +38,23 @@ inline int launch_kernel(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t
 #endif
 }
 
+// Blocks along a looped grid dimension (a grid-stride loop, or each block looping over planes,
+// pairs or problems with stride gridDim): min(n, limit), at least 1; under the emulator also at
+// most emu::loop_grid_cap() when set, so that tests run every such loop more than once.
+inline unsigned int loop_blocks(long long n, unsigned int limit = 65535) {
+  long long blocks = n < 1 ? 1 : n;
+  if (blocks > limit) blocks = limit;
+#if !defined(__CUDACC__)
+  const unsigned cap = ::pyadv::emu::loop_grid_cap();
+  if (cap > 0 && blocks > cap) blocks = cap;
+#endif
+  return static_cast<unsigned int>(blocks);
+}
+
 // Blocks for a grid-stride loop over n items: enough to fill the device, never more
 // than the work needs, never more than gridDim.x allows.
 inline unsigned int grid_for(long long n, unsigned int threads, unsigned int max_blocks = 4096) {
-  long long blocks = (n + threads - 1) / threads;
-  if (blocks < 1) blocks = 1;
-  if (blocks > max_blocks) blocks = max_blocks;
-  return static_cast<unsigned int>(blocks);
+  return loop_blocks((n + threads - 1) / threads, max_blocks);
 }
 
 }  // namespace pyadv

@@ -13,8 +13,16 @@
 // Misuse that real hardware leaves undefined (a barrier not reached by every thread, a
 // shuffle naming an exited lane) is reported as an error.
 //
-// Blocks run one after another on the calling OS thread; atomics are therefore plain
-// read-modify-writes. Only this header and cuda_compat.h know about the emulator.
+// Blocks run one after another on the calling OS thread (forward or reversed, block_order());
+// atomics are therefore plain read-modify-writes. Only this header and cuda_compat.h know about
+// the emulator.
+//
+// What it still cannot see: lost updates of atomics and races between blocks (blocks never
+// overlap), the GPU memory model (fences, visibility between blocks, caching), the static
+// shared-memory limit per kernel (every static __shared__ lands in one section), register
+// pressure (a 1024-thread block of an 80-register kernel launches here and fails on a GPU),
+// and out-of-bounds global accesses, which tests catch with NaN-guarded buffers
+// (tests/cuda_harness.py) rather than here.
 #pragma once
 
 #if defined(__CUDACC__)
@@ -63,7 +71,12 @@ inline thread_local dim3 gridDim;
 namespace pyadv {
 namespace emu {
 
-enum class Schedule { forward, reverse };
+// forward / reverse: the threads of a block take turns between barriers, in that order, and a
+// warp operation completes once every thread has had its turn. warp_ahead: each warp runs on
+// by itself (through its warp operations) until it waits at a __syncthreads() or returns,
+// before the next warp starts, as when one warp gets far ahead of the others on a GPU; a
+// missing barrier between two passes of a loop over shared memory shows there.
+enum class Schedule { forward, reverse, warp_ahead };
 
 // Order in which the threads of a block are visited between barriers. Running the same
 // kernel under both orders exposes races whose outcome depends on which thread goes first.
@@ -72,9 +85,27 @@ inline Schedule& schedule_order() {
   return order;
 }
 
+// Order in which the blocks of a grid run (one after another). Reversed, a kernel whose result
+// depends on block order (a block reading what an earlier block wrote) changes its answer.
+inline Schedule& block_order() {
+  static thread_local Schedule order = Schedule::forward;
+  return order;
+}
+
+// The most blocks a launcher may give a looped grid dimension (a grid-stride loop, or a loop
+// of each block over planes, pairs or problems; see loop_blocks in cuda_compat.h); 0: no cap.
+// Tests set it small so that every such loop runs at least twice, which a missing barrier at
+// the end of one pass needs to show.
+inline unsigned& loop_grid_cap() {
+  static thread_local unsigned cap = 0;
+  return cap;
+}
+
 constexpr std::size_t kFiberStack = 64 * 1024;
 constexpr unsigned kMaxThreadsPerBlock = 1024;
-constexpr std::size_t kMaxDynamicShared = 228 * 1024;  // the largest opt-in size of sm_90
+// Dynamic shared memory above 48 KiB needs cudaFuncSetAttribute(MaxDynamicSharedMemorySize) on
+// a GPU, which no kernel here does: the emulator refuses what the launch would refuse.
+constexpr std::size_t kMaxDynamicShared = 48 * 1024;
 
 enum class Status { ready, at_block_barrier, at_warp_barrier, done };
 
@@ -192,8 +223,24 @@ inline void run_block(BlockState& b) {
     makecontext(&f.ctx, fiber_entry, 0);
   }
   const bool reverse = schedule_order() == Schedule::reverse;
+  const bool warp_ahead = schedule_order() == Schedule::warp_ahead;
   for (;;) {
     bool ran = false;
+    if (warp_ahead) {
+      for (int w0 = 0; w0 < n && b.error.empty(); w0 += warpSize) {
+        const int w1 = n - w0 < warpSize ? n : w0 + warpSize;
+        for (bool progress = true; progress && b.error.empty();) {
+          progress = false;
+          for (int i = w0; i < w1 && b.error.empty(); ++i) {
+            if (b.fibers[i].status != Status::ready) continue;
+            resume(b, i);
+            ran = progress = true;
+          }
+          // this warp's shuffle is complete: it goes on before any other warp moves
+          if (b.error.empty() && release_warps(b)) progress = true;
+        }
+      }
+    }
     for (int k = 0; k < n && b.error.empty(); ++k) {
       const int i = reverse ? n - 1 - k : k;
       if (b.fibers[i].status != Status::ready) continue;
@@ -248,7 +295,9 @@ cudaError_t launch(void (*kernel)(KArgs...), dim3 grid, dim3 block, std::size_t 
   if (block.z > 64) fail("blockDim.z must be at most 64");
   if (grid.x == 0 || grid.y == 0 || grid.z == 0) fail("empty grid");
   if (grid.y > 65535 || grid.z > 65535) fail("gridDim.y and gridDim.z must be at most 65535");
-  if (shared_bytes > kMaxDynamicShared) fail("dynamic shared memory of " + std::to_string(shared_bytes) + " bytes");
+  if (shared_bytes > kMaxDynamicShared)
+    fail("dynamic shared memory of " + std::to_string(shared_bytes) +
+         " bytes; above 48 KiB a GPU launch needs the cudaFuncSetAttribute opt-in");
   if (g_block != nullptr) fail("nested launch from inside a kernel is not supported");
 
   Invocation<KArgs...> inv{kernel, std::tuple<KArgs...>(static_cast<KArgs>(std::forward<Args>(args))...)};
@@ -269,13 +318,15 @@ cudaError_t launch(void (*kernel)(KArgs...), dim3 grid, dim3 block, std::size_t 
   struct Reset {
     ~Reset() { g_block = nullptr; }
   } reset;
-  for (unsigned z = 0; z < grid.z; ++z)
-    for (unsigned y = 0; y < grid.y; ++y)
-      for (unsigned x = 0; x < grid.x; ++x) {
-        blockIdx = dim3(x, y, z);
-        run_block(b);
-        if (!b.error.empty()) fail(b.error);
-      }
+  const unsigned long long nblocks = 1ull * grid.x * grid.y * grid.z;
+  const bool reverse = block_order() == Schedule::reverse;
+  for (unsigned long long k = 0; k < nblocks; ++k) {
+    const unsigned long long i = reverse ? nblocks - 1 - k : k;
+    blockIdx = dim3(static_cast<unsigned>(i % grid.x), static_cast<unsigned>(i / grid.x % grid.y),
+                    static_cast<unsigned>(i / grid.x / grid.y));
+    run_block(b);
+    if (!b.error.empty()) fail(b.error);
+  }
   return cudaSuccess;
 }
 

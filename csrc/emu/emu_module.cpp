@@ -116,10 +116,22 @@ void register_emulated(py::module_& parent) {
   py::module_ m = parent.def_submodule(
       "emulated", "CUDA kernels run on the CPU by the emulator (csrc/common/cuda_emu.h); for tests, tiny sizes.");
   m.def("set_schedule", [](const std::string& order) {
+    TORCH_CHECK_VALUE(order == "forward" || order == "reverse" || order == "warp_ahead",
+                      "order must be 'forward', 'reverse' or 'warp_ahead', got '", order, "'");
+    emu::schedule_order() = order == "forward" ? emu::Schedule::forward
+                            : order == "reverse" ? emu::Schedule::reverse : emu::Schedule::warp_ahead;
+  }, py::arg("order"), "Order in which the threads of a block run between barriers.");
+  m.def("set_block_order", [](const std::string& order) {
     TORCH_CHECK_VALUE(order == "forward" || order == "reverse", "order must be 'forward' or 'reverse', got '", order,
                       "'");
-    emu::schedule_order() = order == "forward" ? emu::Schedule::forward : emu::Schedule::reverse;
-  }, py::arg("order"), "Order in which the threads of a block run between barriers.");
+    emu::block_order() = order == "forward" ? emu::Schedule::forward : emu::Schedule::reverse;
+  }, py::arg("order"), "Order in which the blocks of a grid run.");
+  m.def("set_loop_grid_cap", [](int64_t cap) {
+    TORCH_CHECK_VALUE(cap >= 0 && cap <= 65535, "cap must be in [0, 65535] (0: no cap), got ", cap);
+    emu::loop_grid_cap() = static_cast<unsigned>(cap);
+  }, py::arg("cap"),
+        "The most blocks a looped grid dimension gets (0: no cap); small values make every grid-stride and "
+        "per-block loop run several passes.");
   m.def("pixel_fi", &emulated_pixel_fi, py::arg("jac"), py::arg("probs"), py::arg("target"), py::arg("eps") = 0.0,
         py::arg("rank_tol") = 0.0);
   m.def("fi_accumulate", &emulated_fi_accumulate, py::arg("jac"), py::arg("probs"), py::arg("target"),

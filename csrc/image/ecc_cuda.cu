@@ -49,7 +49,7 @@ template <typename T>
 int moments(const T* img, const T* tmpl, const double* M, const int64_t* ids, int64_t N, int64_t H, int64_t W, int motion,
             int64_t margin, double* out, void* stream) {
   if (N <= 0) return 0;
-  const unsigned blocks = static_cast<unsigned>(N < 65535 ? N : 65535);
+  const unsigned blocks = loop_blocks(N);
   return launch_kernel(moments_kernel<T>, blocks, kThreads, 0, stream, img, tmpl, M, ids, N, H, W, motion, margin,
                        out);
 }

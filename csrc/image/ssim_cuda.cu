@@ -143,7 +143,7 @@ int forward(const T* x, const T* y, const T* centers, int64_t planes, int64_t H,
             T C1, T C2, T* map, T* partials, void* stream) {
   const int64_t Hv = H - win + 1, Wv = W - win + 1;
   if (planes <= 0 || Hv <= 0 || Wv <= 0) return 0;
-  const unsigned z = static_cast<unsigned>(planes < 65535 ? planes : 65535);
+  const unsigned z = loop_blocks(planes);
   if (win <= 15) {  // the usual 11 x 11 window: 16 x 16 tiles
     const dim3 grid(static_cast<unsigned>((Wv + 15) / 16), static_cast<unsigned>((Hv + 15) / 16), z);
     return launch_kernel(forward_kernel<T, 16, 15>, grid, dim3(16, 16), 0, stream, x, y, centers, planes, H, W, g,
@@ -158,7 +158,7 @@ template <typename T>
 int backward(const T* x, const T* y, const T* partials, const double* scale, int64_t planes, int64_t H, int64_t W,
              const double* g, int win, T* dx, T* dy, void* stream) {
   if (planes <= 0 || H <= 0 || W <= 0) return 0;
-  const unsigned z = static_cast<unsigned>(planes < 65535 ? planes : 65535);
+  const unsigned z = loop_blocks(planes);
   if (win <= 15) {
     const dim3 grid(static_cast<unsigned>((W + 15) / 16), static_cast<unsigned>((H + 15) / 16), z);
     return launch_kernel(backward_kernel<T, 16, 15>, grid, dim3(16, 16), 0, stream, x, y, partials, scale, planes, H,

@@ -167,7 +167,7 @@ template <typename T>
 int swarm_best(const T* pos, const T* fit, T* pbest, T* pbest_fit, T* gbest, T* gbest_fit, int64_t B, int64_t N,
                int64_t D, void* stream) {
   if (B * N == 0) return 0;
-  const unsigned blocks = static_cast<unsigned>(B < 65535 ? B : 65535);
+  const unsigned blocks = loop_blocks(B);
   return launch_kernel(swarm_best_kernel<T>, blocks, kBestThreads, 0, stream, pos, fit, pbest, pbest_fit, gbest,
                        gbest_fit, B, N, D);
 }
@@ -193,7 +193,7 @@ int sparse_perturb(const T* base, const int64_t* idx, const T* values, T* out, i
                    int64_t P, int64_t n0, int64_t n1, void* stream) {
   const int64_t rows = B * (n1 - n0);
   if (rows == 0 || P == 0) return 0;
-  return launch_kernel(sparse_perturb_kernel<T>, static_cast<unsigned>(rows < 65535 ? rows : 65535), kThreads, 0,
+  return launch_kernel(sparse_perturb_kernel<T>, loop_blocks(rows), kThreads, 0,
                        stream, base, idx, values, out, rows, N, m, P, n0, n1 - n0);
 }
 
@@ -202,7 +202,7 @@ int pixel_replace(const T* base, const T* cand, T* out, int64_t B, int64_t N, in
                   int64_t W, int64_t n0, int64_t n1, void* stream) {
   const int64_t rows = B * (n1 - n0);
   if (rows == 0 || C * H * W == 0) return 0;
-  return launch_kernel(pixel_replace_kernel<T>, static_cast<unsigned>(rows < 65535 ? rows : 65535), kThreads, 0,
+  return launch_kernel(pixel_replace_kernel<T>, loop_blocks(rows), kThreads, 0,
                        stream, base, cand, out, rows, N, m, C, H, W, n0, n1 - n0);
 }
 
