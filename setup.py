@@ -5,8 +5,10 @@ Environment switches:
   PYADV_CUDA_ARCHS="80;90"  CUDA architectures of the CUDA build
   PYADV_BUILD_TYPE=Release  CMake build type
   PYADV_BUILD_JOBS=N        parallel compile jobs (default: all cores)
+  PYADV_CMAKE_ARGS="..."    further CMake configure arguments (e.g. -DCUDA_TOOLKIT_ROOT_DIR=...)
 """
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -45,6 +47,8 @@ class CMakeBuild(build_ext):
         ]
         if "PYADV_CUDA_ARCHS" in os.environ:
             configure.append(f"-DPYADV_CUDA_ARCHS={os.environ['PYADV_CUDA_ARCHS']}")
+        # further configure arguments, e.g. where the CUDA toolkit is when nvcc is a wrapper
+        configure += shlex.split(os.environ.get("PYADV_CMAKE_ARGS", ""))
         build = ["cmake", "--build", str(build_dir), "--target", "_C"]
         jobs = os.environ.get("PYADV_BUILD_JOBS")
         if jobs:

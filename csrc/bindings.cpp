@@ -5,6 +5,7 @@
 
 #include "build_config.h"
 #include "common/cpu_isa.h"
+#include "common/value_checks.h"
 #include "emu/emu_module.h"
 
 TORCH_LIBRARY(pyadv, m) {
@@ -64,5 +65,8 @@ PYBIND11_MODULE(_C, m) {
   }, "Compiled variants this CPU can run.");
   m.def("set_cpu_isa", &pyadv::set_cpu_isa, py::arg("name"),
         "Selects the CPU kernel variant (baseline, avx2, avx512) for this process.");
+  m.def("set_check_inputs", [](bool on) { return pyadv::cuda_value_checks().exchange(on); }, py::arg("on"),
+        "Whether ops check the values of CUDA inputs (a host sync per call); returns the previous setting.");
+  m.def("check_inputs", [] { return pyadv::cuda_value_checks().load(); });
   pyadv::register_emulated(m);
 }

@@ -3,8 +3,19 @@
 Argument checks happen in the C++ ops, so they apply however an op is called (directly,
 through ``torch.ops.pyadv`` or under ``torch.compile``); errors name the argument.
 Non-contiguous inputs are accepted and copied; in-place accumulators must be contiguous.
+
+On CUDA tensors the checks of input *values* are off by default, since each reads values back
+to the host (a stream synchronisation per call, and no CUDA-graph capture): probs in [0, 1] and
+NaN in FI inputs, target and index ranges (FI targets, swarm ids, DE best members,
+sparse_perturb pixels, ECC ids), lo <= hi bounds, finite SSIM images and warp matrices. An
+out-of-range index then gives undefined results (or an illegal-address error) and NaN input
+NaN output. ``set_check_inputs(True)`` or ``with checked_inputs():`` turns them on: every bad
+input the CPU path rejects is then rejected on CUDA with the same message. Shapes, dtypes and
+devices are always checked, and CPU tensors always get every check.
 """
 from __future__ import annotations
+
+import contextlib
 
 import torch
 
@@ -12,7 +23,25 @@ from . import _C  # noqa: F401  (registers the ops)
 
 __all__ = ["pixel_fi", "fi_accumulate", "fi_finish", "fi_group_accumulate", "fi_group_finish", "FIAccumulator",
            "pso_step", "swarm_best", "de_trial", "de_select", "sparse_perturb", "pixel_replace",
-           "SA_DNN_EPS", "SA_DNN_RANK_TOL"]
+           "SA_DNN_EPS", "SA_DNN_RANK_TOL", "set_check_inputs", "checked_inputs"]
+
+def set_check_inputs(enabled: bool) -> bool:
+    """Turns the value checks of ops on CUDA tensors on or off (process-wide); returns the
+    previous setting."""
+    if not isinstance(enabled, bool):
+        raise TypeError(f"enabled must be True or False, got {enabled!r}")
+    return _C.set_check_inputs(enabled)
+
+
+@contextlib.contextmanager
+def checked_inputs(enabled: bool = True):
+    """``with checked_inputs():`` the value checks on CUDA tensors, restored afterwards."""
+    before = set_check_inputs(enabled)
+    try:
+        yield
+    finally:
+        set_check_inputs(before)
+
 
 #: The guards of the authors' public code (shu-hai/SA_DNN), for ``eps`` and ``rank_tol``.
 SA_DNN_EPS = 1e-3

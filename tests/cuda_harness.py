@@ -163,8 +163,9 @@ def cases() -> list[Case]:
     Bs, Ns, m, Ps = 4, 9, 5, 120
     base = torch.rand(Bs, Ps, generator=g)
     idx = torch.randint(0, Ps, (Bs, m), generator=g)
+    idx[:, 3] = idx[:, 1]  # repeated pixels add up, in slot order on every backend
     values = torch.randn(Bs, Ns, m, generator=g) * 0.5
-    out.append(Case("sparse_perturb", P.sparse_perturb, E.sparse_perturb, [base, idx, values, 2, 8], atol=1e-7))
+    out.append(Case("sparse_perturb", P.sparse_perturb, E.sparse_perturb, [base, idx, values, 2, 8]))
     Cc, H, W = 3, 5, 6
     img = torch.rand(3, Cc, H, W, generator=g)
     cand = torch.cat([torch.rand(3, 8, 2, 1, generator=g) * 7 - 1, torch.rand(3, 8, 2, 1, generator=g) * 8 - 1,

@@ -36,10 +36,12 @@ def test_cuda_rejects_what_the_cpu_rejects():
                                                   False, False),
            lambda d: torch.ops.pyadv.pixel_fi(torch.rand(2, 3, 4, device=d), torch.rand(2, 4, device=d),
                                               torch.zeros(2, dtype=torch.long, device=d))]
+    from pyadv.ops import checked_inputs
+
     for call in bad:
         with pytest.raises(Exception) as cpu:
             call("cpu")
-        with pytest.raises(type(cpu.value)) as gpu:
+        with checked_inputs(), pytest.raises(type(cpu.value)) as gpu:
             call("cuda")
         assert str(gpu.value).splitlines()[0] == str(cpu.value).splitlines()[0]
 
@@ -54,6 +56,20 @@ def test_the_grid_cap_makes_loops_run_several_passes():
     torch.testing.assert_close(out, 2.0 * x + y)
     with pytest.raises(ValueError, match="cap must be in"):
         _C.emulated.set_loop_grid_cap(-1)
+
+
+def test_value_checks_switch():
+    from pyadv import _C, ops
+
+    assert _C.check_inputs() is False  # off by default: no host sync in an op on CUDA
+    with ops.checked_inputs():
+        assert _C.check_inputs() is True
+    assert _C.check_inputs() is False
+    # CPU tensors are checked whatever the switch says
+    with pytest.raises(ValueError, match="target must hold class indices"):
+        ops.pixel_fi(torch.rand(2, 3, 4), torch.full((2, 3), 1 / 3), torch.tensor([0, 7]))
+    with pytest.raises(TypeError, match="enabled must be True or False"):
+        ops.set_check_inputs(1)
 
 
 def test_guards_catch_reads_and_writes_past_the_ends():

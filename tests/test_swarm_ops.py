@@ -172,7 +172,8 @@ def test_sparse_perturb_exact(dtype, n_range):
     ref = sparse_perturb_reference(base.numpy(), idx.numpy(), values.numpy(), n0, n1)
     got = ops.sparse_perturb(base, idx, values, n0, n_range[1])
     torch.testing.assert_close(got, torch.from_numpy(ref), rtol=0, atol=0)
-    torch.testing.assert_close(_C.emulated.sparse_perturb(base, idx, values, n0, n1), got, rtol=0, atol=1e-7)
+    # the CUDA kernel adds a repeated pixel's values in slot order, as the CPU: the same bits
+    assert torch.equal(_C.emulated.sparse_perturb(base, idx, values, n0, n1), got)
     buf = torch.full_like(got, 7.0)
     assert ops.sparse_perturb(base, idx, values, n0, n_range[1], out=buf) is buf and torch.equal(buf, got)
     assert got.shape == (B * (n1 - n0), P) and bool(((got >= 0) & (got <= 1)).all())

@@ -3,6 +3,7 @@
 
 #include <cmath>
 
+#include "../common/value_checks.h"
 #include "fi_op.h"
 
 namespace pyadv {
@@ -45,6 +46,7 @@ void check_values(const FiInputs& in) {
     });
     return;
   }
+  if (!check_values_of(in.probs)) return;  // CUDA without pyadv.ops.set_check_inputs(True): no sync
   const at::Tensor ok = in.probs.ge(0).logical_and(in.probs.le(1)).all(1);
   if (!ok.all().item<bool>()) fail_probs(in, ok.logical_not().nonzero().select(1, 0).min().item<int64_t>());
   const at::Tensor bad_t = in.target.lt(0).logical_or(in.target.ge(in.K));

@@ -9,6 +9,7 @@
 #include <tuple>
 #include <vector>
 
+#include "../common/value_checks.h"
 #include "../common/cpu_isa.h"
 #include "../common/huge_pages.h"
 #include "ecc_cpu_kernel.h"
@@ -50,7 +51,7 @@ EccArgs check_ecc(const at::Tensor& img, const at::Tensor& tmpl, const at::Tenso
                       img.device());
     ids = ids_in->contiguous();
     N = ids.numel();
-    if (N) {
+    if (N && check_values_of(ids)) {
       const auto lo = ids.min().item<int64_t>(), hi = ids.max().item<int64_t>();
       TORCH_CHECK_VALUE(lo >= 0 && hi < img.size(0), "ids must lie in [0, ", img.size(0), "), got values in [", lo,
                         ", ", hi, "]");

@@ -9,6 +9,7 @@
 #include <tuple>
 #include <vector>
 
+#include "../common/value_checks.h"
 #include "ssim_gpu.h"
 #include "ssim_op.h"
 
@@ -52,7 +53,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ssim_forward_gpu(const at::Tensor
   });
   const at::Tensor score = map.to(at::kDouble).mean({1, 2, 3}).to(x.scalar_type());
   // S is finite for finite images, so this finds NaN or Inf in x or y (one device sync).
-  TORCH_CHECK_VALUE(d.B == 0 || at::isfinite(score).all().item<bool>(), "x and y must be finite: image ",
+  TORCH_CHECK_VALUE(d.B == 0 || !check_values_of(score) || at::isfinite(score).all().item<bool>(),
+                    "x and y must be finite: image ",
                     at::isfinite(score).logical_not().nonzero().min().item<int64_t>(), " holds NaN or Inf");
   return {score, want_map ? map : at::empty({0}, x.options()), partials};
 }

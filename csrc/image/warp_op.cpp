@@ -4,6 +4,7 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include "../common/value_checks.h"
 #include "../common/cpu_isa.h"
 #include "../common/huge_pages.h"
 #include "warp_cpu_kernel.h"
@@ -31,7 +32,7 @@ WarpArgs check_warp(const at::Tensor& img, const at::Tensor& M, int64_t out_h, i
   TORCH_CHECK_TYPE(at::isFloatingType(M.scalar_type()), "M must be floating point, got ", M.scalar_type());
   TORCH_CHECK_VALUE(M.device() == img.device(), "M is on ", M.device(), " but img is on ", img.device());
   TORCH_CHECK_VALUE(out_h >= 0 && out_w >= 0, "the output size must be >= 0, got ", out_h, " x ", out_w);
-  if (M.numel()) TORCH_CHECK_VALUE(at::isfinite(M).all().item<bool>(), "M holds NaN or Inf");
+  if (M.numel() && check_values_of(M)) TORCH_CHECK_VALUE(at::isfinite(M).all().item<bool>(), "M holds NaN or Inf");
   return {img.contiguous(), M.to(at::kDouble).contiguous(), img.size(0), img.size(1), img.size(2), img.size(3)};
 }
 

@@ -4,6 +4,7 @@
 #include <initializer_list>
 #include <utility>
 
+#include "../common/value_checks.h"
 #include "swarm_op.h"
 
 namespace pyadv {
@@ -37,7 +38,7 @@ void contiguous(std::initializer_list<Named> ts) {
 }
 
 void check_bounds(const at::Tensor& lo, const at::Tensor& hi) {
-  if (lo.numel() == 0) return;
+  if (lo.numel() == 0 || !check_values_of(lo)) return;
   const at::Tensor bad = lo.gt(hi).logical_or(lo.isnan()).logical_or(hi.isnan());
   if (bad.any().item<bool>()) {
     const at::Tensor where = bad.nonzero()[0];
@@ -60,7 +61,7 @@ at::Tensor check_ids(const std::optional<at::Tensor>& ids, int64_t B, const at::
   TORCH_CHECK_VALUE(t.dim() == 1 && t.size(0) == B, "ids must have shape [B] = [", B, "], got ", t.sizes());
   TORCH_CHECK_TYPE(t.scalar_type() == at::kLong, "ids must be int64 problem ids, got ", t.scalar_type());
   TORCH_CHECK_VALUE(t.device() == like.device(), "ids is on ", t.device(), " but the swarm is on ", like.device());
-  if (B) TORCH_CHECK_VALUE(t.ge(0).all().item<bool>(), "ids must be >= 0");
+  if (B && check_values_of(t)) TORCH_CHECK_VALUE(t.ge(0).all().item<bool>(), "ids must be >= 0");
   return t.contiguous();
 }
 
@@ -114,7 +115,7 @@ Dims check_de_trial(const at::Tensor& pop, const at::Tensor& best, const at::Ten
   shape(best, "best", {d.B}, "[B]");
   TORCH_CHECK_TYPE(best.scalar_type() == at::kLong, "best must be int64 member indices, got ", best.scalar_type());
   TORCH_CHECK_VALUE(best.device() == pop.device(), "best is on ", best.device(), " but pop is on ", pop.device());
-  if (strategy == 1 && d.B > 0) {
+  if (strategy == 1 && d.B > 0 && check_values_of(best)) {
     TORCH_CHECK_VALUE(best.ge(0).logical_and(best.lt(d.N)).all().item<bool>(), "best must hold indices in [0, ", d.N,
                       ")");
   }
@@ -176,7 +177,7 @@ std::array<int64_t, 4> check_sparse_perturb(const at::Tensor& base, const at::Te
   TORCH_CHECK_VALUE(idx.device() == base.device(), "idx is on ", idx.device(), " but base is on ", base.device());
   TORCH_CHECK_VALUE(0 <= n_begin && n_begin <= n_end && n_end <= N, "the candidate range [", n_begin, ", ", n_end,
                     ") must lie in [0, N = ", N, "]");
-  if (idx.numel()) {
+  if (idx.numel() && check_values_of(idx)) {
     TORCH_CHECK_VALUE(idx.ge(0).logical_and(idx.lt(P)).all().item<bool>(), "idx must hold pixel indices in [0, ", P,
                       ")");
   }

@@ -118,11 +118,18 @@ __global__ void sparse_perturb_kernel(const T* base, const int64_t* idx, const T
     T* o = out + row * P;
     for (int64_t p = threadIdx.x; p < P; p += blockDim.x) o[p] = base[b * P + p];
     __syncthreads();
-    for (int64_t j = threadIdx.x; j < m; j += blockDim.x) atomicAdd(o + idx[b * m + j], values[(b * N + n) * m + j]);
-    __syncthreads();
+    // Deterministic with repeated indices (no atomics): the first slot naming a pixel adds every
+    // value aimed at it in slot order, as the CPU kernel does, and clamps once.
+    const int64_t* ib = idx + b * m;
+    const T* vb = values + (b * N + n) * m;
     for (int64_t j = threadIdx.x; j < m; j += blockDim.x) {
-      const int64_t p = idx[b * m + j];
-      const T t = o[p];
+      const int64_t p = ib[j];
+      bool first = true;
+      for (int64_t k = 0; k < j && first; ++k) first = ib[k] != p;
+      if (!first) continue;
+      T t = base[b * P + p];
+      for (int64_t k = j; k < m; ++k)
+        if (ib[k] == p) t += vb[k];
       o[p] = t < T(0) ? T(0) : (t > T(1) ? T(1) : t);
     }
     __syncthreads();
