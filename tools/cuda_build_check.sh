@@ -39,7 +39,8 @@ git ls-files -z | xargs -0 -I{} cp --parents {} "$work"  # the tracked sources o
 (cd "$work" && PATH="$OLDPWD/$venv/bin:$PATH" PYADV_CUDA=1 PYADV_CUDA_ARCHS="$archs" PYADV_BUILD_JOBS=2 \
   PYADV_CMAKE_ARGS="-DCUDA_TOOLKIT_ROOT_DIR=$cuda_root -DCUDAToolkit_ROOT=$cuda_root -DCUDA_INCLUDE_DIRS=$cuda_root/include -DCUDA_CUDART_LIBRARY=$cudart -DCUDA_nvrtc_LIBRARY=$nvrtc" \
   "$OLDPWD/$venv/bin/python" -m pip install --isolated --no-build-isolation --no-deps -q .)
-"$venv/bin/python" - <<'PY'
+# from outside the checkout, so that the installed package is imported, not ./pyadv
+(cd / && "$OLDPWD/$venv/bin/python" - <<'PY'
 import pyadv
 info = pyadv.info()
 assert info["cuda_compiled"], info
@@ -48,3 +49,4 @@ assert not missing, f"ops without a CUDA kernel: {missing}"
 print(f"cuda_build_check: ok: CUDA kernels compiled for {info['cuda_archs']}, {len(info['ops'])} ops registered "
       f"for CUDA; GPU usable here: {info['cuda_usable']}")
 PY
+)

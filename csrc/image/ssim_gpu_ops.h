@@ -6,6 +6,8 @@
 #include <ATen/ATen.h>
 #include <c10/util/Exception.h>
 
+#include <map>
+#include <mutex>
 #include <tuple>
 #include <vector>
 
@@ -24,6 +26,21 @@ namespace ssim {
     static int backward(A... a) { return NS::ssim::backward<T>(a...); }       \
   }
 
+// The Gaussian window on a device, uploaded once per (window, sigma, device) and kept: a copy
+// from pageable host memory on every call would synchronise with the stream. Deliberately never
+// freed (a static CUDA tensor destroyed after the CUDA runtime at exit is a crash).
+inline at::Tensor device_window(int64_t win, double sigma, const at::Device& device) {
+  static std::mutex mu;
+  static auto* cache = new std::map<std::tuple<int64_t, double, int, int>, at::Tensor>();
+  const auto key = std::make_tuple(win, sigma, static_cast<int>(device.type()), static_cast<int>(device.index()));
+  std::lock_guard<std::mutex> lock(mu);
+  auto it = cache->find(key);
+  if (it == cache->end())
+    it = cache->emplace(key, at::tensor(gaussian_window(win, sigma), at::TensorOptions().dtype(at::kDouble)).to(device))
+             .first;
+  return it->second;
+}
+
 template <class L>
 std::tuple<at::Tensor, at::Tensor, at::Tensor> ssim_forward_gpu(const at::Tensor& x_in, const at::Tensor& y_in,
                                                                 int64_t win, double sigma, double K1, double K2,
@@ -31,8 +48,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ssim_forward_gpu(const at::Tensor
                                                                 void* stream) {
   const SsimDims d = check_ssim(x_in, y_in, win, sigma, K1, K2, data_range);
   const at::Tensor x = x_in.contiguous(), y = y_in.contiguous();
-  const std::vector<double> gh = gaussian_window(win, sigma);
-  const at::Tensor g = at::tensor(gh, x.options().dtype(at::kDouble));
+  const at::Tensor g = device_window(win, sigma, x.device());
   at::Tensor map = at::empty({d.B, d.C, d.Hv, d.Wv}, x.options());
   at::Tensor partials = want_partials ? at::empty({d.B, d.C, 5, d.Hv, d.Wv}, x.options()) : at::empty({0}, x.options());
   // Per-plane means, the centring constants (summed in double like the CPU kernels').
@@ -70,7 +86,7 @@ std::tuple<at::Tensor, at::Tensor> ssim_backward_gpu(const at::Tensor& grad, con
   const at::Tensor x = x_in.contiguous(), y = y_in.contiguous();
   const at::Tensor partials =
       std::get<2>(ssim_forward_gpu<L>(x, y, win, sigma, K1, K2, data_range, false, true, stream));
-  const at::Tensor g = at::tensor(gaussian_window(win, sigma), x.options().dtype(at::kDouble));
+  const at::Tensor g = device_window(win, sigma, x.device());
   const at::Tensor scale =
       (grad.to(at::kDouble) / double(d.C * d.Hv * d.Wv)).repeat_interleave(d.C).contiguous();
   at::Tensor dx = at::empty_like(x), dy = at::empty_like(y);
