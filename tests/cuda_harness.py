@@ -166,11 +166,15 @@ def cases() -> list[Case]:
     idx[:, 3] = idx[:, 1]  # repeated pixels add up, in slot order on every backend
     values = torch.randn(Bs, Ns, m, generator=g) * 0.5
     out.append(Case("sparse_perturb", P.sparse_perturb, E.sparse_perturb, [base, idx, values, 2, 8]))
+    out.append(Case("sparse_perturb_out", P.sparse_perturb_out, E.sparse_perturb_out,
+                    [base, idx, values, 2, 8, torch.full((Bs * 6, Ps), 7.0)], mutated=(5,)))
     Cc, H, W = 3, 5, 6
     img = torch.rand(3, Cc, H, W, generator=g)
     cand = torch.cat([torch.rand(3, 8, 2, 1, generator=g) * 7 - 1, torch.rand(3, 8, 2, 1, generator=g) * 8 - 1,
                       torch.randn(3, 8, 2, Cc, generator=g)], -1)
     out.append(Case("pixel_replace", P.pixel_replace, E.pixel_replace, [img, cand, 1, 7]))
+    out.append(Case("pixel_replace_out", P.pixel_replace_out, E.pixel_replace_out,
+                    [img, cand, 1, 7, torch.full((3 * 6, Cc, H, W), 7.0)], mutated=(4,)))
     # --- image: SSIM at every window size class (the 16-tile kernel up to 15, the 8-tile one above)
     for win in (3, 7, 11, 13, 15, 17, 31):
         side = win + 14

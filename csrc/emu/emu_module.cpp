@@ -169,6 +169,14 @@ void register_emulated(py::module_& parent) {
   m.def("pixel_replace", [](const at::Tensor& base, const at::Tensor& cand, int64_t n0, int64_t n1) {
     return swarm::pixel_replace_gpu<EmulatedSwarm>(cpu_contiguous(base, "base"), cand, n0, n1, nullptr);
   });
+  m.def("sparse_perturb_out", [](const at::Tensor& base, const at::Tensor& idx, const at::Tensor& values, int64_t n0,
+                                 int64_t n1, const at::Tensor& out) {
+    swarm::sparse_perturb_gpu<EmulatedSwarm>(cpu_contiguous(base, "base"), idx, values, n0, n1, nullptr, &out);
+  });
+  m.def("pixel_replace_out", [](const at::Tensor& base, const at::Tensor& cand, int64_t n0, int64_t n1,
+                                const at::Tensor& out) {
+    swarm::pixel_replace_gpu<EmulatedSwarm>(cpu_contiguous(base, "base"), cand, n0, n1, nullptr, &out);
+  });
 
   m.def("ssim_forward", [](const at::Tensor& x, const at::Tensor& y, int64_t win, double sigma, double K1, double K2,
                            double data_range, bool want_map, bool want_partials) {

@@ -55,6 +55,14 @@ void check_seed_step(int64_t seed, int64_t step) {
 
 }  // namespace
 
+void check_out(const at::Tensor& out, at::IntArrayRef shape, const at::Tensor& like) {
+  TORCH_CHECK_VALUE(out.sizes() == shape, "out must have shape ", shape, ", got ", out.sizes());
+  TORCH_CHECK_TYPE(out.scalar_type() == like.scalar_type(), "out must have base's dtype ", like.scalar_type(),
+                   ", got ", out.scalar_type());
+  TORCH_CHECK_VALUE(out.device() == like.device() && out.is_contiguous(), "out must be a contiguous tensor on ",
+                    like.device());
+}
+
 at::Tensor check_ids(const std::optional<at::Tensor>& ids, int64_t B, const at::Tensor& like) {
   if (!ids.has_value()) return at::Tensor();
   const at::Tensor& t = *ids;

@@ -101,10 +101,11 @@ void de_select_gpu(const at::Tensor& trial_in, const at::Tensor& trial_fit_in, c
 
 template <class L>
 at::Tensor sparse_perturb_gpu(const at::Tensor& base_in, const at::Tensor& idx_in, const at::Tensor& values_in,
-                              int64_t n_begin, int64_t n_end, void* stream) {
+                              int64_t n_begin, int64_t n_end, void* stream, const at::Tensor* out_given = nullptr) {
   const auto [B, N, m, P] = check_sparse_perturb(base_in, idx_in, values_in, n_begin, n_end);
   const at::Tensor base = base_in.contiguous(), idx = idx_in.contiguous(), values = values_in.contiguous();
-  at::Tensor out = at::empty({B * (n_end - n_begin), P}, base.options());
+  if (out_given) check_out(*out_given, {B * (n_end - n_begin), P}, base);
+  at::Tensor out = out_given ? *out_given : at::empty({B * (n_end - n_begin), P}, base.options());
   AT_DISPATCH_FLOATING_TYPES(base.scalar_type(), "sparse_perturb_gpu", [&] {
     check_launch(L::template sparse_perturb<scalar_t>(base.const_data_ptr<scalar_t>(), idx.const_data_ptr<int64_t>(),
                                                        values.const_data_ptr<scalar_t>(),
@@ -117,10 +118,11 @@ at::Tensor sparse_perturb_gpu(const at::Tensor& base_in, const at::Tensor& idx_i
 
 template <class L>
 at::Tensor pixel_replace_gpu(const at::Tensor& base_in, const at::Tensor& cand_in, int64_t n_begin, int64_t n_end,
-                             void* stream) {
+                             void* stream, const at::Tensor* out_given = nullptr) {
   const auto [B, N, m, C, H, W] = check_pixel_replace(base_in, cand_in, n_begin, n_end);
   const at::Tensor base = base_in.contiguous(), cand = cand_in.contiguous();
-  at::Tensor out = at::empty({B * (n_end - n_begin), C, H, W}, base.options());
+  if (out_given) check_out(*out_given, {B * (n_end - n_begin), C, H, W}, base);
+  at::Tensor out = out_given ? *out_given : at::empty({B * (n_end - n_begin), C, H, W}, base.options());
   AT_DISPATCH_FLOATING_TYPES(base.scalar_type(), "pixel_replace_gpu", [&] {
     check_launch(L::template pixel_replace<scalar_t>(base.const_data_ptr<scalar_t>(), cand.const_data_ptr<scalar_t>(),
                                                       out.mutable_data_ptr<scalar_t>(), B, N, m, C, H, W, n_begin,

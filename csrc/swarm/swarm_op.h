@@ -15,6 +15,8 @@ struct Dims {
 
 // ids, when defined, is an int64 [B] tensor of problem ids (returned contiguous).
 at::Tensor check_ids(const std::optional<at::Tensor>& ids, int64_t B, const at::Tensor& like);
+// An out= buffer: this shape, like's dtype and device, contiguous.
+void check_out(const at::Tensor& out, at::IntArrayRef shape, const at::Tensor& like);
 
 // pos, vel, pbest [B, N, D]; gbest, lo, hi [B, D]; one floating dtype, one device, contiguous
 // where written in place; lo <= hi.

@@ -92,14 +92,6 @@ void de_select_cpu(const at::Tensor& trial_in, const at::Tensor& trial_fit_in, c
   });
 }
 
-void check_out(const at::Tensor& out, at::IntArrayRef shape, const at::Tensor& like) {
-  TORCH_CHECK_VALUE(out.sizes() == shape, "out must have shape ", shape, ", got ", out.sizes());
-  TORCH_CHECK_TYPE(out.scalar_type() == like.scalar_type(), "out must have base's dtype ", like.scalar_type(),
-                   ", got ", out.scalar_type());
-  TORCH_CHECK_VALUE(out.device() == like.device() && out.is_contiguous(), "out must be a contiguous tensor on ",
-                    like.device());
-}
-
 void sparse_perturb_out_cpu(const at::Tensor& base_in, const at::Tensor& idx_in, const at::Tensor& values_in,
                             int64_t n_begin, int64_t n_end, const at::Tensor& out) {
   const auto [B, N, m, P] = check_sparse_perturb(base_in, idx_in, values_in, n_begin, n_end);

@@ -55,6 +55,19 @@ at::Tensor pixel_replace_cuda(const at::Tensor& base, const at::Tensor& cand, in
   return pixel_replace_gpu<CudaLaunch>(base, cand, n_begin, n_end, stream_of(base));
 }
 
+// The runner renders candidates into one reused buffer: the out= forms write there directly.
+void sparse_perturb_out_cuda(const at::Tensor& base, const at::Tensor& idx, const at::Tensor& values, int64_t n_begin,
+                             int64_t n_end, const at::Tensor& out) {
+  const c10::cuda::CUDAGuard guard(base.device());
+  sparse_perturb_gpu<CudaLaunch>(base, idx, values, n_begin, n_end, stream_of(base), &out);
+}
+
+void pixel_replace_out_cuda(const at::Tensor& base, const at::Tensor& cand, int64_t n_begin, int64_t n_end,
+                            const at::Tensor& out) {
+  const c10::cuda::CUDAGuard guard(base.device());
+  pixel_replace_gpu<CudaLaunch>(base, cand, n_begin, n_end, stream_of(base), &out);
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(pyadv, CUDA, m) {
@@ -64,6 +77,8 @@ TORCH_LIBRARY_IMPL(pyadv, CUDA, m) {
   m.impl("de_select", &de_select_cuda);
   m.impl("sparse_perturb", &sparse_perturb_cuda);
   m.impl("pixel_replace", &pixel_replace_cuda);
+  m.impl("sparse_perturb_out", &sparse_perturb_out_cuda);
+  m.impl("pixel_replace_out", &pixel_replace_out_cuda);
 }
 
 }  // namespace swarm
