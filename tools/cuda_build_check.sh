@@ -48,7 +48,8 @@ assert info["cuda_compiled"], info
 cpu_only = {"ecc_prefilter"}
 missing = [op for op, keys in info["ops"].items() if "CUDA" not in keys and op not in cpu_only]
 assert not missing, f"ops without a CUDA kernel: {missing}"
-print(f"cuda_build_check: ok: CUDA kernels compiled for {info['cuda_archs']}, {len(info['ops'])} ops registered "
-      f"for CUDA; GPU usable here: {info['cuda_usable']}")
+print(f"cuda_build_check: ok: CUDA kernels compiled for {info['cuda_archs']}, {len(info['ops']) - len(cpu_only)} "
+      f"of {len(info['ops'])} ops registered for CUDA ({', '.join(sorted(cpu_only))} CPU-only by design); "
+      f"GPU usable here: {info['cuda_usable']}")
 PY
 )

@@ -193,20 +193,14 @@ def _hinge(logits, cls, targeted, kappa):
 
 
 @dataclass(frozen=True)
-class CWLinfOptions(CommonOptions):
-    """Carlini and Wagner's L-inf attack: minimise c f(x') + sum_i max(|x'_i - x_i| - tau, 0) over
-    w (x' = 1/2 (tanh(w) + 1)), f = (margin + kappa)^+. Per image: at each tau, up to ``steps``
-    Adam steps (lr 5e-3) per c; a point whose loss is below 1e-4 c solves this tau (the goal
-    holds and no component exceeds tau by more than a trace); then tau becomes 0.9 min(tau,
-    the solution's L-inf) and the search goes on from that point; an unsolved c doubles, up to
-    ``max_c``, after which the image keeps its last solution. From tau = 1 and c = 1e-5 down
-    to tau <= 1/256, the paper's constants."""
+class _CWDoublingOptions(CommonOptions):
+    """The options C&W's L-inf and L0 attacks share: the margin kappa, a constant c doubled up
+    to max_c while a solve fails, Adam steps and learning rate per c."""
     kappa: float = 0.0
-    c: float = 1e-5
-    max_c: float = 20.0
+    c: float = 1e-3
+    max_c: float = 2e6
     steps: int = 1000
-    lr: float = 5e-3
-    tau_factor: float = 0.9
+    lr: float = 1e-2
 
     def __post_init__(self):
         super().__post_init__()
@@ -217,6 +211,24 @@ class CWLinfOptions(CommonOptions):
             raise option_error("max_c", self.max_c, f"a number >= c ({self.c})")
         int_option("steps", self.steps, 1)
         number_option("lr", self.lr, positive=True)
+
+
+@dataclass(frozen=True)
+class CWLinfOptions(_CWDoublingOptions):
+    """Carlini and Wagner's L-inf attack: minimise c f(x') + sum_i max(|x'_i - x_i| - tau, 0) over
+    w (x' = 1/2 (tanh(w) + 1)), f = (margin + kappa)^+. Per image: at each tau, up to ``steps``
+    Adam steps (lr 5e-3) per c; a point whose loss is below 1e-4 c solves this tau (the goal
+    holds and no component exceeds tau by more than a trace); then tau becomes 0.9 min(tau,
+    the solution's L-inf) and the search goes on from that point; an unsolved c doubles, up to
+    ``max_c``, after which the image keeps its last solution. From tau = 1 and c = 1e-5 down
+    to tau <= 1/256, the paper's constants."""
+    c: float = 1e-5
+    max_c: float = 20.0
+    lr: float = 5e-3
+    tau_factor: float = 0.9
+
+    def __post_init__(self):
+        super().__post_init__()
         if not (isinstance(self.tau_factor, (int, float)) and 0 < self.tau_factor < 1):
             raise option_error("tau_factor", self.tau_factor, "a number in (0, 1)")
 
@@ -292,7 +304,7 @@ class CWLinf(Attack):
 
 
 @dataclass(frozen=True)
-class CWL0Options(CommonOptions):
+class CWL0Options(_CWDoublingOptions):
     """Carlini and Wagner's L0 attack: repeated L2 solves (minimise ||delta||_2^2 + c f over the
     pixels still allowed to change, f = (margin + kappa)^+, Adam lr 1e-2, up to ``steps``
     steps per c, c doubling from 1e-3 up to ``max_c`` until a solve succeeds, warm-started from
@@ -300,21 +312,7 @@ class CWL0Options(CommonOptions):
     |delta| |gradient| (summed over channels) are frozen at their clean values: at least one,
     then on while their total change stays below 0.01, at most 0.3 sqrt(pixels changed). The
     image ends at the first failed solve with the last solution, the paper's procedure."""
-    kappa: float = 0.0
-    c: float = 1e-3
-    max_c: float = 2e6
-    steps: int = 1000
-    lr: float = 1e-2
-
-    def __post_init__(self):
-        super().__post_init__()
-        _kappa_option(self.kappa)
-        number_option("c", self.c, positive=True)
-        number_option("max_c", self.max_c, positive=True)
-        if self.max_c < self.c:
-            raise option_error("max_c", self.max_c, f"a number >= c ({self.c})")
-        int_option("steps", self.steps, 1)
-        number_option("lr", self.lr, positive=True)
+    # the defaults are the shared ones: kappa 0, c 1e-3, max_c 2e6, 1000 steps, lr 1e-2
 
 
 def freeze_count(change: torch.Tensor, eq_count: int) -> int:
