@@ -62,19 +62,21 @@ lint: $(DEPS_STAMP)
 # The peers benchmarks/image.py compares against; --no-deps keeps the CPU torch in place (their
 # declared dependencies would pull a CUDA torch and torchvision).
 BENCH_PEERS := kornia kornia-rs pytorch-msssim piq torchmetrics lightning-utilities
-# attacks_gradient.py's peers: adv-lib (its torchvision/visdom imports are side-stepped by
-# benchmarks/peers.py) and ART (imports six beyond what the venv has)
+# the attack benchmarks' peers: adv-lib (its torchvision/visdom imports are side-stepped by
+# pyadv/bench/peers.py) and ART (imports six beyond what the venv has)
 ATTACK_PEERS := adv-lib==0.2.8 adversarial-robustness-toolbox==1.20.1 six
 
 bench: build
 	$(PY) -m pip install --no-deps $(BENCH_PEERS) || echo "peers not installed: benchmarks/image.py skips them"
-	$(PY) -m pip install --no-deps $(ATTACK_PEERS) || echo "attack peers not installed: attacks_gradient.py skips them"
+	$(PY) -m pip install --no-deps $(ATTACK_PEERS) || echo "attack peers not installed: the attack benchmarks skip them"
 	$(PY) benchmarks/fi.py
 	$(PY) benchmarks/fi_model.py
 	$(PY) benchmarks/swarm.py
 	$(PY) benchmarks/image.py
 	$(PY) benchmarks/attacks_sparse.py
 	$(PY) benchmarks/attacks_gradient.py
+	$(PY) benchmarks/attacks_optim.py
+	$(PY) benchmarks/attacks_onepixel.py
 	$(PY) benchmarks/generate.py
 	$(PY) benchmarks/reproduce_paper000.py
 
