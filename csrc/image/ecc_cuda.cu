@@ -13,23 +13,28 @@ namespace em = ::pyadv::ecc_math;
 constexpr unsigned kThreads = 128;
 constexpr unsigned kWarps = kThreads / 32;
 
-template <typename T>
+// Templated on the motion: K and the loops over it are compile-time constants, so each thread's
+// K sums stay in registers (a runtime K kept them in 528 B of local memory per thread) and the
+// shared partials take only the motion's K columns.
+template <typename T, int Motion>
 __global__ void moments_kernel(const T* img, const T* tmpl, const double* M, const int64_t* ids, int64_t N, int64_t H,
-                               int64_t W, int motion, int64_t margin, double* out) {
-  __shared__ double partial[kWarps][em::kMaxStats];
-  const int K = em::n_stats(motion);
+                               int64_t W, int64_t margin, double* out) {
+  constexpr int K = em::n_stats(Motion);
+  __shared__ double partial[kWarps][K];
   const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
   const int64_t P = H * W;
   for (int64_t b = blockIdx.x; b < N; b += gridDim.x) {
     const int64_t pair = ids ? ids[b] : b;
-    double acc[em::kMaxStats];
+    double acc[K];
+#pragma unroll
     for (int k = 0; k < K; ++k) acc[k] = 0.0;
     const T* ib = img + pair * 3 * P;
     for (int64_t e = tid; e < P; e += blockDim.x) {
       const int64_t x = e % W, y = e / W;
       if (em::inside_margin(x, y, H, W, margin))
-        em::add_pixel(ib, ib + P, ib + 2 * P, H, W, x, y, double(tmpl[pair * P + e]), M + 9 * b, motion, acc);
+        em::add_pixel(ib, ib + P, ib + 2 * P, H, W, x, y, double(tmpl[pair * P + e]), M + 9 * b, Motion, acc);
     }
+#pragma unroll
     for (int k = 0; k < K; ++k) {
       double v = acc[k];
       for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_down_sync(0xFFFFFFFFu, v, offset);
@@ -50,8 +55,20 @@ int moments(const T* img, const T* tmpl, const double* M, const int64_t* ids, in
             int64_t margin, double* out, void* stream) {
   if (N <= 0) return 0;
   const unsigned blocks = loop_blocks(N);
-  return launch_kernel(moments_kernel<T>, blocks, kThreads, 0, stream, img, tmpl, M, ids, N, H, W, motion, margin,
-                       out);
+  switch (motion) {
+    case em::kTranslation:
+      return launch_kernel(moments_kernel<T, em::kTranslation>, blocks, kThreads, 0, stream, img, tmpl, M, ids, N, H,
+                           W, margin, out);
+    case em::kEuclidean:
+      return launch_kernel(moments_kernel<T, em::kEuclidean>, blocks, kThreads, 0, stream, img, tmpl, M, ids, N, H, W,
+                           margin, out);
+    case em::kAffine:
+      return launch_kernel(moments_kernel<T, em::kAffine>, blocks, kThreads, 0, stream, img, tmpl, M, ids, N, H, W,
+                           margin, out);
+    default:
+      return launch_kernel(moments_kernel<T, em::kHomography>, blocks, kThreads, 0, stream, img, tmpl, M, ids, N, H,
+                           W, margin, out);
+  }
 }
 
 template int moments<float>(const float*, const float*, const double*, const int64_t*, int64_t, int64_t, int64_t, int,

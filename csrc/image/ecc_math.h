@@ -27,10 +27,10 @@ enum Motion : int { kTranslation = 0, kEuclidean = 1, kAffine = 2, kHomography =
 constexpr int kMaxParams = 8;
 constexpr int kMaxStats = 6 + 3 * kMaxParams + kMaxParams * (kMaxParams + 1) / 2;  // 66
 
-PYADV_HD inline int n_params(int motion) {
+PYADV_HD constexpr inline int n_params(int motion) {
   return motion == kTranslation ? 2 : motion == kEuclidean ? 3 : motion == kAffine ? 6 : 8;
 }
-PYADV_HD inline int n_stats(int motion) {
+PYADV_HD constexpr inline int n_stats(int motion) {
   const int n = n_params(motion);
   return 6 + 3 * n + n * (n + 1) / 2;
 }
