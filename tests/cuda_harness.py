@@ -197,6 +197,12 @@ def cases() -> list[Case]:
     for motion in range(4):
         out.append(Case(f"ecc_moments_m{motion}", P.ecc_moments, E.ecc_moments, [eimg, etmpl, eM, motion, 1, None],
                         atol=1e-8, rtol=1e-10))
+    # two large pairs: each split over several blocks (blocks_per_pair), then the ordered reduction
+    limg, ltmpl = torch.rand(2, 3, 70, 66, generator=g, dtype=torch.float64), torch.rand(2, 70, 66, generator=g,
+                                                                                           dtype=torch.float64)
+    for motion in (0, 3):
+        out.append(Case(f"ecc_moments_split_m{motion}", P.ecc_moments, E.ecc_moments,
+                        [limg, ltmpl, eM[:2].clone(), motion, 2, None], atol=1e-7, rtol=1e-10))
     return out
 
 

@@ -15,21 +15,24 @@ constexpr unsigned kWarps = kThreads / 32;
 
 // Templated on the motion: K and the loops over it are compile-time constants, so each thread's
 // K sums stay in registers (a runtime K kept them in 528 B of local memory per thread) and the
-// shared partials take only the motion's K columns.
+// shared partials take only the motion's K columns. Block t works on pair t / split, pixels
+// tid + blockDim (t % split + split j): with split == 1 a block per pair, writing out [N, K];
+// with more, `split` blocks per pair writing [N, split, K] for reduce_kernel.
 template <typename T, int Motion>
 __global__ void moments_kernel(const T* img, const T* tmpl, const double* M, const int64_t* ids, int64_t N, int64_t H,
-                               int64_t W, int64_t margin, double* out) {
+                               int64_t W, int64_t margin, int64_t split, double* dst) {
   constexpr int K = em::n_stats(Motion);
   __shared__ double partial[kWarps][K];
   const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
   const int64_t P = H * W;
-  for (int64_t b = blockIdx.x; b < N; b += gridDim.x) {
+  for (int64_t t = blockIdx.x; t < N * split; t += gridDim.x) {
+    const int64_t b = t / split, part = t % split;
     const int64_t pair = ids ? ids[b] : b;
     double acc[K];
 #pragma unroll
     for (int k = 0; k < K; ++k) acc[k] = 0.0;
     const T* ib = img + pair * 3 * P;
-    for (int64_t e = tid; e < P; e += blockDim.x) {
+    for (int64_t e = part * blockDim.x + tid; e < P; e += int64_t(blockDim.x) * split) {
       const int64_t x = e % W, y = e / W;
       if (em::inside_margin(x, y, H, W, margin))
         em::add_pixel(ib, ib + P, ib + 2 * P, H, W, x, y, double(tmpl[pair * P + e]), M + 9 * b, Motion, acc);
@@ -44,37 +47,54 @@ __global__ void moments_kernel(const T* img, const T* tmpl, const double* M, con
     for (int k = tid; k < K; k += blockDim.x) {
       double s = 0.0;
       for (unsigned w = 0; w < kWarps; ++w) s += partial[w][k];
-      out[b * K + k] = s;
+      dst[t * K + k] = s;
     }
     __syncthreads();  // partial is reused by the next pair
   }
 }
 
+// out [N, K] = the split blocks' sums of each pair, added in block order.
+__global__ void reduce_kernel(const double* scratch, int64_t N, int64_t split, int K, double* out) {
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < N * K; i += int64_t(blockDim.x) * gridDim.x) {
+    const int64_t b = i / K, k = i % K;
+    double s = 0.0;
+    for (int64_t g = 0; g < split; ++g) s += scratch[(b * split + g) * K + k];
+    out[i] = s;
+  }
+}
+
+template <typename T, int Motion>
+int launch_moments(const T* img, const T* tmpl, const double* M, const int64_t* ids, int64_t N, int64_t H, int64_t W,
+                   int64_t margin, int64_t split, double* scratch, double* out, void* stream) {
+  constexpr int K = em::n_stats(Motion);
+  double* dst = split > 1 ? scratch : out;
+  const int err = launch_kernel(moments_kernel<T, Motion>, loop_blocks(N * split), kThreads, 0, stream, img, tmpl, M,
+                                ids, N, H, W, margin, split, dst);
+  if (err != 0 || split <= 1) return err;
+  return launch_kernel(reduce_kernel, grid_for(N * K, kThreads), kThreads, 0, stream, scratch, N, split, K, out);
+}
+
 template <typename T>
 int moments(const T* img, const T* tmpl, const double* M, const int64_t* ids, int64_t N, int64_t H, int64_t W, int motion,
-            int64_t margin, double* out, void* stream) {
+            int64_t margin, int64_t split, double* scratch, double* out, void* stream) {
   if (N <= 0) return 0;
-  const unsigned blocks = loop_blocks(N);
+  if (split < 1) split = 1;
   switch (motion) {
     case em::kTranslation:
-      return launch_kernel(moments_kernel<T, em::kTranslation>, blocks, kThreads, 0, stream, img, tmpl, M, ids, N, H,
-                           W, margin, out);
+      return launch_moments<T, em::kTranslation>(img, tmpl, M, ids, N, H, W, margin, split, scratch, out, stream);
     case em::kEuclidean:
-      return launch_kernel(moments_kernel<T, em::kEuclidean>, blocks, kThreads, 0, stream, img, tmpl, M, ids, N, H, W,
-                           margin, out);
+      return launch_moments<T, em::kEuclidean>(img, tmpl, M, ids, N, H, W, margin, split, scratch, out, stream);
     case em::kAffine:
-      return launch_kernel(moments_kernel<T, em::kAffine>, blocks, kThreads, 0, stream, img, tmpl, M, ids, N, H, W,
-                           margin, out);
+      return launch_moments<T, em::kAffine>(img, tmpl, M, ids, N, H, W, margin, split, scratch, out, stream);
     default:
-      return launch_kernel(moments_kernel<T, em::kHomography>, blocks, kThreads, 0, stream, img, tmpl, M, ids, N, H,
-                           W, margin, out);
+      return launch_moments<T, em::kHomography>(img, tmpl, M, ids, N, H, W, margin, split, scratch, out, stream);
   }
 }
 
 template int moments<float>(const float*, const float*, const double*, const int64_t*, int64_t, int64_t, int64_t, int,
-                            int64_t, double*, void*);
+                            int64_t, int64_t, double*, double*, void*);
 template int moments<double>(const double*, const double*, const double*, const int64_t*, int64_t, int64_t, int64_t,
-                             int, int64_t, double*, void*);
+                             int, int64_t, int64_t, double*, double*, void*);
 
 }  // namespace ecc
 }  // namespace PYADV_GPU_NS

@@ -28,11 +28,14 @@ at::Tensor ecc_moments_gpu(const at::Tensor& img, const at::Tensor& tmpl, const 
                            int64_t margin, const std::optional<at::Tensor>& ids, void* stream, Launch launch) {
   const EccArgs a = check_ecc(img, tmpl, M, motion, margin, ids);
   at::Tensor out = at::empty({a.N, a.K}, a.img.options().dtype(at::kDouble));
+  const int64_t split = blocks_per_pair(a.N, a.H * a.W);
+  at::Tensor scratch = at::empty({split > 1 ? a.N * split * a.K : 0}, out.options());
   AT_DISPATCH_FLOATING_TYPES(a.img.scalar_type(), "ecc_moments_gpu", [&] {
     const int err = launch(a.img.const_data_ptr<scalar_t>(), a.tmpl.const_data_ptr<scalar_t>(),
                            a.M.const_data_ptr<double>(), a.ids.defined() ? a.ids.const_data_ptr<int64_t>() : nullptr,
-                           a.N, a.H, a.W, static_cast<int>(motion), margin,
-                           out.mutable_data_ptr<double>(), stream);
+                           a.N, a.H, a.W, static_cast<int>(motion), margin, split,
+                           split > 1 ? scratch.mutable_data_ptr<double>() : nullptr, out.mutable_data_ptr<double>(),
+                           stream);
     TORCH_CHECK(err == 0, "ecc_moments failed to launch (error ", err, ")");
   });
   return out;
