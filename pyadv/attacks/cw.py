@@ -74,6 +74,31 @@ def update_constant(c, lo, hi, found):
     return c, lo, hi
 
 
+class PerImageSearch:
+    """What every C&W variant keeps per image: w (x' = 1/2 (tanh(w) + 1)) with its Adam state,
+    the constant c, the steps taken at the current c and in all, the best point and whether
+    the search found an adversarial."""
+
+    def __init__(self, x: torch.Tensor, lr: float, c: float):
+        B, dev = len(x), x.device
+        self.w = to_tanh_space(x)
+        self.adam = RowAdam(self.w, lr)
+        self.c = torch.full((B,), float(c), device=dev, dtype=torch.float64)
+        self.it = torch.zeros(B, dtype=torch.long, device=dev)
+        self.iters = torch.zeros(B, dtype=torch.long, device=dev)
+        self.best = x.clone()
+        self.found = torch.zeros(B, dtype=torch.bool, device=dev)
+
+    def double_spent(self, stepped: torch.Tensor, steps: int) -> torch.Tensor:
+        """The rows of ``stepped`` that used up their steps at this c: c doubles, the step count
+        and Adam start afresh. Returns them."""
+        spent = stepped[self.it[stepped] >= steps]
+        self.c[spent] *= 2
+        self.it[spent] = 0
+        self.adam.reset(spent)
+        return spent
+
+
 @dataclass(frozen=True)
 class CWL2Options(CommonOptions):
     """Carlini and Wagner's L2 attack: minimise ||delta||_2^2 + c f(x + delta) over w, with
@@ -118,21 +143,17 @@ class CWL2(Attack):
         targeted = target is not None
         cls = target if targeted else y
         runner.expect(B * o.steps * o.search_steps)
-        w0 = to_tanh_space(x)
-        w = w0.clone()
-        adam = RowAdam(w, o.lr)
-        c = torch.full((B,), float(o.c), device=dev, dtype=torch.float64)
+        state = PerImageSearch(x, o.lr, o.c)
+        w, adam, c, it, iters, best = state.w, state.adam, state.c, state.it, state.iters, state.best
+        found = state.found  # here: this c-step found an adversarial
+        w0 = w.clone()
         lo = torch.zeros(B, device=dev, dtype=torch.float64)
         hi = torch.full((B,), _NO_BOUND, device=dev, dtype=torch.float64)
         outer = torch.zeros(B, dtype=torch.long, device=dev)
-        it = torch.zeros(B, dtype=torch.long, device=dev)
         prev = torch.full((B,), math.inf, device=dev, dtype=torch.float64)
-        found = torch.zeros(B, dtype=torch.bool, device=dev)  # this c-step found an adversarial
         best_l2 = torch.full((B,), math.inf, device=dev, dtype=x.dtype)
-        best = x.clone()
         best_const = torch.full((B,), math.nan, device=dev, dtype=torch.float64)
         best_margin = torch.full((B,), math.nan, device=dev)
-        iters = torch.zeros(B, dtype=torch.long, device=dev)
         check = max(1, o.steps // 10)
         active = torch.arange(B, device=dev)
 
@@ -251,14 +272,10 @@ class CWLinf(Attack):
         B, dev = len(x), x.device
         targeted = target is not None
         cls = target if targeted else y
-        w = to_tanh_space(x)
-        adam = RowAdam(w, o.lr)
+        state = PerImageSearch(x, o.lr, o.c)
+        w, adam, c, it, iters, best, found = (state.w, state.adam, state.c, state.it, state.iters, state.best,
+                                              state.found)
         tau = torch.ones(B, device=dev, dtype=x.dtype)
-        c = torch.full((B,), float(o.c), device=dev, dtype=torch.float64)
-        it = torch.zeros(B, dtype=torch.long, device=dev)
-        iters = torch.zeros(B, dtype=torch.long, device=dev)
-        best = x.clone()
-        found = torch.zeros(B, dtype=torch.bool, device=dev)
         runner.expect(B * o.steps)
         active = torch.arange(B, device=dev)
 
@@ -293,10 +310,7 @@ class CWLinf(Attack):
             it[stepped] += 1
             iters[active] += 1
             # an unsolved c doubles after its steps; past max_c the image is done
-            spent = stepped[it[stepped] >= o.steps]
-            c[spent] *= 2
-            it[spent] = 0
-            adam.reset(spent)
+            state.double_spent(stepped, o.steps)
             done = (tau[active] <= 1 / 256) | (c[active] > o.max_c)
             active = active[~done]
         return RawResult(adv=best, iterations=iters, search_success=found,
@@ -341,15 +355,11 @@ class CWL0(Attack):
         targeted = target is not None
         cls = target if targeted else y
         allowed = torch.ones(B, 1, H, W, dtype=torch.bool, device=dev)
-        w = to_tanh_space(x)
-        adam = RowAdam(w, o.lr)
-        c = torch.full((B,), float(o.c), device=dev, dtype=torch.float64)
-        it = torch.zeros(B, dtype=torch.long, device=dev)
-        iters = torch.zeros(B, dtype=torch.long, device=dev)
+        state = PerImageSearch(x, o.lr, o.c)
+        w, adam, c, it, iters, best, found = (state.w, state.adam, state.c, state.it, state.iters, state.best,
+                                              state.found)
         solves = torch.zeros(B, dtype=torch.long, device=dev)
         best_allowed = torch.zeros(B, dtype=torch.long, device=dev)
-        best = x.clone()
-        found = torch.zeros(B, dtype=torch.bool, device=dev)
         runner.expect(B * o.steps)
         active = torch.arange(B, device=dev)
 
@@ -387,10 +397,7 @@ class CWL0(Attack):
             w[stepped] = adam.step(stepped, wa[go], gw[go])
             it[stepped] += 1
             iters[active] += 1
-            spent = stepped[it[stepped] >= o.steps]
-            c[spent] *= 2
-            it[spent] = 0
-            adam.reset(spent)
+            spent = state.double_spent(stepped, o.steps)
             w[spent] = to_tanh_space(torch.where(found[spent].view(-1, 1, 1, 1), best[spent], x[spent]))
             done = (c[active] > o.max_c) | ~allowed[active].flatten(1).any(1)
             active = active[~done]
