@@ -78,6 +78,7 @@ bench: build
 	$(PY) benchmarks/attacks_optim.py
 	$(PY) benchmarks/attacks_onepixel.py
 	$(PY) benchmarks/generate.py
+	$(PY) benchmarks/precision.py
 	$(PY) benchmarks/reproduce_paper000.py
 
 # Needs no torch; with the venv's torch present it also checks the torch-side CUDA glue.

@@ -262,7 +262,7 @@ def test_empty_batch(lin):
     ({"stop": "never"}, "stop='never'"),
     ({"fi_pixel": 0.1, "m": 3}, "fi_pixel"),
     ({"fi_pixel": 0.1, "pixels": "gradient"}, "fi_pixel"),
-    ({"eval_dtype": "int8"}, "eval_dtype"),
+    ({"precision": "int8"}, "precision"),
     ({"colour": 1}, "unknown option"),
 ])
 def test_bad_options_name_the_option(opts, match):
@@ -335,9 +335,9 @@ def test_bf16_search_is_checked_in_float32(digits_cnn):
 
     x, y = digits("test", 28)
     x, y = x[:6], y[:6]
-    r = FIPSO(digits_cnn, m=20, pixels="gradient", n_particles=20, iters=10, eval_dtype="bfloat16",
+    r = FIPSO(digits_cnn, m=20, pixels="gradient", n_particles=20, iters=10, precision="bf16",
               stop="first_success")(x, y)
-    assert r.precision["eval_dtype"] == "bfloat16"
+    assert r.precision["search"] == "bf16"
     with torch.no_grad():
         pred = digits_cnn(r.adv).argmax(1)
     assert torch.equal(r.success, pred != y)  # the reported success is the float32 one

@@ -21,7 +21,9 @@ from torch import nn
 from .._model_mode import frozen_eval
 from .._rng import keyed_generator
 from ..fi._inputs import as_labels, check_images, check_logits, check_target
-from ._runner import EVAL_DTYPES, ModelRunner
+from ._compile import COMPILE_CHOICES, compile_available
+from ._precision import precision_name
+from ._runner import ModelRunner
 from .result import AttackResult, norms_of
 
 _REGISTRY: dict[str, type["Attack"]] = {}
@@ -95,8 +97,22 @@ class CommonOptions:
     progress: a tqdm bar on long attacks;
     memory_budget: bytes a forward chunk may use (default 2 GiB);
     chunk_size: images per forward (None: measured once per model and shape);
-    eval_dtype: None or "bfloat16"/"float16": the search's fitness evaluations under autocast,
-        every reported number checked in the model's own precision;
+    precision: the search's precision: "fp32" (the model's own), "bf16" or "fp16" (autocast
+        for every forward, gradient and vector-Jacobian product of the search) or "auto" (the
+        fastest the device runs natively, measured once per model and shape with the chunk
+        size; float32 for calls too small to measure). Every number a result reports is
+        checked in the model's own precision; in a reduced precision the search claims a
+        success only by more than the runner's measured ``band`` of logit error, and an image
+        whose claimed success the check still refutes is attacked again from the start in
+        float32 (its queries added; counted in ``result.precision["fallback"]``). FI scores
+        (FIPSO's pixel choice) stay in the model's precision: their K - 1 trick and rank
+        cut-off need it;
+    compile: False, True (torch.compile the model when the call's expected eager model time
+        is at least ``_compile.COMPILE_PAYS_AFTER_S``, or the model is compiled already in this
+        process) or "always"; the compiled model gets fixed-size chunks (no recompiles as the
+        active set shrinks); compilations and their time are in ``result.profile``;
+    compile_backend: torch.compile's backend ("inductor"; "aot_eager" traces without code
+        generation);
     search_copy: None (measured: the faster of the model as given and its search copy, see
         the runner), True (the copy wherever it is valid) or False (never). The measurement is
         timing, so it may choose differently in another process; a job that must give the
@@ -107,8 +123,10 @@ class CommonOptions:
     progress: bool = False
     memory_budget: Optional[int] = None
     chunk_size: Optional[int] = None
-    eval_dtype: Optional[str] = None
+    precision: str = "fp32"
     search_copy: Optional[bool] = None
+    compile: Any = False
+    compile_backend: str = "inductor"
 
     def __post_init__(self):
         int_option("seed", self.seed, 0)
@@ -120,10 +138,18 @@ class CommonOptions:
             int_option("chunk_size", self.chunk_size, 1)
         if self.search_copy is not None:
             bool_option("search_copy", self.search_copy)
-        if isinstance(self.eval_dtype, torch.dtype):
-            object.__setattr__(self, "eval_dtype", str(self.eval_dtype).replace("torch.", ""))
-        if self.eval_dtype not in EVAL_DTYPES:
-            raise option_error("eval_dtype", self.eval_dtype, "None, 'float32', 'bfloat16' or 'float16'")
+        object.__setattr__(self, "precision", precision_name(self.precision))
+        if not any(self.compile is c for c in COMPILE_CHOICES) and self.compile != "always":
+            raise option_error("compile", self.compile, "False, True or 'always'")
+        if self.compile:
+            why = compile_available()
+            if why is not None:
+                raise option_error("compile", self.compile, f"False here: {why}")
+            from torch import _dynamo
+
+            backends = _dynamo.list_backends(exclude_tags=())
+            if self.compile_backend not in backends:
+                raise option_error("compile_backend", self.compile_backend, f"one of {', '.join(backends)}")
 
     def as_dict(self) -> dict[str, Any]:
         out = {}
@@ -208,18 +234,76 @@ class Attack:
                 target = as_labels(target, B, K, "target", device)
                 check_target(target, y)
             self._check_call(x, y, target)
-            runner = ModelRunner(self.model, x[:1] if B else x.new_zeros(1, *x.shape[1:]), B, num_classes=K,
-                                 memory_budget=self.options.memory_budget, chunk_size=self.options.chunk_size,
-                                 eval_dtype=self.options.eval_dtype, search_copy=self.options.search_copy)
+            runner = self._runner(x, B, K)
             raw = self._run(x.detach(), y, target, runner, index) if B else \
                 RawResult(x.clone(), torch.zeros(0, dtype=torch.long, device=device))
-            adv = raw.adv.detach().clamp(0, 1).to(x.dtype)
-            if self.options.quantize:
-                adv = quantize(adv)
-            owners = torch.arange(B, device=device)
-            probs = runner.probs(adv, owners, exact=True) if B else x.new_zeros(0, K, dtype=torch.float32)
-            success = self._success(probs, y, target) if B else torch.zeros(0, dtype=torch.bool, device=device)
-        return self._result(x, adv, y, target, probs, success, runner, raw, time.perf_counter() - t0)
+            adv, probs, success = self._checked(raw.adv, x, y, target, runner)
+            precision = self._precision_record(x, runner, raw, success)
+            if B and raw.search_success is not None and runner.search_precision != "fp32":
+                refuted = (raw.search_success.bool() & ~success).nonzero().flatten()
+                if len(refuted):
+                    precision.update(self._fall_back(refuted, x, y, target, index, K, runner, raw, adv, probs,
+                                                     success))
+        return self._result(x, adv, y, target, probs, success, runner, raw, time.perf_counter() - t0, precision)
+
+    def _precision_record(self, x, runner: ModelRunner, raw: RawResult, success) -> dict:
+        """What ``result.precision`` holds: the precision asked for and the one the search ran
+        in, the model's, the band; with the search's own claims, how many of them the check
+        refuted (``failed_check``: before any fallback) and how many successes only the check
+        found; ``fallback`` / ``fallback_success``: images attacked again in float32."""
+        live = len(x) > 0
+        out = {"asked": self.options.precision, "search": runner.search_precision if live else "fp32",
+               "model": str(x.dtype).replace("torch.", ""), "band": runner.band_rel if live else 0.0,
+               "fallback": 0, "fallback_success": 0}
+        if raw.search_success is not None:
+            search = raw.search_success.bool()
+            out["search_successes"] = int(search.sum())
+            out["failed_check"] = int((search & ~success).sum())
+            out["found_by_check"] = int((~search & success).sum())
+        return out
+
+    def _runner(self, x: torch.Tensor, B: int, K: int, precision: Optional[str] = None) -> ModelRunner:
+        o = self.options
+        return ModelRunner(self.model, x if B else x.new_zeros(1, *x.shape[1:]), B, num_classes=K,
+                           memory_budget=o.memory_budget, chunk_size=o.chunk_size,
+                           precision=precision or o.precision, search_copy=o.search_copy, compile=o.compile,
+                           compile_backend=o.compile_backend)
+
+    def _checked(self, raw_adv, x, y, target, runner: ModelRunner):
+        """(adv, probs, success) of the images an attack settled on: clamped, rounded to k/255
+        with ``quantize``, and judged with the model as given, in its own precision."""
+        B = len(x)
+        adv = raw_adv.detach().clamp(0, 1).to(x.dtype)
+        if self.options.quantize:
+            adv = quantize(adv)
+        if not B:
+            return adv, x.new_zeros(0, runner.num_classes, dtype=torch.float32), \
+                torch.zeros(0, dtype=torch.bool, device=x.device)
+        probs = runner.probs(adv, torch.arange(B, device=x.device), exact=True)
+        return adv, probs, self._success(probs, y, target)
+
+    def _fall_back(self, rows, x, y, target, index, K, runner, raw, adv, probs, success) -> dict:
+        """The images whose reduced-precision success the check refuted, attacked again from the
+        start in float32 (their randomness keyed by their index, so each gets what a float32
+        call would have given it). Their queries and model time add to the call's; adv, probs,
+        success, iterations and per-image extras are replaced in place."""
+        sub_t = None if target is None else target[rows]
+        sub_runner = self._runner(x[rows], len(rows), K, precision="fp32")
+        sub = self._run(x[rows], y[rows], sub_t, sub_runner, index[rows])
+        a, p, ok = self._checked(sub.adv, x[rows], y[rows], sub_t, sub_runner)
+        adv[rows], probs[rows], success[rows] = a, p, ok
+        runner.queries[rows] += sub_runner.queries
+        runner.gradients[rows] += sub_runner.gradients
+        runner.forward_s += sub_runner.forward_s
+        raw.iterations = raw.iterations.clone()
+        raw.iterations[rows] += sub.iterations.to(raw.iterations)
+        B = len(x)
+        for name, v in sub.extras.items():
+            mine = raw.extras.get(name)
+            if isinstance(v, torch.Tensor) and isinstance(mine, torch.Tensor) and mine.shape[:1] == (B,) \
+                    and v.shape[1:] == mine.shape[1:] and len(v) == len(rows):
+                mine[rows] = v.to(mine)
+        return {"fallback": len(rows), "fallback_success": int(ok.sum())}
 
     def _num_classes(self, x: torch.Tensor) -> int:
         probe = x[:1] if len(x) else x.new_zeros(1, *x.shape[1:])
@@ -231,7 +315,8 @@ class Attack:
     def _check_call(self, x: torch.Tensor, y: torch.Tensor, target: Optional[torch.Tensor]) -> None:
         """Per-call checks an attack adds (say, explicit pixel indices against the image size)."""
 
-    def _result(self, x, adv, y, target, probs, success, runner, raw: RawResult, elapsed: float) -> AttackResult:
+    def _result(self, x, adv, y, target, probs, success, runner, raw: RawResult, elapsed: float,
+                precision: dict) -> AttackResult:
         import pyadv
 
         B = len(x)
@@ -239,12 +324,7 @@ class Attack:
         prob_true = probs.gather(1, y[:, None])[:, 0] if B else probs.new_zeros(0)
         prob_target = probs.gather(1, tgt.clamp_min(0)[:, None])[:, 0].masked_fill(tgt < 0, float("nan")) \
             if B else probs.new_zeros(0)
-        precision = {"eval_dtype": self.options.eval_dtype or str(x.dtype).replace("torch.", "")}
-        if raw.search_success is not None:
-            search = raw.search_success.bool()
-            precision["search_successes"] = int(search.sum())
-            precision["failed_check"] = int((search & ~success).sum())
-            precision["found_by_check"] = int((~search & success).sum())
+        profile = {"model_s": runner.forward_s, "total_s": elapsed, **runner.compile_stats}
         extras = dict(raw.extras)
         if raw.search_success is not None:
             extras["search_success"] = raw.search_success.bool()
@@ -254,7 +334,7 @@ class Attack:
             iterations=raw.iterations.to(device=x.device, dtype=torch.long), **norms_of(adv, x),
             attack=self.name, options=self.options.as_dict(), seed=self.options.seed,
             versions={"pyadv": pyadv.__version__, "torch": torch.__version__}, time_s=elapsed,
-            precision=precision, profile={"model_s": runner.forward_s, "total_s": elapsed}, extras=extras)
+            precision=precision, profile=profile, extras=extras)
 
     # --- what an attack implements --------------------------------------------------------
 

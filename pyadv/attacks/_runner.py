@@ -11,8 +11,13 @@ throughput varies about 3x with the number of images per forward. So the runner
   run the model as given);
 - renders sparse candidates straight into one reused buffer (``ops.sparse_perturb(out=)``),
   never all N x B images at once, in forwards of the measured size across image boundaries;
-- runs fitness evaluations under ``torch.inference_mode()``, optionally under bf16 autocast
-  (``eval_dtype``), and the checks of reported results in the model's own precision;
+- runs the search (fitness evaluations, gradient steps, vector-Jacobian products) in the
+  precision the attack asks for (``precision``: fp32, bf16 or fp16 autocast, or "auto", the
+  fastest the device runs natively, measured with the chunk size), and the checks of reported
+  results in the model's own precision; in a reduced precision it measures the ``band`` by
+  which the search's logits may miss the model's, so that attacks claim only successes the
+  check will confirm;
+- optionally feeds a compiled model (``compile``; see :mod:`._compile`) fixed-size chunks;
 - counts forward images (queries) and backward passes per source image.
 
 Attacks keep their active set small themselves (finished images leave at once); the runner
@@ -35,6 +40,8 @@ from torch import nn
 
 from .. import ops
 from ..fi.jacobian import activation_bytes_per_image
+from ._compile import compile_pays, compiled_model, pad_to
+from ._precision import autocast_dtype, check_precision, native_precisions, precision_name
 
 DEFAULT_MEMORY_BUDGET = 2 << 30
 #: Below this many images a call is one forward pass: nothing to gain from measuring.
@@ -44,19 +51,13 @@ _MEASURE_ROUNDS = 5
 #: a forward this slow (seconds) already amortises the per-call overhead: larger chunks are not
 #: timed (an EoT wrapper over a random defense costs samples x the model per image)
 _SLOW_FORWARD_S = 0.25
-EVAL_DTYPES = {None: None, "float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
+#: images the band is measured on (clean, and as many again with noise)
+_BAND_PROBE = 32
+#: the band: this many times the largest relative logit error the probe showed (a margin is
+#: a difference of two logits)
+_BAND_FACTOR = 1.0
 
 _plans: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
-
-
-def eval_dtype_of(value) -> Optional[torch.dtype]:
-    """The autocast dtype an ``eval_dtype`` option names (None: the model's own precision)."""
-    if isinstance(value, torch.dtype):
-        value = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}.get(value, value)
-    if value not in EVAL_DTYPES:
-        raise ValueError(f"eval_dtype must be one of None, 'float32', 'bfloat16', 'float16' (or the torch dtype), "
-                         f"got {value!r}")
-    return EVAL_DTYPES[value]
 
 
 def _wide(logits: torch.Tensor) -> torch.Tensor:
@@ -69,45 +70,59 @@ class ModelRunner:
 
     Args:
         model: in eval mode with frozen parameters (the attack's ``frozen_eval`` does that).
-        sample: one image [1, C, H, W] of the batch (shape, dtype, device).
+        sample: images [n, C, H, W] of the batch (shape, dtype, device; the first 32 probe the
+            reduced precision's band).
         batch: the number of source images; ``queries`` and ``gradients`` are [batch].
         num_classes: K, the width of the model's logits (the attack base probes it once).
         memory_budget: bytes one forward chunk may use for activations (default 2 GiB).
         chunk_size: images per forward; None measures the fastest (cached per process).
-        eval_dtype: None (model precision) or bf16/fp16 autocast for fitness evaluations.
+        precision: "fp32", "bf16", "fp16" (autocast for the search) or "auto" (measured).
         search_copy: None measures; True/False forces the search copy (see ``_search_model``).
+        compile: False, True (compile when the call is long enough, see ``compile_pays``) or
+            "always"; ``compile_backend`` is torch.compile's backend.
     """
 
     def __init__(self, model: nn.Module, sample: torch.Tensor, batch: int, *, num_classes: int = 0,
                  memory_budget: Optional[int] = None, chunk_size: Optional[int] = None,
-                 eval_dtype=None, search_copy: Optional[bool] = None):
+                 precision="fp32", search_copy: Optional[bool] = None, compile=False,
+                 compile_backend: str = "inductor"):
         self.model = model
         self.num_classes = num_classes
         self.sample = sample[:1].detach()
+        self.probe = sample[:_BAND_PROBE].detach()
         self.device = sample.device
         self.dtype = sample.dtype
         self.budget = DEFAULT_MEMORY_BUDGET if memory_budget is None else int(memory_budget)
-        self.eval_dtype = eval_dtype_of(eval_dtype)
+        self.precision = precision_name(precision)
+        check_precision(self.precision, self.device)
         self.queries = torch.zeros(batch, dtype=torch.long, device=self.device)
         self.gradients = torch.zeros(batch, dtype=torch.long, device=self.device)
         self._fixed_chunk = chunk_size
         self._search_copy = search_copy
+        self._compile, self._backend = compile, compile_backend
+        self._compiled = None  # the CompiledModel once this call decided to compile
+        self._compile_chunk = 0
+        self._compiles_before = (0, 0.0)
         self._buffer: Optional[torch.Tensor] = None
         self._copy: Optional[nn.Module] = None  # built once per call: the model may change between calls
         self._copy_built = False
-        self._plan: Optional[tuple[int, bool]] = None  # (chunk, search copy) once known for this call
+        # (chunk, search copy, precision, s per image or None, final) once final for this call
+        self._plan: Optional[tuple] = None
+        self._search: Optional[str] = None  # the precision of this call's search, fixed at its first plan
+        self._band: Optional[float] = None
         self.forward_s = 0.0  # wall time inside the model's forward passes
         self._expected = 0  # images the whole call will evaluate, when the attack says so
 
     def expect(self, total: int) -> None:
         """The attack will evaluate about ``total`` images in this call (PGD: images x steps):
-        worth measuring the plan even if every single forward is small."""
+        worth measuring the plan (and, with ``precision="auto"``, the precision) even if every
+        single forward is small. Call it before the first evaluation."""
         self._expected = int(total)
 
-    # --- the plan: chunk size and memory format, measured once ----------------------------
+    # --- the plan: chunk size, memory format and precision, measured once -----------------
 
     def _key(self):
-        return (tuple(self.sample.shape[1:]), self.dtype, self.device, self.eval_dtype, self._search_copy,
+        return (tuple(self.sample.shape[1:]), self.dtype, self.device, self.precision, self._search_copy,
                 self._cap(), self._fixed_chunk)
 
     def _cap(self) -> int:
@@ -117,24 +132,44 @@ class ModelRunner:
     def plan(self, n: int) -> tuple[int, bool]:
         """(images per forward, use the search copy) for a call that evaluates ``n`` images.
         A fixed ``chunk_size`` still has the choice of model measured (unless forced)."""
-        if self._plan is not None:
-            return self._plan
-        if self._fixed_chunk is not None and self._search_copy is not None:  # nothing left to measure
-            self._plan = (self._fixed_chunk, bool(self._search_copy) and self._search_model() is not None)
-            return self._plan
+        if self._plan is None:
+            plan = self._find_plan(n)
+            if self._search is None:  # one precision for the whole call: its band and its decisions
+                self._search = plan[2]
+                self._start_compile(plan)
+            if not plan[4]:  # not measured: a later, larger evaluation may still measure
+                return plan[0], plan[1]
+            self._plan = plan
+        return self._plan[0], self._plan[1]
+
+    @property
+    def search_precision(self) -> str:
+        """The precision of this call's search ("fp32", "bf16" or "fp16"), fixed at the first plan."""
+        if self._search is None:
+            if self.precision != "auto":
+                return self.precision
+            self.plan(max(1, self._expected))
+        return self._search
+
+    def _find_plan(self, n: int) -> tuple:
+        fixed = "fp32" if self.precision == "auto" else self.precision
+        if self._fixed_chunk is not None and self._search_copy is not None and self.precision != "auto":
+            return self._fixed_chunk, bool(self._search_copy) and self._search_model() is not None, fixed, None, True
         cache = _plans.setdefault(self.model, {})
         key = self._key()
         if key not in cache:
             if max(n, self._expected) <= _MEASURE_ABOVE and self._fixed_chunk is None:
-                return min(n, self._cap()), bool(self._search_copy) and self._search_model() is not None
+                # too little work to measure: float32 for "auto", where nothing is known yet
+                return (min(n, self._cap()), bool(self._search_copy) and self._search_model() is not None, fixed, None,
+                        False)
             cache[key] = self._measure()
-        self._plan = cache[key]
-        return self._plan
+        return cache[key]
 
-    def _measure(self) -> tuple[int, bool]:
+    def _measure(self) -> tuple:
         """Times a forward at each candidate chunk size, with the model as given and with the
-        search copy, and keeps the fastest per image; a few seconds on a small CNN, once per
-        model and shape in a process."""
+        search copy, and (for "auto") in float32 and each precision the device runs natively;
+        keeps the fastest per image. A few seconds on a small CNN, once per model and shape in
+        a process."""
         cap = self._cap()
         sizes = [self._fixed_chunk] if self._fixed_chunk else ([s for s in _CANDIDATE_CHUNKS if s <= cap] or [cap])
         gen = torch.Generator().manual_seed(0)
@@ -143,28 +178,95 @@ class ModelRunner:
         formats = [False, True] if self._search_model() is not None else [False]
         if self._search_copy is not None:
             formats = [f for f in formats if f == self._search_copy] or [False]
+        precs = ["fp32"] + native_precisions(self.device) if self.precision == "auto" else [self.precision]
         configs = []
-        for cl in formats:  # warm-up (allocator, oneDNN primitive creation), smallest size first
-            for s in sizes:
-                t0 = time.perf_counter()
-                self._logits(big[:s], cl)
-                configs.append((s, cl))
-                if time.perf_counter() - t0 > _SLOW_FORWARD_S:
-                    break
-        if len(configs) == 1:
-            return configs[0][0], bool(configs[0][1])
+        for prec in precs:
+            for cl in formats:  # warm-up (allocator, oneDNN primitive creation), smallest size first
+                for s in sizes:
+                    t0 = time.perf_counter()
+                    self._eager_logits(big[:s], cl, prec)
+                    configs.append((s, cl, prec))
+                    if time.perf_counter() - t0 > _SLOW_FORWARD_S:
+                        break
         # Alternating rounds, median per configuration: a noisy machine slows them all alike.
         times: dict = {c: [] for c in configs}
-        for r in range(_MEASURE_ROUNDS):
-            for s, cl in (configs if r % 2 == 0 else configs[::-1]):
+        for r in range(_MEASURE_ROUNDS if len(configs) > 1 else 1):
+            for s, cl, prec in (configs if r % 2 == 0 else configs[::-1]):
                 t0 = time.perf_counter()
-                self._logits(big[:s], cl)
-                times[(s, cl)].append((time.perf_counter() - t0) / s)
-        rates = {c: 1.0 / statistics.median(t) for c, t in times.items()}
-        best = max(rates.values())
+                self._eager_logits(big[:s], cl, prec)
+                times[(s, cl, prec)].append((time.perf_counter() - t0) / s)
+        per_image = {c: statistics.median(t) for c, t in times.items()}
+        best = min(per_image.values())
         # The smallest size within 3 % of the best: as fast, and less memory.
-        chunk, cl = min((k for k, r in rates.items() if r >= 0.97 * best), key=lambda k: (k[0], -rates[k]))
-        return chunk, bool(cl)
+        chunk, cl, prec = min((k for k, t in per_image.items() if t <= best / 0.97),
+                              key=lambda k: (k[0], per_image[k]))
+        return chunk, bool(cl), prec, per_image[(chunk, cl, prec)], True
+
+    def _start_compile(self, plan) -> None:
+        """Decides, once per call, whether the search runs a compiled model (``compile_pays``)."""
+        expected_s = None if plan[3] is None else plan[3] * max(self._expected, 1)
+        if compile_pays(self._compile, expected_s, self.model, self._backend):
+            self._compiled = compiled_model(self.model, self._backend)
+            self._compile_chunk = plan[0]  # every compiled forward has this many images
+            self._compiles_before = (self._compiled.compilations, self._compiled.compile_s)
+
+    @property
+    def compile_stats(self) -> dict:
+        """This call's compilations and the seconds they took (empty when nothing was compiled)."""
+        if self._compiled is None:
+            return {}
+        n0, s0 = self._compiles_before
+        return {"backend": self._backend, "compilations": self._compiled.compilations - n0,
+                "compile_s": self._compiled.compile_s - s0}
+
+    # --- the reduced precision's band ------------------------------------------------------
+
+    @property
+    def band_rel(self) -> float:
+        """How far the search's margins may be from the model's own, relative to the largest
+        |logit| of the image: 0 in float32; in a reduced precision _BAND_FACTOR x the largest
+        max_k |z_search - z_model| / max_k |z_model| measured on this call's first images, clean
+        and with noise (bf16 on the digits CNN: 0.8 % of the largest logit, about as much on
+        clean and on noisy images, where the absolute error grows with the logits)."""
+        if self._band is None:
+            self._band = 0.0
+            if self.search_precision != "fp32" and len(self.probe):
+                gen = torch.Generator().manual_seed(0)
+                noisy = (self.probe + 0.1 * torch.randn(self.probe.shape, generator=gen).to(self.probe)).clamp(0, 1)
+                probe = torch.cat([self.probe, noisy])
+                _, cl = self.plan(len(probe))
+                exact = self._eager_logits(probe, False, "fp32").float()
+                search = self._logits(probe, cl).float()
+                rel = (search - exact).abs().amax(1) / exact.abs().amax(1).clamp_min(1e-12)
+                self._band = _BAND_FACTOR * float(rel.max())
+        return self._band
+
+    def band(self, logits: torch.Tensor):
+        """The band [...] of logits [..., K]: how far a margin the search sees may be from the
+        model's own (0.0, a float, in float32)."""
+        if self.band_rel == 0.0:
+            return 0.0
+        return self.band_rel * logits.detach().float().abs().amax(-1)
+
+    def handicap(self, logits: torch.Tensor, y: torch.Tensor, target: Optional[torch.Tensor]) -> torch.Tensor:
+        """The search's logits [..., K] with the odds set against the attack by the band: the true
+        class's logit raised by it (untargeted) or the target's lowered. A criterion or loss on
+        them holds only where the check in the model's precision agrees, and a search that
+        settles at their decision boundary settles beyond the band. The logits themselves in
+        float32."""
+        if self.band_rel == 0.0:
+            return logits
+        z = logits.float()
+        cls, sign = (y, 1.0) if target is None else (target, -1.0)
+        cls = cls.expand(z.shape[:-1])[..., None]
+        return z.scatter_add(-1, cls, sign * self.band(z)[..., None])
+
+    def hit(self, logits: torch.Tensor, y: torch.Tensor, target: Optional[torch.Tensor]) -> torch.Tensor:
+        """Success as a search may claim it from its logits [..., K]: misclassified / classified
+        as the target, on the :meth:`handicap`-ped logits (beyond the band in a reduced
+        precision); y and target broadcast against [...]."""
+        pred = self.handicap(logits, y, target).argmax(-1)
+        return pred != y if target is None else pred == target
 
     def _search_model(self) -> Optional[nn.Module]:
         """A copy of the model for the search, faster on a CPU and equal in function, or None.
@@ -208,20 +310,34 @@ class ModelRunner:
 
     # --- forward passes --------------------------------------------------------------------
 
-    def _autocast(self):
-        if self.eval_dtype is None:
-            return nullcontext()
-        return torch.autocast(self.device.type, dtype=self.eval_dtype)
+    def _autocast(self, precision: Optional[str] = None):
+        dtype = autocast_dtype(precision or self.search_precision)
+        return nullcontext() if dtype is None else torch.autocast(self.device.type, dtype=dtype)
+
+    def _eager_logits(self, images: torch.Tensor, search_copy: bool, precision: str) -> torch.Tensor:
+        """Logits of one chunk, eagerly, in ``precision`` (fp32: the model's own), through the
+        search copy if asked."""
+        model = self.model
+        if search_copy:
+            model = self._search_model() or self.model
+            images = images.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode(), self._autocast(precision):
+            return model(images)
+
+    def _through_compiled(self, n: int) -> bool:
+        """Whether a chunk of n images goes through the compiled model (padded to the plan's
+        chunk): from half a chunk on, since padding costs less than a ~1.8x faster forward saves."""
+        return self._compiled is not None and self._compile_chunk >= n and 2 * n >= self._compile_chunk
 
     def _logits(self, images: torch.Tensor, search_copy: bool, exact: bool = False) -> torch.Tensor:
         """Logits of one chunk. Checks (``exact``) run the model exactly as the user gave it;
-        search evaluations may use bf16 autocast and the search copy."""
-        model = self.model
-        if search_copy and not exact:
-            model = self._search_model() or self.model
-            images = images.contiguous(memory_format=torch.channels_last)
-        with torch.inference_mode(), (nullcontext() if exact else self._autocast()):
-            return model(images)
+        the search runs in its precision, through the search copy or the compiled model."""
+        if exact:
+            return self._eager_logits(images, False, "fp32")
+        if self._through_compiled(len(images)):
+            with torch.inference_mode(), self._autocast():
+                return self._compiled(pad_to(images, self._compile_chunk))[:len(images)]
+        return self._eager_logits(images, search_copy, self.search_precision)
 
     def _forward(self, images: torch.Tensor, exact: bool) -> torch.Tensor:
         """Logits of images [n, ...] in chunks of the plan's size, timed."""
@@ -239,19 +355,21 @@ class ModelRunner:
         return F.softmax(_wide(self._forward(images, exact)), dim=1)
 
     def logits(self, images: torch.Tensor, owners: torch.Tensor) -> torch.Tensor:
-        """Logits [n, K] of the model as given, in its own precision, counted."""
+        """Logits [n, K] as the search sees them (its precision), counted."""
         self.queries.index_add_(0, owners, torch.ones_like(owners))
-        return self._forward(images, exact=True)
+        return self._forward(images, exact=False)
 
-    def probs_sparse(self, base: torch.Tensor, idx: torch.Tensor, values: torch.Tensor, owners: torch.Tensor
-                     ) -> torch.Tensor:
+    def probs_sparse(self, base: torch.Tensor, idx: torch.Tensor, values: torch.Tensor, owners: torch.Tensor, *,
+                     logits: bool = False) -> torch.Tensor:
         """Probabilities [b, N, K] of the candidates base + values at idx (clamped to [0, 1]):
         base [b, C, H, W], idx [b, m] flat component indices, values [b, N, m]. Candidates are
-        rendered chunk by chunk into one reused buffer and never held all at once."""
+        rendered chunk by chunk into one reused buffer and never held all at once
+        (``logits=True``: the logits, float32 or float64)."""
         flat = base.reshape(len(base), -1)
         idx, values = idx.contiguous(), values.contiguous()
         return self._probs_rendered(base, values.shape[1], owners, lambda a, b, n0, n1, out: ops.sparse_perturb(
-            flat[a:b], idx[a:b], values[a:b], n0, n1, out=None if out is None else out.view(len(out), -1)))
+            flat[a:b], idx[a:b], values[a:b], n0, n1, out=None if out is None else out.view(len(out), -1)),
+            softmax=not logits)
 
     def probs_pixels(self, base: torch.Tensor, candidates: torch.Tensor, owners: torch.Tensor, *,
                      logits: bool = False) -> torch.Tensor:
@@ -325,9 +443,9 @@ class ModelRunner:
                   loss: Callable[..., torch.Tensor], *aligned: torch.Tensor, return_logits: bool = False):
         """d loss(logits, *aligned)/d images, loss returning one value per image (summed for
         the backward); ``aligned`` are per-image tensors (classes, rows) cut into the same chunks
-        as the images; one forward and one backward per image, counted, in the model's own
-        precision (through the search copy where the plan chose it). ``return_logits`` also
-        returns the logits of that forward (detached)."""
+        as the images; one forward and one backward per image, counted, in the search's
+        precision (through the search copy or the compiled model where the plan has them).
+        ``return_logits`` also returns the logits of that forward (detached)."""
         self.queries.index_add_(0, owners, torch.ones_like(owners))
         self.gradients.index_add_(0, owners, torch.ones_like(owners))
         chunk, search_copy = self.plan(len(images))
@@ -338,17 +456,22 @@ class ModelRunner:
         fmt = torch.channels_last if model is not self.model and images.dim() == 4 else torch.contiguous_format
         grads, logits = [], []
         for i in range(0, len(images), chunk):
-            xi = images[i:i + chunk].detach().clone(memory_format=fmt).requires_grad_(True)
-            with torch.enable_grad():
+            xi = images[i:i + chunk].detach()
+            n = len(xi)
+            compiled = self._through_compiled(n)
+            # the padded rows are inputs too (one leaf of one shape: no recompile), outside the loss
+            xi = pad_to(xi, self._compile_chunk) if compiled else xi.clone(memory_format=fmt)
+            xi.requires_grad_(True)
+            with torch.enable_grad(), self._autocast():
                 t0 = time.perf_counter()
-                z = model(xi)
+                z = (self._compiled if compiled else model)(xi)[:n]
                 total = loss(z, *(a[i:i + chunk] for a in aligned)).sum()
                 # a model whose output does not depend differentiably on its input (a shattered-
                 # gradient defense) has a zero gradient, not an error
                 g = torch.autograd.grad(total, xi, allow_unused=True)[0] if total.requires_grad else None
                 self.forward_s += time.perf_counter() - t0
-            grads.append(torch.zeros_like(xi) if g is None else g.contiguous())
-            logits.append(z.detach())
+            grads.append(torch.zeros_like(xi[:n]) if g is None else g[:n].to(images.dtype).contiguous())
+            logits.append(_wide(z.detach()))
         grad = torch.cat(grads) if grads else torch.zeros_like(images)
         if return_logits:
             return grad, (torch.cat(logits) if logits else images.new_zeros(0, 0))
@@ -363,8 +486,9 @@ class ModelRunner:
         logits z) and the logits of a chunk, with the chunk's rows, and returns the vectors to pull
         back through the network; the result is d(W . h)/d images for each of them, then
         d(W . z)/d images, [D_h + D_z, n, C, H, W], with h and z [n, ...] detached. The graph of
-        one forward serves every product (no repeated forwards), in the model's own precision;
-        each image counts one query and D gradients."""
+        one forward serves every product (no repeated forwards), in the search's precision (the
+        model as given: a layer hook needs its modules); each image counts one query and D
+        gradients."""
         captured: list = []
         hook = None
         if layer is not None:
@@ -376,13 +500,14 @@ class ModelRunner:
             for i in range(0, len(images), chunk):
                 xi = images[i:i + chunk].detach().clone().requires_grad_(True)
                 captured.clear()
-                with torch.enable_grad():
+                with torch.enable_grad(), self._autocast():
                     t0 = time.perf_counter()
                     z = self.model(xi)
                     h = z if layer is None else captured[-1]
                     if not isinstance(h, torch.Tensor):
                         raise TypeError(f"the layer's output must be a tensor, got {type(h).__name__}")
-                    wh, wz = cotangents(h.detach(), z.detach(), torch.arange(i, i + len(xi), device=images.device))
+                    rows = torch.arange(i, i + len(xi), device=images.device)
+                    wh, wz = cotangents(_wide(h.detach()), _wide(z.detach()), rows)
                     pulls = [(h, w) for w in (wh if wh is not None else [])] + \
                             [(z, w) for w in (wz if wz is not None else [])]
                     out = []
@@ -393,8 +518,8 @@ class ModelRunner:
                     self.forward_s += time.perf_counter() - t0
                 n_dirs = len(pulls)
                 grads.append(torch.stack(out) if out else xi.new_zeros(0, *xi.shape))
-                hs.append(h.detach())
-                zs.append(z.detach())
+                hs.append(_wide(h.detach()))
+                zs.append(_wide(z.detach()))
         finally:
             if hook is not None:
                 hook.remove()

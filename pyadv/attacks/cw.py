@@ -143,6 +143,7 @@ class CWL2(Attack):
         targeted = target is not None
         cls = target if targeted else y
         runner.expect(B * o.steps * o.search_steps)
+        odds = _odds(runner, targeted)
         state = PerImageSearch(x, o.lr, o.c)
         w, adam, c, it, iters, best = state.w, state.adam, state.c, state.it, state.iters, state.best
         found = state.found  # here: this c-step found an adversarial
@@ -158,14 +159,14 @@ class CWL2(Attack):
         active = torch.arange(B, device=dev)
 
         def f_loss(z, const, cl):
-            return const * cw_objective_margin(z, cl, targeted).clamp_min(-o.kappa)
+            return const * cw_objective_margin(odds(z, cl), cl, targeted).clamp_min(-o.kappa)
 
         while len(active):
             xa, wa = x[active], w[active]
             adv = from_tanh_space(wa)
             ca = c[active].to(x.dtype)
             g, z = runner.loss_grad(adv, active, f_loss, ca, cls[active], return_logits=True)
-            margin = cw_objective_margin(z.float(), cls[active], targeted)
+            margin = cw_objective_margin(odds(z, cls[active]), cls[active], targeted)
             d = adv - xa
             l2sq = d.flatten(1).pow(2).sum(1)
             loss = (l2sq + ca * margin.clamp_min(-o.kappa)).double()
@@ -205,6 +206,13 @@ class CWL2(Attack):
         success = torch.isfinite(best_l2)
         return RawResult(adv=best, iterations=iters, search_success=success,
                          extras={"const": c.float(), "best_const": best_const.float(), "margin": best_margin})
+
+
+def _odds(runner, targeted: bool):
+    """logits, cls -> the logits the search judges: in a reduced precision with the band set
+    against the attack (``ModelRunner.handicap``), so that kappa is met beyond it and the check
+    in the model's precision confirms what the search keeps; float32 logits as they are."""
+    return lambda z, cls: runner.handicap(z, cls, cls if targeted else None).float()
 
 
 def _hinge(logits, cls, targeted, kappa):
@@ -277,10 +285,11 @@ class CWLinf(Attack):
                                               state.found)
         tau = torch.ones(B, device=dev, dtype=x.dtype)
         runner.expect(B * o.steps)
+        odds = _odds(runner, targeted)
         active = torch.arange(B, device=dev)
 
         def f_loss(z, const, cl):
-            return const * _hinge(z, cl, targeted, o.kappa)
+            return const * _hinge(odds(z, cl), cl, targeted, o.kappa)
 
         view = (-1,) + (1,) * (x.dim() - 1)
         while len(active):
@@ -290,7 +299,7 @@ class CWLinf(Attack):
             g, z = runner.loss_grad(adv, active, f_loss, ca, cls[active], return_logits=True)
             d = adv - xa
             over = (d.abs() - ta.view(view)).clamp_min(0)
-            loss = ca * _hinge(z.float(), cls[active], targeted, o.kappa).to(x.dtype) + over.flatten(1).sum(1)
+            loss = ca * _hinge(odds(z, cls[active]), cls[active], targeted, o.kappa).to(x.dtype) + over.flatten(1).sum(1)
             solved = loss < 1e-4 * ca
             # a solution: keep it, tighten tau below its L-inf, restart Adam from there
             if solved.any():
@@ -361,10 +370,11 @@ class CWL0(Attack):
         solves = torch.zeros(B, dtype=torch.long, device=dev)
         best_allowed = torch.zeros(B, dtype=torch.long, device=dev)
         runner.expect(B * o.steps)
+        odds = _odds(runner, targeted)
         active = torch.arange(B, device=dev)
 
         def f_loss(z, const, cl):
-            return const * _hinge(z, cl, targeted, o.kappa)
+            return const * _hinge(odds(z, cl), cl, targeted, o.kappa)
 
         while len(active):
             xa, wa, ma = x[active], w[active], allowed[active]
@@ -373,7 +383,7 @@ class CWL0(Attack):
             g, z = runner.loss_grad(adv, active, f_loss, ca, cls[active], return_logits=True)
             d = adv - xa
             gx = (g + 2 * d) * ma
-            hit = _hinge(z.float(), cls[active], targeted, o.kappa) == 0
+            hit = _hinge(odds(z, cls[active]), cls[active], targeted, o.kappa) == 0
             if hit.any():  # a successful solve: keep it, freeze pixels, solve again from it
                 s = active[hit]
                 best[s] = adv[hit].detach()

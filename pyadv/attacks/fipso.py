@@ -252,6 +252,7 @@ class FIPSO(Attack):
         o = self.options
         B = len(x)
         device = x.device
+        runner.expect(B * o.n_particles * (o.iters + 1))
         idx, m, _ = self._choose(x, y, target, runner)
         D = idx.shape[1]
         flat = x.flatten(1)
@@ -301,8 +302,10 @@ class FIPSO(Attack):
         streak = torch.zeros(n, dtype=torch.long, device=x.device)  # iterations in a row with a small gain
 
         def objective(pos, ids):
-            p = runner.probs_sparse(base[ids], s_idx[ids], pos, rows[ids])       # [b, N, K]
+            z = runner.probs_sparse(base[ids], s_idx[ids], pos, rows[ids], logits=True)   # [b, N, K]
             yy, tt = s_y[ids][:, None], None if s_t is None else s_t[ids][:, None]
+            # f0's boundary, where the swarm settles, beyond the band (float32: the logits as they are)
+            p = torch.softmax(runner.handicap(z, yy, tt), -1)
             loss0 = f0_loss(p, yy, tt, o.p_err)
             fit = o.a * loss0 + o.b * pos.to(loss0.dtype).norm(dim=2)
             ok = success_of(p, yy, tt, o.p_err, o.p_err_tol)

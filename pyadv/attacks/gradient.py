@@ -4,7 +4,7 @@ iterative method and the iterative least-likely class method (Kurakin et al. 201
 Raissi notes, with Clip_{X,eps}), and PGD (Madry et al. 2018).
 
 Every step is one forward and one backward pass per active image through the runner, in the
-model's own precision (``eval_dtype`` does not apply to gradient steps yet); images are in
+search's precision (``precision``; successes claimed beyond the runner's band); images are in
 [0, 1] (eps, alpha in the same units: 8/255 is eight grey levels).
 """
 from __future__ import annotations
@@ -402,7 +402,7 @@ class PGD(Attack):
                     z = runner.logits(adv, active)  # the last point: no step follows
                 z = z.float()
                 val = sign * lossf(z, cls[active])  # the attack's own loss; higher: better for it
-                ok = (z.argmax(1) != y[active]) if target is None else (z.argmax(1) == target[active])
+                ok = runner.hit(z, y[active], None if target is None else target[active])
                 better = _improves(ok, val, best_ok[active], best_loss[active])
                 sel = active[better]
                 best[sel] = adv[better]
@@ -507,7 +507,7 @@ class APGD(PGD):
         x0 = self._start(x, index, 0) if o.random_start else x.clone()
         g, z = runner.loss_grad(x0, rows, lossf, rows, return_logits=True)
         f = lossf(z, rows)
-        ok = (z.argmax(1) == target) if targeted else (z.argmax(1) != y)
+        ok = runner.hit(z, y, target)
         # The best point's gradient is kept too: a restart from it costs no extra pass.
         best, best_f, best_ok, best_g = x0.clone(), f.clone(), ok.clone(), g.clone()
         eta = torch.full((B,), 2.0 * o.eps, device=dev)
@@ -534,7 +534,7 @@ class APGD(PGD):
             g_new, logit = runner.loss_grad(x_new, active, lossf, active, return_logits=True)
             f_new = lossf(logit, active)
             iters[active] += 1
-            ok = (logit.argmax(1) == target[active]) if targeted else (logit.argmax(1) != y[active])
+            ok = runner.hit(logit, y[active], target[active] if targeted else None)
             raised[active] += (f_new > f_cur).float()
             better = _improves(ok, f_new, best_ok[active], best_f[active])
             sel = active[better]

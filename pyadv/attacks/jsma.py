@@ -166,8 +166,7 @@ class JSMA(Attack):
         while len(active):
             imgs = adv[active].view(len(active), *x.shape[1:])
             alpha, beta, z = target_gradients(runner, imgs, active, aim[active])
-            pred = z.argmax(1)
-            done = pred == aim[active] if target is not None else pred != y[active]
+            done = runner.hit(z, y[active], aim[active] if target is not None else None)
             to_success[active[done]] = steps[active[done]]
             go = ~done & (steps[active] < max_steps)
             active, alpha, beta = active[go], alpha[go], beta[go]

@@ -71,12 +71,12 @@ class LBFGS(Attack):
         o = self.options
         B, shape = len(x), x.shape[1:]
         dev = x.device
+        runner.expect(B * o.search_steps * o.max_iter)
         if target is None:  # the most probable wrong class
             p = runner.probs(x, torch.arange(B, device=dev), exact=True)
             aim = p.scatter(1, y[:, None], -1.0).argmax(1)
         else:
             aim = target
-        runner.expect(B * o.search_steps * o.max_iter)
         xs = x.detach().double().flatten(1).cpu().numpy()
         bounds = [(0.0, 1.0)] * xs.shape[1]
 
@@ -85,8 +85,7 @@ class LBFGS(Attack):
             imgs = torch.from_numpy(np.stack(vs)).to(device=dev, dtype=x.dtype).view(len(rows), *shape)
             g, z = runner.loss_grad(imgs, r, cross_entropy, aim[r], return_logits=True)
             ce = cross_entropy(z, aim[r]).double().cpu().numpy()
-            pred = z.argmax(1)
-            ok = (pred == aim[r]) if target is not None else (pred != y[r])
+            ok = runner.hit(z, y[r], aim[r] if target is not None else None)
             g = g.double().flatten(1).cpu().numpy()
             return [(ce[k], g[k], bool(ok[k])) for k in range(len(rows))]
 

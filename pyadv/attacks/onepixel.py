@@ -81,14 +81,15 @@ class OnePixel(Attack):
         found_pos = torch.zeros(B, d * S, dtype=x.dtype, device=dev)
 
         def objective(pos, ids):
-            p = runner.probs_pixels(x[ids], pos * scale, ids)                # [b, N, K]
+            z = runner.probs_pixels(x[ids], pos * scale, ids, logits=True)   # [b, N, K]
+            p = torch.softmax(z, -1)
             if targeted:
                 pt = p.gather(2, target[ids][:, None, None].expand(-1, p.shape[1], 1))[..., 0]
-                fit, ok = -pt, p.argmax(2) == target[ids][:, None]
+                fit, ok = -pt, runner.hit(z, None, target[ids][:, None])
                 stop_paper = pt.amax(1) > o.target_prob
             else:
                 py = p.gather(2, y[ids][:, None, None].expand(-1, p.shape[1], 1))[..., 0]
-                fit, ok = py, p.argmax(2) != y[ids][:, None]
+                fit, ok = py, runner.hit(z, y[ids][:, None], None)
                 stop_paper = py.amin(1) < o.true_prob
             # The first adversarial candidate an image finds is kept: the lowest-fitness one
             # need not be adversarial (its probability mass can sit on y all the same).
@@ -118,8 +119,8 @@ class OnePixel(Attack):
         best = res.best_pos.to(x.dtype).clone()
         rows = found.nonzero().flatten()
         if len(rows):
-            probs = runner.probs_pixels(x[rows], (best[rows] * scale)[:, None].contiguous(), rows)[:, 0]
-            ok = probs.argmax(1) == target[rows] if targeted else probs.argmax(1) != y[rows]
+            z = runner.probs_pixels(x[rows], (best[rows] * scale)[:, None].contiguous(), rows, logits=True)[:, 0]
+            ok = runner.hit(z, y[rows], target[rows] if targeted else None)
             best[rows[~ok]] = found_pos[rows[~ok]]
         cand = (best * scale).view(B, d, S)
         adv = ops.pixel_replace(x.contiguous(), cand[:, None].contiguous())

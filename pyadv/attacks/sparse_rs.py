@@ -96,7 +96,8 @@ class SparseRS(Attack):
 
         def evaluate(pix, colours, rows):
             z = runner.probs_pixels(x[rows], candidates(pix, colours), rows, logits=True)[:, 0]
-            return margin(z, rows)
+            # on the handicapped logits: below 0 only beyond the reduced precision's band
+            return margin(runner.handicap(z, y[rows], target[rows] if targeted else None), rows)
 
         runner.expect(B * o.n_queries)  # many small forwards: worth the measured plan
         # Start: k distinct random pixels with random corners.

@@ -193,12 +193,16 @@ class SubstituteAttack(Attack):
         sub = train_substitute(oracle, x[:o.initial], runner.num_classes, rounds=o.rounds, epochs=o.epochs,
                                lam=o.lam, tau=o.tau, architecture=o.architecture, lr=o.lr,
                                batch_size=o.batch_size, seed=o.seed)
-        white = attack_class(o.white_box)(sub.model, **{"seed": o.seed, **o.white_box_options})
+        white = attack_class(o.white_box)(sub.model, **{"seed": o.seed, "precision": o.precision,
+                                                        **o.white_box_options})
         r = white(x, y, target, index=index)
         agree = sub.agreement(oracle, x)
         B = len(x)
-        return RawResult(adv=r.adv, iterations=r.iterations, search_success=r.success,
-                         extras={"oracle_queries": torch.full((B,), sub.oracle_queries, dtype=torch.long,
+        # no search_success: the white-box attack's successes are on the substitute, and a
+        # transfer that fails is the attack's result, not a precision error to fall back from
+        return RawResult(adv=r.adv, iterations=r.iterations,
+                         extras={"substitute_success": r.success,
+                                 "oracle_queries": torch.full((B,), sub.oracle_queries, dtype=torch.long,
                                                               device=x.device),
                                  "substitute_agreement": torch.full((B,), agree, device=x.device),
                                  "round_train_size": torch.tensor([h["train_size"] for h in sub.history],
