@@ -139,7 +139,9 @@ class SmallCNN(nn.Module):
         return self.fc(torch.relu(self.conv(x)).flatten(1))
 
 
-def test_compiled_runner_matches_eager_and_never_recompiles_as_the_batch_shrinks():
+def test_compiled_runner_matches_eager_and_never_recompiles_as_the_batch_shrinks(monkeypatch):
+    # as if the compiled model had measured faster, so that every chunk of half a chunk or more uses it
+    monkeypatch.setattr(ModelRunner, "_compiled_faster", lambda self, grad: True)
     model = SmallCNN().eval()
     for p in model.parameters():
         p.requires_grad_(False)
@@ -156,8 +158,30 @@ def test_compiled_runner_matches_eager_and_never_recompiles_as_the_batch_shrinks
         assert torch.allclose(g_c, g_e, atol=1e-6) and torch.allclose(z_c, z_e, atol=1e-5)
     stats = comp.compile_stats
     assert stats["compilations"] == 2  # one inference graph, one with its backward: per chunk size, once
-    assert stats["compile_s"] > 0
+    assert stats["compile_s"] > 0 and stats["compiled_used"] == {"forward": True, "backward": True}
     assert torch.equal(comp.queries, eager.queries)
+
+
+def test_a_compiled_model_is_used_only_where_it_measured_faster(monkeypatch):
+    model = SmallCNN().eval()
+    x = torch.rand(16, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    verdicts = iter([False, True])  # forward: slower than eager; forward and backward: faster
+    monkeypatch.setattr(ModelRunner, "_compiled_faster", lambda self, grad: next(verdicts))
+    comp = ModelRunner(model, x, 16, num_classes=3, chunk_size=16, search_copy=False, compile="always",
+                       compile_backend="aot_eager")
+    comp.probs(x, torch.arange(16))
+    comp.loss_grad(x, torch.arange(16), cross_entropy, torch.zeros(16, dtype=torch.long))
+    stats = comp.compile_stats
+    assert stats["compiled_used"] == {"forward": False, "backward": True}
+    assert stats["compilations"] == 1  # only the graph that is used was compiled
+    # and the measurement itself gives a verdict and compiles what it measures
+    other = SmallCNN().eval()
+    r = ModelRunner(other, x, 16, num_classes=3, chunk_size=16, search_copy=False, compile="always",
+                    compile_backend="aot_eager")
+    monkeypatch.undo()
+    r.probs(x, torch.arange(16))
+    assert r.compile_stats["compiled_used"]["forward"] in (True, False)
+    assert r.compile_stats["compilations"] == 1 and r.compile_stats["compile_s"] > 0
 
 
 def test_compiled_attack_gives_the_eager_result(digits8_cnn):

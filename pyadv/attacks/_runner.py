@@ -102,6 +102,7 @@ class ModelRunner:
         self._compile, self._backend = compile, compile_backend
         self._compiled = None  # the CompiledModel once this call decided to compile
         self._compile_chunk = 0
+        self._used: dict = {}  # pass kind (grad?) -> whether this call's search used the compiled model
         self._compiles_before = (0, 0.0)
         self._buffer: Optional[torch.Tensor] = None
         self._copy: Optional[nn.Module] = None  # built once per call: the model may change between calls
@@ -217,7 +218,8 @@ class ModelRunner:
             return {}
         n0, s0 = self._compiles_before
         return {"backend": self._backend, "compilations": self._compiled.compilations - n0,
-                "compile_s": self._compiled.compile_s - s0}
+                "compile_s": self._compiled.compile_s - s0,
+                "compiled_used": {("backward" if g else "forward"): v for g, v in self._used.items()}}
 
     # --- the reduced precision's band ------------------------------------------------------
 
@@ -324,10 +326,64 @@ class ModelRunner:
         with torch.inference_mode(), self._autocast(precision):
             return model(images)
 
-    def _through_compiled(self, n: int) -> bool:
+    def _through_compiled(self, n: int, grad: bool = False) -> bool:
         """Whether a chunk of n images goes through the compiled model (padded to the plan's
-        chunk): from half a chunk on, since padding costs less than a ~1.8x faster forward saves."""
-        return self._compiled is not None and self._compile_chunk >= n and 2 * n >= self._compile_chunk
+        chunk): from half a chunk on, since padding costs less than a ~1.8x faster forward
+        saves; and only where the compiled model measured faster than the eager search for
+        this kind of pass (see :meth:`_compiled_faster`)."""
+        if self._compiled is None or not (self._compile_chunk >= n and 2 * n >= self._compile_chunk):
+            return False
+        key = (grad, self.search_precision, tuple(self.sample.shape[1:]), self.dtype, self._compile_chunk,
+               self._eager_copy())
+        if key not in self._compiled.verdicts:
+            self._compiled.verdicts[key] = self._compiled_faster(grad)
+        self._used[grad] = self._compiled.verdicts[key]
+        return self._compiled.verdicts[key]
+
+    def _eager_copy(self) -> bool:
+        return bool(self._plan[1]) if self._plan is not None else False
+
+    def _compiled_faster(self, grad: bool) -> bool:
+        """Times the compiled model against the eager search (the search copy where the plan
+        chose it) on one chunk, after compiling, in alternating rounds: on a CPU, oneDNN's
+        channels-last convolutions with batch norm folded in can beat what inductor generates
+        (the digits CNN, forward and backward: compiled 0.6x), and a compiled model that is
+        slower is not used. Once per (pass kind, precision, shape, chunk) in a process."""
+        gen = torch.Generator().manual_seed(0)
+        imgs = self.sample.expand(self._compile_chunk, *self.sample.shape[1:]).clone()
+        imgs.add_(0.05 * torch.rand(imgs.shape, generator=gen).to(imgs)).clamp_(0, 1)
+        copy_ = self._eager_copy()
+        eager_model = (self._search_model() if copy_ else None) or self.model
+
+        def compiled():
+            if not grad:
+                with torch.inference_mode(), self._autocast():
+                    return self._compiled(pad_to(imgs, self._compile_chunk))
+            xi = pad_to(imgs, self._compile_chunk).requires_grad_(True)
+            with torch.enable_grad(), self._autocast():
+                return torch.autograd.grad(self._compiled(xi).float().sum(), xi)
+
+        def eager():
+            if not grad:
+                return self._eager_logits(imgs, copy_, self.search_precision)
+            fmt = torch.channels_last if eager_model is not self.model else torch.contiguous_format
+            xi = imgs.clone(memory_format=fmt).requires_grad_(True)
+            with torch.enable_grad(), self._autocast():
+                return torch.autograd.grad(eager_model(xi).float().sum(), xi)
+
+        # The first call compiles; a backward graph compiles lazily, during the first backward,
+        # outside CompiledModel's own timing: the whole first call counts as compile time.
+        before, t0 = self._compiled.compile_s, time.perf_counter()
+        compiled()
+        self._compiled.compile_s = before + (time.perf_counter() - t0)
+        eager()
+        times: dict = {compiled: [], eager: []}
+        for r in range(_MEASURE_ROUNDS):
+            for fn in ((compiled, eager) if r % 2 == 0 else (eager, compiled)):
+                t0 = time.perf_counter()
+                fn()
+                times[fn].append(time.perf_counter() - t0)
+        return statistics.median(times[compiled]) < statistics.median(times[eager])
 
     def _logits(self, images: torch.Tensor, search_copy: bool, exact: bool = False) -> torch.Tensor:
         """Logits of one chunk. Checks (``exact``) run the model exactly as the user gave it;
@@ -458,7 +514,7 @@ class ModelRunner:
         for i in range(0, len(images), chunk):
             xi = images[i:i + chunk].detach()
             n = len(xi)
-            compiled = self._through_compiled(n)
+            compiled = self._through_compiled(n, grad=True)
             # the padded rows are inputs too (one leaf of one shape: no recompile), outside the loss
             xi = pad_to(xi, self._compile_chunk) if compiled else xi.clone(memory_format=fmt)
             xi.requires_grad_(True)
