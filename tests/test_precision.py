@@ -203,3 +203,15 @@ def test_compile_true_waits_for_a_long_enough_call(monkeypatch):
     assert compile_mod.compile_pays(True, compile_mod.COMPILE_PAYS_AFTER_S, model, "aot_eager")
     assert compile_mod.compile_pays("always", None, model, "aot_eager")
     assert not compile_mod.compile_pays(False, 1e9, model, "aot_eager")
+
+
+def test_auto_keeps_float32_where_an_attack_says_reduced_precision_harms_it(digits_cnn, images):
+    from pyadv.attacks import FGS, JSMA, LBFGS
+
+    x, y = images
+    assert not LBFGS.auto_reduced and not JSMA.auto_reduced
+    r = LBFGS(digits_cnn, search_steps=1, max_iter=3, precision="auto")(x[:2], y[:2])
+    assert r.precision["asked"] == "auto" and r.precision["search"] == "fp32"
+    # an attack that never claims a success never pays for measuring the band
+    r = FGS(digits_cnn, eps=0.1, precision="bf16")(x, y)
+    assert r.precision["search"] == "bf16" and r.precision["band"] is None

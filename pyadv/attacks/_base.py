@@ -179,6 +179,9 @@ class Attack:
 
     name: ClassVar[str] = ""
     Options: ClassVar[type] = CommonOptions
+    #: whether ``precision="auto"`` may pick a reduced precision for this attack's search; False
+    #: where one measured harmful (an attack says why), so that "auto" keeps float32 there
+    auto_reduced: ClassVar[bool] = True
 
     def __init__(self, model: nn.Module, **options):
         if not isinstance(model, nn.Module):
@@ -253,7 +256,7 @@ class Attack:
         found; ``fallback`` / ``fallback_success``: images attacked again in float32."""
         live = len(x) > 0
         out = {"asked": self.options.precision, "search": runner.search_precision if live else "fp32",
-               "model": str(x.dtype).replace("torch.", ""), "band": runner.band_rel if live else 0.0,
+               "model": str(x.dtype).replace("torch.", ""), "band": runner.measured_band,
                "fallback": 0, "fallback_success": 0}
         if raw.search_success is not None:
             search = raw.search_success.bool()
@@ -264,9 +267,11 @@ class Attack:
 
     def _runner(self, x: torch.Tensor, B: int, K: int, precision: Optional[str] = None) -> ModelRunner:
         o = self.options
+        if precision is None:
+            precision = "fp32" if o.precision == "auto" and not self.auto_reduced else o.precision
         return ModelRunner(self.model, x if B else x.new_zeros(1, *x.shape[1:]), B, num_classes=K,
                            memory_budget=o.memory_budget, chunk_size=o.chunk_size,
-                           precision=precision or o.precision, search_copy=o.search_copy, compile=o.compile,
+                           precision=precision, search_copy=o.search_copy, compile=o.compile,
                            compile_backend=o.compile_backend)
 
     def _checked(self, raw_adv, x, y, target, runner: ModelRunner):

@@ -243,6 +243,12 @@ class ModelRunner:
                 self._band = _BAND_FACTOR * float(rel.max())
         return self._band
 
+    @property
+    def measured_band(self) -> Optional[float]:
+        """:attr:`band_rel` if this call measured it (an attack that never claims a success,
+        such as FGS, never pays for the probe), else None; 0.0 in float32."""
+        return 0.0 if self.search_precision == "fp32" else self._band
+
     def band(self, logits: torch.Tensor):
         """The band [...] of logits [..., K]: how far a margin the search sees may be from the
         model's own (0.0, a float, in float32)."""

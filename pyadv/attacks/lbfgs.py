@@ -64,6 +64,10 @@ class LBFGS(Attack):
     and the L2 of its minimiser, adversarial or not), ``solves``."""
 
     Options = LBFGSOptions
+    # L-BFGS-B's line search needs f and its gradient consistent to more than bf16's 3 digits: in
+    # bf16 it spent 2.1x the evaluations on the digits CNN (benchmarks/precision.py), so "auto"
+    # keeps float32 (an explicit precision="bf16" is still honoured)
+    auto_reduced = False
 
     def _run(self, x, y, target, runner, index):
         from scipy.optimize import minimize

@@ -193,6 +193,7 @@ class SubstituteAttack(Attack):
         sub = train_substitute(oracle, x[:o.initial], runner.num_classes, rounds=o.rounds, epochs=o.epochs,
                                lam=o.lam, tau=o.tau, architecture=o.architecture, lr=o.lr,
                                batch_size=o.batch_size, seed=o.seed)
+        # the model's own passes are the final checks: the precision is the white-box attack's
         white = attack_class(o.white_box)(sub.model, **{"seed": o.seed, "precision": o.precision,
                                                         **o.white_box_options})
         r = white(x, y, target, index=index)

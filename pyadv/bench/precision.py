@@ -8,8 +8,9 @@ whose bf16 success the float32 check refuted (``fallback``: attacked again in fl
 time included), and the share of time outside the model's passes. The configurations of an
 attack alternate within each round. Budgets are ``pyadv.bench.generate.BUDGET``'s. Goals on
 a CPU with AVX-512 BF16: bf16 >= 3x float32 for the forward-bound attacks (FIPSO, OnePixel,
-SparseRS), >= 2.5x for PGD, APGD and C&W L2; each with success within 1 point and median
-norms within 2 % of float32's. The same criterion, met by every attack, would make "auto"
+SparseRS), >= 2.5x for PGD, APGD and C&W L2; each with success within 1 point and the
+median of the attack's own norm (the one it minimises or is bounded in) within 2 % of
+float32's. The same criterion, met by every attack "auto" may run reduced, would make "auto"
 the default precision (``auto_default_ok``).
 
     python benchmarks/precision.py [--images 64] [--rgb-images 4] [--rgb-attacks ...] [--only ...]
@@ -28,6 +29,9 @@ FAMILY, SUITE, PEERS = "precision", "attacks", ()
 CONFIGS = {"fp32": {}, "bf16": {"precision": "bf16"}, "fp32_compiled": {"compile": "always"}}
 FORWARD_BOUND = ("fipso", "onepixel", "sparse_rs")
 GRADIENT = ("pgd", "apgd", "cw_l2")
+#: the norm each attack minimises or is bounded in: the one whose median is judged
+OWN_NORM = {"cw_l2": "l2", "lbfgs": "l2", "fipso": "l2", "hotcold": "l2", "cw_linf": "linf", "cw_l0": "l0",
+            "jsma": "l0", "onepixel": "l0", "sparse_rs": "l0"}  # the eps-bounded others: linf
 #: what ResNet-32 runs by default (x10 the digits CNN's cost per image): the attacks with goals
 RGB_DEFAULT = FORWARD_BOUND + GRADIENT
 
@@ -48,12 +52,17 @@ def _median(v: torch.Tensor) -> float | None:
     return float(v.float().median()) if len(v) else None
 
 
-def _row(r, seconds: float) -> dict:
+def _row(r, seconds: float, warm) -> dict:
+    """One configuration's figures; a compilation that happened in the warm-up (the runner's
+    compiled graphs are per process) is reported with the timed call's."""
     ok = r.success
     compile_s = r.profile.get("compile_s", 0.0)
     run_s = max(seconds - compile_s, 1e-9)
-    return {"seconds": run_s, "images_per_s": len(ok) / run_s, "compile_s": compile_s,
-            "compilations": r.profile.get("compilations", 0), "success": float(ok.float().mean()),
+    return {"seconds": run_s, "images_per_s": len(ok) / run_s,
+            "compile_s": compile_s + warm.profile.get("compile_s", 0.0),
+            "compilations": r.profile.get("compilations", 0) + warm.profile.get("compilations", 0),
+            "compiled_used": {**warm.profile.get("compiled_used", {}), **r.profile.get("compiled_used", {})},
+            "success": float(ok.float().mean()),
             "median_l2": _median(r.l2[ok]), "median_linf": _median(r.linf[ok]), "median_l0": _median(r.l0[ok]),
             "fallback": r.precision.get("fallback", 0), "failed_check": r.precision.get("failed_check", 0),
             "band": r.precision.get("band", 0.0), "search": r.precision.get("search"),
@@ -66,16 +75,17 @@ def _close(a, b, rel: float) -> bool:
 
 
 def judge(name: str, rows: dict) -> dict:
-    """bf16 against float32: speed-up, success within 1 point, median norms within 2 %; and
-    the goal the issue sets for the attack's kind (None where it sets none)."""
+    """bf16 against float32: speed-up, success within 1 point, the median of the attack's own
+    norm (OWN_NORM) within 2 %; and the goal the issue sets for the attack's kind (None where
+    it sets none)."""
     base, bf = rows.get("fp32"), rows.get("bf16")
     if base is None or bf is None:
         return {}
     speed = base["seconds"] / bf["seconds"]
-    agree = abs(bf["success"] - base["success"]) <= 0.01 and all(
-        _close(bf[k], base[k], 0.02) for k in ("median_l2", "median_linf", "median_l0"))
+    norm = "median_" + OWN_NORM.get(name, "linf")
+    agree = abs(bf["success"] - base["success"]) <= 0.01 + 1e-9 and _close(bf[norm], base[norm], 0.02)
     goal = 3.0 if name in FORWARD_BOUND else 2.5 if name in GRADIENT else None
-    out = {"bf16_speedup": speed, "bf16_agrees": agree, "goal_speedup": goal,
+    out = {"bf16_speedup": speed, "bf16_agrees": agree, "judged_norm": norm, "goal_speedup": goal,
            "goal_met": None if goal is None else bool(speed >= goal and agree)}
     if "fp32_compiled" in rows:
         out["compiled_speedup"] = base["seconds"] / rows["fp32_compiled"]["seconds"]
@@ -96,15 +106,14 @@ def run_model(model_name: str, n: int, attacks: list[str], configs: list[str], r
         print(f"== {model_name} {name}", flush=True)
         made = {c: create(name, model, **BUDGET.get(name, {}), **CONFIGS[c]) for c in configs}
         w = min(n, 4)
-        for c, atk in made.items():  # warm-up: the runner's plan (measured once per process), oneDNN
-            atk(x[:w], y[:w])
+        warm = {c: atk(x[:w], y[:w]) for c, atk in made.items()}  # the runner's plan, oneDNN, compiling
         last = {}
 
         def call(c, _round):
             last[c] = made[c](x, y)
 
         times = alternating(configs, rounds, call, dev)
-        rows = {c: _row(last[c], statistics.median(times[c])) for c in configs}
+        rows = {c: _row(last[c], statistics.median(times[c]), warm[c]) for c in configs}
         rows["judged"] = judge(name, rows)
         out[name] = rows
         j = rows["judged"]
@@ -124,7 +133,10 @@ def run(args) -> dict:
     if args.rgb_images and rgb:
         models["digits-m-resnet32"] = run_model("digits-m-resnet32", args.rgb_images, rgb, args.configs,
                                                 args.rounds, dev)
-    judged = [r["judged"] for m in models.values() for r in m.values() if r.get("judged")]
+    from pyadv.attacks import attack_class
+
+    judged = [r["judged"] for m in models.values() for a, r in m.items()
+              if r.get("judged") and attack_class(a).auto_reduced]
     return {"machine": machine(args.threads, dev), "images": {"digits-cnn": args.images,
                                                               "digits-m-resnet32": args.rgb_images},
             "rounds": args.rounds, "budgets": {a: BUDGET.get(a, {}) for a in names}, "models": models,
