@@ -276,3 +276,16 @@ def test_bad_weights_and_output_file(tmp_path, digits_cnn, cache_dir):
     (tmp_path / "afile").write_text("x")
     r = run(*gen(tmp_path / "afile"))
     assert r.returncode == 2 and "is a file" in r.stderr
+
+
+def test_a_job_pins_auto_precision_to_a_fixed_one(monkeypatch):
+    """precision="auto" in a job becomes one precision before the job starts (a timing could
+    choose differently in another process, and a resumed job must give the same bytes)."""
+    from pyadv.data.generate import Part, _pinned
+
+    monkeypatch.setattr("pyadv.attacks._precision.native_precisions", lambda device: ["bf16"])
+    assert _pinned(Part("pgd", {"precision": "auto"}), 8, "cpu")["precision"] == "bf16"
+    assert _pinned(Part("jsma", {"precision": "auto"}), 8, "cpu")["precision"] == "fp32"  # auto keeps fp32 there
+    assert _pinned(Part("pgd", {"precision": "bf16"}), 8, "cpu")["precision"] == "bf16"
+    monkeypatch.setattr("pyadv.attacks._precision.native_precisions", lambda device: [])
+    assert _pinned(Part("pgd", {"precision": "auto"}), 8, "cpu")["precision"] == "fp32"

@@ -140,8 +140,8 @@ class SmallCNN(nn.Module):
 
 
 def test_compiled_runner_matches_eager_and_never_recompiles_as_the_batch_shrinks(monkeypatch):
-    # as if the compiled model had measured faster, so that every chunk of half a chunk or more uses it
-    monkeypatch.setattr(ModelRunner, "_compiled_faster", lambda self, grad: True)
+    # as if the compiled model had measured twice as fast: every chunk of half the chunk size or more uses it
+    monkeypatch.setattr(ModelRunner, "_compiled_ratio", lambda self, grad: 0.5)
     model = SmallCNN().eval()
     for p in model.parameters():
         p.requires_grad_(False)
@@ -150,7 +150,7 @@ def test_compiled_runner_matches_eager_and_never_recompiles_as_the_batch_shrinks
     eager = ModelRunner(model, x, 40, num_classes=3, chunk_size=16, search_copy=False)
     comp = ModelRunner(model, x, 40, num_classes=3, chunk_size=16, search_copy=False, compile="always",
                        compile_backend="aot_eager")
-    for n in (40, 33, 16, 9, 5):  # full chunks, a padded last chunk (>= half), an eager one (< half)
+    for n in (40, 33, 16, 9, 5):  # full chunks, a padded last chunk (>= ratio x chunk), an eager one (below)
         rows = torch.arange(n)
         assert torch.allclose(comp.probs(x[:n], rows), eager.probs(x[:n], rows), atol=1e-6)
         g_c, z_c = comp.loss_grad(x[:n], rows, cross_entropy, y[:n], return_logits=True)
@@ -165,8 +165,8 @@ def test_compiled_runner_matches_eager_and_never_recompiles_as_the_batch_shrinks
 def test_a_compiled_model_is_used_only_where_it_measured_faster(monkeypatch):
     model = SmallCNN().eval()
     x = torch.rand(16, 1, 8, 8, generator=torch.Generator().manual_seed(1))
-    verdicts = iter([False, True])  # forward: slower than eager; forward and backward: faster
-    monkeypatch.setattr(ModelRunner, "_compiled_faster", lambda self, grad: next(verdicts))
+    ratios = iter([1.2, 0.5])  # forward: slower than eager; forward and backward: faster
+    monkeypatch.setattr(ModelRunner, "_compiled_ratio", lambda self, grad: next(ratios))
     comp = ModelRunner(model, x, 16, num_classes=3, chunk_size=16, search_copy=False, compile="always",
                        compile_backend="aot_eager")
     comp.probs(x, torch.arange(16))

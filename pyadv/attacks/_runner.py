@@ -333,28 +333,30 @@ class ModelRunner:
             return model(images)
 
     def _through_compiled(self, n: int, grad: bool = False) -> bool:
-        """Whether a chunk of n images goes through the compiled model (padded to the plan's
-        chunk): from half a chunk on, since padding costs less than a ~1.8x faster forward
-        saves; and only where the compiled model measured faster than the eager search for
-        this kind of pass (see :meth:`_compiled_faster`)."""
-        if self._compiled is None or not (self._compile_chunk >= n and 2 * n >= self._compile_chunk):
+        """Whether a chunk of n images goes through the compiled model, padded to the fixed
+        chunk: where a padded compiled pass takes less time than n images of the eager search,
+        by the ratio :meth:`_compiled_ratio` measured for this kind of pass (never where the
+        compiled model is the slower one)."""
+        if self._compiled is None or n > self._compile_chunk:
             return False
         key = (grad, self.search_precision, tuple(self.sample.shape[1:]), self.dtype, self._compile_chunk,
                self._eager_copy())
         if key not in self._compiled.verdicts:
-            self._compiled.verdicts[key] = self._compiled_faster(grad)
-        self._used[grad] = self._compiled.verdicts[key]
-        return self._compiled.verdicts[key]
+            self._compiled.verdicts[key] = self._compiled_ratio(grad)
+        ratio = self._compiled.verdicts[key]
+        use = ratio < 1 and n >= ratio * self._compile_chunk
+        self._used[grad] = self._used.get(grad, False) or use
+        return use
 
     def _eager_copy(self) -> bool:
         return bool(self._plan[1]) if self._plan is not None else False
 
-    def _compiled_faster(self, grad: bool) -> bool:
-        """Times the compiled model against the eager search (the search copy where the plan
-        chose it) on one chunk, after compiling, in alternating rounds: on a CPU, oneDNN's
-        channels-last convolutions with batch norm folded in can beat what inductor generates
-        (the digits CNN, forward and backward: compiled 0.6x), and a compiled model that is
-        slower is not used. Once per (pass kind, precision, shape, chunk) in a process."""
+    def _compiled_ratio(self, grad: bool) -> float:
+        """time(compiled) / time(eager search, the search copy where the plan chose it) of one
+        full chunk, after compiling, in alternating rounds: on a CPU, oneDNN's channels-last
+        convolutions with batch norm folded in can beat what inductor generates (the digits
+        CNN, forward and backward: compiled 0.6x). Once per (pass kind, precision, shape,
+        chunk) in a process."""
         gen = torch.Generator().manual_seed(0)
         imgs = self.sample.expand(self._compile_chunk, *self.sample.shape[1:]).clone()
         imgs.add_(0.05 * torch.rand(imgs.shape, generator=gen).to(imgs)).clamp_(0, 1)
@@ -389,7 +391,7 @@ class ModelRunner:
                 t0 = time.perf_counter()
                 fn()
                 times[fn].append(time.perf_counter() - t0)
-        return statistics.median(times[compiled]) < statistics.median(times[eager])
+        return statistics.median(times[compiled]) / statistics.median(times[eager])
 
     def _logits(self, images: torch.Tensor, search_copy: bool, exact: bool = False) -> torch.Tensor:
         """Logits of one chunk. Checks (``exact``) run the model exactly as the user gave it;

@@ -90,11 +90,20 @@ def load_config(path: str | os.PathLike) -> dict:
     return cfg
 
 
-def _pinned(part: Part, batch_size: int) -> dict:
-    """The part's options with the runner's plan fixed (same bytes in every process)."""
+def _pinned(part: Part, batch_size: int, device) -> dict:
+    """The part's options with the runner's plan fixed (same bytes in every process): the chunk
+    size, the search copy, and for ``precision="auto"`` the device's first native reduced
+    precision (float32 where it has none, or where the attack keeps float32 under "auto")
+    instead of a timing."""
+    from ..attacks import attack_class
+    from ..attacks._precision import native_precisions, precision_name
+
     opts = dict(part.options)
     opts.setdefault("chunk_size", batch_size)
     opts.setdefault("search_copy", True)
+    if precision_name(opts.get("precision", "fp32")) == "auto":
+        native = native_precisions(torch.device(device)) if attack_class(part.attack).auto_reduced else []
+        opts["precision"] = native[0] if native else "fp32"
     return opts
 
 
@@ -118,7 +127,7 @@ def _job(parts, model_spec, weights_digest, source, selection, seed, batch_size,
 
     return {
         "format": FORMAT,
-        "parts": [{"name": p.name, "attack": p.attack, "options": _pinned(p, batch_size)} for p in parts],
+        "parts": [{"name": p.name, "attack": p.attack, "options": _pinned(p, batch_size, device)} for p in parts],
         "model": model_spec, "weights_sha256": weights_digest, "data": source.name,
         "selection_sha256": hashlib.sha256(selection.numpy().tobytes()).hexdigest(), "images": len(selection),
         "seed": seed, "batch_size": batch_size, "device": str(device),
@@ -308,7 +317,7 @@ def generate(out: str | os.PathLike, parts: list[Part], model: nn.Module, source
         for g, part, k in todo:
             idx = selection[k * batch_size:(k + 1) * batch_size]
             if part.name not in attacks:
-                attacks[part.name] = create(part.attack, model, seed=seed, **_pinned(part, batch_size))
+                attacks[part.name] = create(part.attack, model, seed=seed, **_pinned(part, batch_size, device))
             atk = attacks[part.name]
             x = source.images(idx).to(device)
             y = source.labels[idx].to(device)
