@@ -161,6 +161,10 @@ class HotCold(Attack):
     :func:`hot_cold_samples` flattens everything into a dataset."""
 
     Options = HotColdOptions
+    # its successes are decided by float32 checks along each direction already, and its bf16
+    # VJPs (the model as given: they hook a layer) measured 0.8-1.0x float32
+    # (benchmarks/precision.py): "auto" keeps float32
+    auto_reduced = False
 
     def _layer(self):
         name = self.options.layer
