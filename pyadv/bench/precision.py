@@ -2,7 +2,9 @@
 autocast, every reported number checked in float32) and compiled float32 (``compile="always"``,
 inductor), on the digits CNN and on digits-m's ResNet-32 (benchmarks/results/precision.json).
 
-Per attack and configuration: images/s (the compiled one without its compilation, reported
+First the passes themselves: images/s of a forward and of a forward and backward of 256
+images, the model as given in float32 and the runner's search copy in float32 and bf16 (what
+bf16 can give an attack at most). Then per attack and configuration: images/s (the compiled one without its compilation, reported
 apart as ``compile_s``), success, the median L2 / L-inf / L0 of the successes, the images
 whose bf16 success the float32 check refuted (``fallback``: attacked again in float32, their
 time included), and the share of time outside the model's passes. The configurations of an
@@ -23,7 +25,7 @@ import torch
 
 from pyadv.attacks import available, create
 from pyadv.bench.generate import BUDGET
-from pyadv.bench.harness import alternating, machine, parser, script
+from pyadv.bench.harness import alternating, interleaved, machine, parser, script
 
 FAMILY, SUITE, PEERS = "precision", "attacks", ()
 CONFIGS = {"fp32": {}, "bf16": {"precision": "bf16"}, "fp32_compiled": {"compile": "always"}}
@@ -92,6 +94,27 @@ def judge(name: str, rows: dict) -> dict:
     return out
 
 
+def pass_rates(model, x, y, chunk: int, dev) -> dict:
+    """Images/s of one forward and of one forward and backward (the input gradient) of
+    ``chunk`` images through the runner: the model as given in float32, the search copy in
+    float32 and in bf16 (the ceiling of what bf16 can give an attack); interleaved rounds."""
+    from pyadv.attacks._losses import cross_entropy
+    from pyadv.attacks._runner import ModelRunner
+
+    xs = x[:1].expand(chunk, *x.shape[1:]).contiguous()
+    xs = (xs + 0.05 * torch.rand(xs.shape, generator=torch.Generator().manual_seed(0)).to(xs)).clamp(0, 1)
+    ys, rows = y[:1].expand(chunk).contiguous(), torch.arange(chunk, device=x.device)
+    fns = {}
+    for name, copy_, prec in (("model_fp32", False, "fp32"), ("search_copy_fp32", True, "fp32"),
+                              ("search_copy_bf16", True, "bf16")):
+        r = ModelRunner(model, xs, chunk, num_classes=int(y.max()) + 1, chunk_size=chunk, search_copy=copy_,
+                        precision=prec)
+        fns[f"{name}_forward"] = lambda r=r: r.probs(xs, rows)
+        fns[f"{name}_forward_backward"] = lambda r=r: r.loss_grad(xs, rows, cross_entropy, ys)
+    timed = interleaved(fns, rounds=5, device=dev)
+    return {k: chunk / v["median_s"] for k, v in timed.items()}
+
+
 def run_model(model_name: str, n: int, attacks: list[str], configs: list[str], rounds: int, dev) -> dict:
     from pyadv.data import digits, digits_m
     from pyadv.models import pretrained
@@ -101,7 +124,8 @@ def run_model(model_name: str, n: int, attacks: list[str], configs: list[str], r
         p.requires_grad_(False)
     x, y = digits_m("test") if model_name.startswith("digits-m") else digits("test", 28)
     x, y = x[:n].contiguous().to(dev), y[:n].to(dev)
-    out = {}
+    out = {"passes_256": pass_rates(model, x, y, 256, dev)}
+    print("   passes, images/s: " + ", ".join(f"{k} {v:.0f}" for k, v in out["passes_256"].items()), flush=True)
     for name in attacks:
         print(f"== {model_name} {name}", flush=True)
         made = {c: create(name, model, **BUDGET.get(name, {}), **CONFIGS[c]) for c in configs}
@@ -136,7 +160,7 @@ def run(args) -> dict:
     from pyadv.attacks import attack_class
 
     judged = [r["judged"] for m in models.values() for a, r in m.items()
-              if r.get("judged") and attack_class(a).auto_reduced]
+              if a != "passes_256" and r.get("judged") and attack_class(a).auto_reduced]
     return {"machine": machine(args.threads, dev), "images": {"digits-cnn": args.images,
                                                               "digits-m-resnet32": args.rgb_images},
             "rounds": args.rounds, "budgets": {a: BUDGET.get(a, {}) for a in names}, "models": models,
@@ -149,6 +173,8 @@ def summary(payload) -> list[dict]:
     rows = []
     for model, entries in payload["models"].items():
         for name, e in entries.items():
+            if name == "passes_256":
+                continue
             bf, j = e.get("bf16"), e.get("judged", {})
             if bf is None:
                 continue
