@@ -165,7 +165,7 @@ class RawResult:
     """What an attack's ``_run`` hands back: the images it settled on and its counters."""
     adv: torch.Tensor
     iterations: torch.Tensor
-    search_success: Optional[torch.Tensor] = None  # success as the search saw it (eval_dtype)
+    search_success: Optional[torch.Tensor] = None  # success as the search claimed it (its precision)
     extras: dict = dataclasses.field(default_factory=dict)
 
 

@@ -4,8 +4,9 @@ compilations counted and timed.
 The runner feeds a compiled model whole chunks of one fixed size (padding a short last chunk,
 or running it eagerly when padding would waste more than compiling saves), so the graphs
 compiled are one per (image shape, precision, grad mode) and a shrinking active set never
-recompiles. Compiling is worth it only for long runs (a small CNN takes ~20 s with inductor on
-a 2-core CPU, for at most ~1.8x per forward); :func:`compile_pays` is the rule.
+recompiles. Compiling is worth it only for long runs (the digits CNN took 22 s to compile with
+inductor on a 2-core CPU for 1.8x over its float32 forward, as measured when the precision
+issue was filed); :func:`compile_pays` is the rule.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import torch
 from torch import nn
 
 #: expected eager model time (s) from which ``compile=True`` compiles: about twice what a small
-#: CNN's compile costs with inductor on a 2-core CPU (20-25 s), so that a 1.8x faster forward
+#: CNN's compile costs with inductor on a 2-core CPU (22 s), so that a 1.8x faster forward
 #: at least pays for its compilation within the run
 COMPILE_PAYS_AFTER_S = 60.0
 COMPILE_CHOICES = (False, True, "always")

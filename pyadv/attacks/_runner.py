@@ -354,9 +354,9 @@ class ModelRunner:
     def _compiled_ratio(self, grad: bool) -> float:
         """time(compiled) / time(eager search, the search copy where the plan chose it) of one
         full chunk, after compiling, in alternating rounds: on a CPU, oneDNN's channels-last
-        convolutions with batch norm folded in can beat what inductor generates (the digits
-        CNN, forward and backward: compiled 0.6x). Once per (pass kind, precision, shape,
-        chunk) in a process."""
+        convolutions with batch norm folded in can beat what inductor generates (on this
+        project's CPU the compiled passes were used for no attack: benchmarks/precision.py).
+        Once per (pass kind, precision, shape, chunk) in a process."""
         gen = torch.Generator().manual_seed(0)
         imgs = self.sample.expand(self._compile_chunk, *self.sample.shape[1:]).clone()
         imgs.add_(0.05 * torch.rand(imgs.shape, generator=gen).to(imgs)).clamp_(0, 1)

@@ -10,7 +10,7 @@ same correctly classified digits test images, side by side in one process:
 All three perturb the same m pixels per image (largest |d(-log P_y)/dx|), so the comparison
 is about the search. For each: images/s, success, queries per success, and the share of the
 time spent outside the model's forward passes. Then the runner's measured chunk size against
-fixed ones, and the bf16 search (``eval_dtype``) against float32.
+fixed ones, and the bf16 search (``precision="bf16"``) against float32.
 
     python benchmarks/attacks_sparse.py                 # 100 images, N_p = 200, T = 100
     python benchmarks/attacks_sparse.py --images 20     # a quicker look
@@ -167,26 +167,27 @@ def run(args) -> dict:
     def fipso(**extra):
         def go(rows):
             r = FIPSO(model, pixels=idx[rows], **o, **extra)(x[rows], y[rows], index=rows)
-            last[extra.get("eval_dtype", "float32")] = r
+            last[extra.get("precision", "fp32")] = r
             return r.adv, int(r.queries.sum()) - len(rows)  # minus the final check: the peers have none
         return go
 
     impls = {"pyadv": fipso()}
     if "bf16" not in args.skip:
-        impls["pyadv_bf16"] = fipso(eval_dtype="bfloat16")
+        impls["pyadv_bf16"] = fipso(precision="bf16")
     if "pyswarms" not in args.skip:
         impls["pyswarms"] = lambda rows: run_pyswarms(model, x[rows], y[rows], idx[rows], o)
     if "plain" not in args.skip:
         impls["plain_torch"] = lambda rows: run_plain(model, x[rows], y[rows], idx[rows], o)
 
     # The runner measures its chunk once per process: do it before anything is timed.
-    for dt in (None, "bfloat16"):
-        FIPSO(model, pixels=idx[:2], n_particles=args.particles, iters=1, eval_dtype=dt)(x[:2], y[:2])
+    for prec in ("fp32", "bf16"):
+        FIPSO(model, pixels=idx[:2], n_particles=args.particles, iters=1, precision=prec)(x[:2], y[:2])
 
     # This VM's speed drifts by up to 2x over minutes: the images go in rounds of --group, and
     # within each round every implementation runs on the same images, in alternating order.
     acc = {k: {"model_s": 0.0, "queries": 0, "adv": torch.empty_like(x)} for k in impls}
-    prec = {k: {"search_successes": 0, "failed_check": 0, "found_by_check": 0} for k in ("pyadv", "pyadv_bf16")}
+    prec = {k: {"search_successes": 0, "failed_check": 0, "found_by_check": 0, "fallback": 0}
+            for k in ("pyadv", "pyadv_bf16")}
     groups = torch.arange(len(x), device=dev).split(args.group)
 
     def call(name, gi):
@@ -196,7 +197,7 @@ def run(args) -> dict:
         a = acc[name]
         # pyadv's search runs a copy of the model (the runner's search copy), which the
         # wrapper does not see: its own profile counts the time in the model's passes.
-        r = last["bfloat16" if name == "pyadv_bf16" else "float32"] if name in prec else None
+        r = last["bf16" if name == "pyadv_bf16" else "fp32"] if name in prec else None
         a["model_s"] += r.profile["model_s"] if r is not None else model.seconds
         a["queries"] += q
         a["adv"][rows] = adv
