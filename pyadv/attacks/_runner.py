@@ -228,8 +228,8 @@ class ModelRunner:
         """How far the search's margins may be from the model's own, relative to the largest
         |logit| of the image: 0 in float32; in a reduced precision _BAND_FACTOR x the largest
         max_k |z_search - z_model| / max_k |z_model| measured on this call's first images, clean
-        and with noise (bf16 on the digits CNN: 0.8 % of the largest logit, about as much on
-        clean and on noisy images, where the absolute error grows with the logits)."""
+        and with noise (bf16: about 1 % of the largest logit on the digits CNN, 1.6-2 % on
+        ResNet-32; relative, since the absolute error grows with the logits)."""
         if self._band is None:
             self._band = 0.0
             if self.search_precision != "fp32" and len(self.probe):
