@@ -3,6 +3,7 @@
 the same steps and learning rate; torchattacks has no search over c) and against adv-lib's
 (the same binary search: steps, iterations, initial c), and JSMA against torchattacks' JSMA
 (theta 1, Upsilon 0.1, each image sent to (y + 1) % 10, torchattacks' default target).
+C&W also runs with ``precision="bf16"`` (``pyadv_bf16``; its ratio is to pyadv in float32).
 
 Implementations alternate within each round and are judged alike by the model (success,
 mean L2 and L0 of the successes); a peer's time includes the forward that tells its user
@@ -43,12 +44,14 @@ def cases(args, libs, y):
 
     steps = args.steps
     out = []
-    impl = {"pyadv": py(lambda m: CWL2(m, c=1.0, steps=steps, search_steps=1, lr=0.01))}
+    impl = {"pyadv": py(lambda m: CWL2(m, c=1.0, steps=steps, search_steps=1, lr=0.01)),
+            "pyadv_bf16": py(lambda m: CWL2(m, c=1.0, steps=steps, search_steps=1, lr=0.01, precision="bf16"))}
     if ta:
         impl["torchattacks"] = lambda m, x, yy: (ta.CW(m, c=1.0, kappa=0, steps=steps, lr=0.01)(x, yy), None)
     out.append((f"cw_l2_c1_{steps}steps", {"c": 1.0, "steps": steps, "search_steps": 1, "lr": 0.01}, impl))
     s = args.search
-    impl = {"pyadv": py(lambda m: CWL2(m, c=0.01, steps=steps, search_steps=s, lr=0.01))}
+    impl = {"pyadv": py(lambda m: CWL2(m, c=0.01, steps=steps, search_steps=s, lr=0.01)),
+            "pyadv_bf16": py(lambda m: CWL2(m, c=0.01, steps=steps, search_steps=s, lr=0.01, precision="bf16"))}
     if al:
         impl["adv-lib"] = lambda m, x, yy: (al.carlini_wagner_l2(m, x, yy, initial_const=0.01, binary_search_steps=s,
                                                                    max_iterations=steps, learning_rate=0.01), None)
@@ -80,7 +83,7 @@ def summary(payload) -> list[dict]:
     rows = []
     for case, entry in payload["cases"].items():
         ours = entry["pyadv"]
-        vs = {k: v["time_ratio_to_pyadv"] for k, v in entry.items() if k not in ("budget", "pyadv")}
+        vs = {k: v["time_ratio_to_pyadv"] for k, v in entry.items() if k != "budget" and not k.startswith("pyadv")}
         rows.append({"case": case, "rate": ours["images_per_s"], "unit": "images/s", "vs": vs,
                      "success": ours["success"], "outside_model": ours.get("outside_model_share")})
     return rows
