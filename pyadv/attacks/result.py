@@ -40,8 +40,12 @@ class AttackResult:
         l0 (pixels changed), l2, linf: :func:`pyadv.metrics.lp_norms` of adv - x.
     Provenance: ``attack`` (registry name), ``options`` (every option, defaults included),
     ``seed``, ``versions`` (pyadv, torch), ``time_s`` (wall time of the call), ``precision``
-    (the search's evaluation dtype and how often its successes failed the float32 check),
-    ``profile`` (seconds in the model's passes and in total: where the time went).
+    (``asked``, ``search``: the precision the search ran in, ``model``, ``band``: the relative
+    logit band set against the search, None where unmeasured; ``search_successes``,
+    ``failed_check``: claims the check refuted, ``found_by_check``, ``fallback`` and
+    ``fallback_success``: images attacked again in float32), ``profile`` (seconds in the
+    model's passes and in total: where the time went; with ``compile``, ``compilations``,
+    ``compile_s`` and ``compiled_used``).
     ``extras``: attack-specific per-image tensors (``result.extras["m"]`` for FIPSO).
     """
     x: torch.Tensor
