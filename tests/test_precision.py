@@ -215,3 +215,26 @@ def test_auto_keeps_float32_where_an_attack_says_reduced_precision_harms_it(digi
     # an attack that never claims a success never pays for measuring the band
     r = FGS(digits_cnn, eps=0.1, precision="bf16")(x, y)
     assert r.precision["search"] == "bf16" and r.precision["band"] is None
+
+
+class Overflows(nn.Module):
+    """Logits beyond fp16's range (65504) inside the model: finite in float32, inf in fp16."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(16, 2)
+        with torch.no_grad():
+            self.fc.weight.fill_(1.0)
+            self.fc.bias.fill_(0.0)
+
+    def forward(self, x):
+        return self.fc(x.flatten(1) * 1e4) / 1e4
+
+
+def test_a_precision_that_overflows_the_model_is_a_clear_error():
+    x = torch.rand(3, 1, 4, 4, generator=torch.Generator().manual_seed(0)) + 1.0
+    y = torch.zeros(3, dtype=torch.long)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # fp16 is emulated on most CPUs
+        with pytest.raises(ValueError, match="precision='fp16' is not allowed for this model"):
+            PGD(Overflows().eval(), eps=0.1, steps=2, precision="fp16")(x.clamp(0, 1), y)

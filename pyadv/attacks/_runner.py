@@ -240,7 +240,12 @@ class ModelRunner:
                 exact = self._eager_logits(probe, False, "fp32").float()
                 search = self._logits(probe, cl).float()
                 rel = (search - exact).abs().amax(1) / exact.abs().amax(1).clamp_min(1e-12)
-                self._band = _BAND_FACTOR * float(rel.max())
+                band = _BAND_FACTOR * float(rel.max())
+                if not math.isfinite(band):  # fp16's range (65504) overflowed in the model
+                    raise ValueError(f"option precision={self.search_precision!r} is not allowed for this model: "
+                                     f"its search logits are not finite where float32's are (an overflow); "
+                                     f"use 'bf16' or 'fp32'")
+                self._band = band
         return self._band
 
     @property
