@@ -184,24 +184,32 @@ class ModelRunner:
         for prec in precs:
             for cl in formats:  # warm-up (allocator, oneDNN primitive creation), smallest size first
                 for s in sizes:
-                    t0 = time.perf_counter()
+                    t0 = self._clock()
                     self._eager_logits(big[:s], cl, prec)
                     configs.append((s, cl, prec))
-                    if time.perf_counter() - t0 > _SLOW_FORWARD_S:
+                    if self._clock() - t0 > _SLOW_FORWARD_S:
                         break
         # Alternating rounds, median per configuration: a noisy machine slows them all alike.
         times: dict = {c: [] for c in configs}
         for r in range(_MEASURE_ROUNDS if len(configs) > 1 else 1):
             for s, cl, prec in (configs if r % 2 == 0 else configs[::-1]):
-                t0 = time.perf_counter()
+                t0 = self._clock()
                 self._eager_logits(big[:s], cl, prec)
-                times[(s, cl, prec)].append((time.perf_counter() - t0) / s)
+                times[(s, cl, prec)].append((self._clock() - t0) / s)
         per_image = {c: statistics.median(t) for c, t in times.items()}
         best = min(per_image.values())
         # The smallest size within 3 % of the best: as fast, and less memory.
         chunk, cl, prec = min((k for k, t in per_image.items() if t <= best / 0.97),
                               key=lambda k: (k[0], per_image[k]))
         return chunk, bool(cl), prec, per_image[(chunk, cl, prec)], True
+
+    def _clock(self) -> float:
+        """time.perf_counter() once the device has finished its queued work: a measurement that
+        decides something (chunk, precision, compiled or not) must time the kernels, not their
+        launches."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter()
 
     def _start_compile(self, plan) -> None:
         """Decides, once per call, whether the search runs a compiled model (``compile_pays``)."""
@@ -386,16 +394,16 @@ class ModelRunner:
 
         # The first call compiles; a backward graph compiles lazily, during the first backward,
         # outside CompiledModel's own timing: the whole first call counts as compile time.
-        before, t0 = self._compiled.compile_s, time.perf_counter()
+        before, t0 = self._compiled.compile_s, self._clock()
         compiled()
-        self._compiled.compile_s = before + (time.perf_counter() - t0)
+        self._compiled.compile_s = before + (self._clock() - t0)
         eager()
         times: dict = {compiled: [], eager: []}
         for r in range(_MEASURE_ROUNDS):
             for fn in ((compiled, eager) if r % 2 == 0 else (eager, compiled)):
-                t0 = time.perf_counter()
+                t0 = self._clock()
                 fn()
-                times[fn].append(time.perf_counter() - t0)
+                times[fn].append(self._clock() - t0)
         return statistics.median(times[compiled]) / statistics.median(times[eager])
 
     def _logits(self, images: torch.Tensor, search_copy: bool, exact: bool = False) -> torch.Tensor:
