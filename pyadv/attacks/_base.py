@@ -21,7 +21,7 @@ from torch import nn
 from .._model_mode import frozen_eval
 from .._rng import keyed_generator
 from ..fi._inputs import as_labels, check_images, check_logits, check_target
-from ._compile import COMPILE_CHOICES, compile_available
+from ._compile import compile_available
 from ._precision import precision_name
 from ._runner import ModelRunner
 from .result import AttackResult, norms_of
@@ -139,7 +139,7 @@ class CommonOptions:
         if self.search_copy is not None:
             bool_option("search_copy", self.search_copy)
         object.__setattr__(self, "precision", precision_name(self.precision))
-        if not any(self.compile is c for c in COMPILE_CHOICES) and self.compile != "always":
+        if not (isinstance(self.compile, bool) or self.compile == "always"):
             raise option_error("compile", self.compile, "False, True or 'always'")
         if self.compile:
             why = compile_available()

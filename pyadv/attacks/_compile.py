@@ -21,7 +21,6 @@ from torch import nn
 #: CNN's compile costs with inductor on a 2-core CPU (22 s), so that a 1.8x faster forward
 #: at least pays for its compilation within the run
 COMPILE_PAYS_AFTER_S = 60.0
-COMPILE_CHOICES = (False, True, "always")
 
 _compiled: "weakref.WeakKeyDictionary[nn.Module, dict[str, CompiledModel]]" = weakref.WeakKeyDictionary()
 
@@ -98,5 +97,4 @@ def pad_to(images: torch.Tensor, size: int) -> torch.Tensor:
     return torch.cat([images, images[-1:].expand(size - n, *images.shape[1:])])
 
 
-__all__ = ["CompiledModel", "compiled_model", "compile_pays", "compile_available", "pad_to", "COMPILE_PAYS_AFTER_S",
-           "COMPILE_CHOICES"]
+__all__ = ["CompiledModel", "compiled_model", "compile_pays", "compile_available", "pad_to", "COMPILE_PAYS_AFTER_S"]

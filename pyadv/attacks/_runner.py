@@ -60,6 +60,14 @@ _BAND_FACTOR = 1.0
 _plans: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
 
 
+def timing_batch(sample: torch.Tensor, n: int) -> torch.Tensor:
+    """n copies of sample's first image with fixed noise (up to 0.05, clamped to [0, 1]): the
+    input every timing that chooses a configuration runs on, so that all see the same data."""
+    gen = torch.Generator().manual_seed(0)
+    out = sample[:1].expand(n, *sample.shape[1:]).clone()
+    return out.add_(0.05 * torch.rand(out.shape, generator=gen).to(out)).clamp_(0, 1)
+
+
 def _wide(logits: torch.Tensor) -> torch.Tensor:
     """float64 logits stay float64; anything narrower becomes float32."""
     return logits if logits.dtype == torch.float64 else logits.float()
@@ -173,9 +181,7 @@ class ModelRunner:
         a process."""
         cap = self._cap()
         sizes = [self._fixed_chunk] if self._fixed_chunk else ([s for s in _CANDIDATE_CHUNKS if s <= cap] or [cap])
-        gen = torch.Generator().manual_seed(0)
-        big = self.sample.expand(max(sizes), *self.sample.shape[1:]).clone()
-        big.add_(0.05 * torch.rand(big.shape, generator=gen).to(big)).clamp_(0, 1)
+        big = timing_batch(self.sample, max(sizes))
         formats = [False, True] if self._search_model() is not None else [False]
         if self._search_copy is not None:
             formats = [f for f in formats if f == self._search_copy] or [False]
@@ -370,9 +376,7 @@ class ModelRunner:
         convolutions with batch norm folded in can beat what inductor generates (on this
         project's CPU the compiled passes were used for no attack: benchmarks/precision.py).
         Once per (pass kind, precision, shape, chunk) in a process."""
-        gen = torch.Generator().manual_seed(0)
-        imgs = self.sample.expand(self._compile_chunk, *self.sample.shape[1:]).clone()
-        imgs.add_(0.05 * torch.rand(imgs.shape, generator=gen).to(imgs)).clamp_(0, 1)
+        imgs = timing_batch(self.sample, self._compile_chunk)
         copy_ = self._eager_copy()
         eager_model = (self._search_model() if copy_ else None) or self.model
 

@@ -99,10 +99,9 @@ def pass_rates(model, x, y, chunk: int, dev) -> dict:
     ``chunk`` images through the runner: the model as given in float32, the search copy in
     float32 and in bf16 (the ceiling of what bf16 can give an attack); interleaved rounds."""
     from pyadv.attacks._losses import cross_entropy
-    from pyadv.attacks._runner import ModelRunner
+    from pyadv.attacks._runner import ModelRunner, timing_batch
 
-    xs = x[:1].expand(chunk, *x.shape[1:]).contiguous()
-    xs = (xs + 0.05 * torch.rand(xs.shape, generator=torch.Generator().manual_seed(0)).to(xs)).clamp(0, 1)
+    xs = timing_batch(x, chunk)
     ys, rows = y[:1].expand(chunk).contiguous(), torch.arange(chunk, device=x.device)
     fns = {}
     for name, copy_, prec in (("model_fp32", False, "fp32"), ("search_copy_fp32", True, "fp32"),
