@@ -77,6 +77,44 @@ def test_lbfgs_on_digits_stays_in_the_box_and_hits_targets(digits_cnn):
         assert (b <= a * 1.01 + 1e-4).all(), (a, b)
 
 
+def test_lbfgs_direct_driver_matches_scipy_minimize(digits_cnn, monkeypatch):
+    """The direct reverse-communication loop takes scipy.minimize's iterates: byte-equal results."""
+    from pyadv.attacks import _lbfgsb
+    from pyadv.data import digits
+
+    if _lbfgsb.SETULB is None:
+        pytest.skip("this scipy has no 1.15-style setulb: every call takes the minimize path")
+    x, y = digits("test", 28)
+    x, y = x[:3], y[:3]
+    direct = LBFGS(digits_cnn, search_steps=2, max_iter=15)(x, y)
+    monkeypatch.setattr(LBFGS, "_direct", False)
+    threaded = LBFGS(digits_cnn, search_steps=2, max_iter=15)(x, y)
+    assert torch.equal(direct.adv, threaded.adv)
+    assert torch.equal(direct.iterations, threaded.iterations)
+    assert torch.equal(direct.queries, threaded.queries)
+    assert torch.equal(direct.extras["last_l2"], threaded.extras["last_l2"])
+
+
+@pytest.mark.parametrize("direct", [True, False])
+def test_minimise_generator_finds_a_box_constrained_minimum(direct):
+    """A separable quadratic whose minimiser lies partly outside [0, 1]: the clipped centre."""
+    import numpy as np
+
+    from pyadv.attacks._lbfgsb import drive, minimise
+
+    centres = [np.array([0.3, 1.4, -0.2, 0.7]), np.array([2.0, 0.5, 0.5, -1.0])]
+
+    def search(i):
+        x, nit, at = yield from minimise(lambda v, a: a, np.full(4, 0.5), 50, direct)
+        return x, nit
+
+    def evaluate(rows, points):
+        return [(float(((p - centres[r]) ** 2).sum()), 2 * (p - centres[r])) for r, p in zip(rows, points)]
+
+    for (x, nit), c in zip(drive([search(0), search(1)], evaluate), centres):
+        assert np.allclose(x, np.clip(c, 0, 1), atol=1e-6) and nit >= 1
+
+
 @pytest.fixture(scope="module")
 def digits_batch():
     from pyadv.data import digits

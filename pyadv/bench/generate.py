@@ -56,6 +56,7 @@ def build_parser():
     ap.add_argument("--images", type=int, default=256)
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--rounds", type=int, default=2, help="pyadv and torchattacks alternate within each")
+    ap.add_argument("--only", nargs="+", metavar="ATTACK", choices=available(), help="these attacks only")
     return ap
 
 
@@ -68,7 +69,7 @@ def run(args) -> dict:
     work = Path(tempfile.mkdtemp(prefix="pyadv-bench-generate-"))
     results = {}
     try:
-        for name in available():
+        for name in args.only or available():
             opts = {**BUDGET.get(name, {}), "quantize": True}
             # warm-up: oneDNN primitives and the runner's plan, as a long job would have them
             generate(work / f"warm-{name}", [Part(name, opts)], model, source, model_spec="digits-cnn",
