@@ -9,6 +9,8 @@ the oracle.
 """
 from __future__ import annotations
 
+import time
+
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -54,6 +56,9 @@ class Substitute:
     model: nn.Module
     oracle_queries: int
     history: list = field(default_factory=list)
+    #: wall time in passes of a model: the oracle's forwards and the substitute's forwards and
+    #: backwards (what is left of the training is the optimiser's updates and bookkeeping)
+    pass_s: float = 0.0
 
     def agreement(self, oracle: Callable, x: torch.Tensor) -> float:
         """The fraction of x on which the substitute and the oracle give the same label."""
@@ -77,7 +82,9 @@ def train_substitute(oracle: Callable, initial: torch.Tensor, num_classes: int, 
     finally:
         torch.random.set_rng_state(torch_state)
     S = initial.detach().clone()
+    t0 = time.perf_counter()
     labels = oracle_labels(oracle, S)
+    pass_s = time.perf_counter() - t0
     queries = len(S)
     history = []
     opt = torch.optim.Adam(model.parameters(), lr=lr)
@@ -87,26 +94,32 @@ def train_substitute(oracle: Callable, initial: torch.Tensor, num_classes: int, 
             perm = torch.randperm(len(S), generator=g).to(S.device)
             for i in range(0, len(S), batch_size):
                 b = perm[i:i + batch_size]
-                loss = F.cross_entropy(model(S[b]), labels[b])
                 opt.zero_grad()
-                loss.backward()
+                t0 = time.perf_counter()
+                F.cross_entropy(model(S[b]), labels[b]).backward()
+                pass_s += time.perf_counter() - t0
                 opt.step()
         model.eval()
+        t0 = time.perf_counter()
         with torch.no_grad():
             agree = float((model(S).argmax(1) == labels).float().mean())
+        pass_s += time.perf_counter() - t0
         history.append({"round": rho, "train_size": len(S), "oracle_queries": queries, "train_agreement": agree})
         if rho == rounds - 1:
             break
         step = lam * (-1) ** (rho // tau)
+        t0 = time.perf_counter()
         xs = S.clone().requires_grad_(True)
         (jac,) = torch.autograd.grad(model(xs).gather(1, labels[:, None]).sum(), xs)
         new = (S + step * jac.sign()).clamp(0, 1)
+        new_labels = oracle_labels(oracle, new)
+        pass_s += time.perf_counter() - t0
         S = torch.cat([S, new])
-        labels = torch.cat([labels, oracle_labels(oracle, new)])
+        labels = torch.cat([labels, new_labels])
         queries += len(new)
     for p in model.parameters():
         p.requires_grad_(False)
-    return Substitute(model=model.eval(), oracle_queries=queries, history=history)
+    return Substitute(model=model.eval(), oracle_queries=queries, history=history, pass_s=pass_s)
 
 
 def transfer_table(substitute: Substitute, oracle: Callable, x: torch.Tensor, y: torch.Tensor,
@@ -179,7 +192,8 @@ class SubstituteAttack(Attack):
     images judged by the model. ``queries`` counts the final check of each image only; the
     labels the training asked the oracle for (shared by the batch) are in ``extras``:
     ``oracle_queries`` (in total), with ``substitute_agreement`` (on the call's images) and
-    ``round_train_size``."""
+    ``round_train_size``. ``profile["model_s"]`` counts the oracle's and the substitute's passes
+    (training included): both are model passes, the rest of the training is not."""
 
     Options = SubstituteOptions
 
@@ -197,7 +211,11 @@ class SubstituteAttack(Attack):
         white = attack_class(o.white_box)(sub.model, **{"seed": o.seed, "precision": o.precision,
                                                         **o.white_box_options})
         r = white(x, y, target, index=index)
+        t0 = time.perf_counter()
         agree = sub.agreement(oracle, x)
+        # the time in the target's and the substitute's passes, so that a profile of this attack
+        # says what is left outside models (the optimiser's updates, bookkeeping)
+        runner.forward_s += sub.pass_s + r.profile["model_s"] + time.perf_counter() - t0
         B = len(x)
         # no search_success: the white-box attack's successes are on the substitute, and a
         # transfer that fails is the attack's result, not a precision error to fall back from
