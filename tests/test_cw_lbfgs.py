@@ -115,6 +115,26 @@ def test_minimise_generator_finds_a_box_constrained_minimum(direct):
         assert np.allclose(x, np.clip(c, 0, 1), atol=1e-6) and nit >= 1
 
 
+@pytest.mark.parametrize("direct", [True, False])
+def test_drive_raises_the_evaluation_error_and_closes_every_search(direct):
+    import threading
+
+    import numpy as np
+
+    from pyadv.attacks._lbfgsb import drive, minimise
+
+    def search(i):
+        return (yield from minimise(lambda v, a: a, np.full(3, 0.5), 20, direct))
+
+    def evaluate(rows, points):
+        raise RuntimeError("model out of memory")
+
+    before = threading.active_count()
+    with pytest.raises(RuntimeError, match="out of memory"):
+        drive([search(0), search(1)], evaluate)
+    assert threading.active_count() == before  # no minimize thread left waiting
+
+
 @pytest.fixture(scope="module")
 def digits_batch():
     from pyadv.data import digits

@@ -30,20 +30,25 @@ def drive(searches: Sequence[Generator], evaluate: Callable[[list[int], list], S
     return value, in order."""
     results: list = [None] * len(searches)
     pending = {}
-    for i, s in enumerate(searches):
-        try:
-            pending[i] = next(s)
-        except StopIteration as stop:
-            results[i] = stop.value
-    while pending:
-        rows = sorted(pending)
-        answers = evaluate(rows, [pending[r] for r in rows])
-        pending = {}
-        for r, a in zip(rows, answers):
+    try:
+        for i, s in enumerate(searches):
             try:
-                pending[r] = searches[r].send(a)
+                pending[i] = next(s)
             except StopIteration as stop:
-                results[r] = stop.value
+                results[i] = stop.value
+        while pending:
+            rows = sorted(pending)
+            answers = evaluate(rows, [pending[r] for r in rows])
+            pending = {}
+            for r, a in zip(rows, answers):
+                try:
+                    pending[r] = searches[r].send(a)
+                except StopIteration as stop:
+                    results[r] = stop.value
+    except BaseException:  # the model failed: close every unfinished search, then re-raise
+        for r in pending:
+            searches[r].close()
+        raise
     return results
 
 
@@ -120,6 +125,8 @@ def _threaded(fun, x0, maxiter):
     def wrapped(v):
         ask.put(v.copy())
         a = reply.get()
+        if a is _DONE:
+            raise GeneratorExit("the search was closed")
         out["x"], out["a"] = v.copy(), a
         return fun(v, a)
 
@@ -133,11 +140,16 @@ def _threaded(fun, x0, maxiter):
 
     t = threading.Thread(target=body, daemon=True)
     t.start()
-    while True:
-        v = ask.get()
-        if v is _DONE:
-            break
-        reply.put((yield v))
+    try:
+        while True:
+            v = ask.get()
+            if v is _DONE:
+                break
+            reply.put((yield v))
+    except GeneratorExit:  # closed unfinished: unwind minimize so that its thread ends
+        reply.put(_DONE)
+        t.join()
+        raise
     t.join()
     if "err" in out:
         raise out["err"]
