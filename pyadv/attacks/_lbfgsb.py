@@ -52,18 +52,25 @@ def drive(searches: Sequence[Generator], evaluate: Callable[[list[int], list], S
     return results
 
 
+def _arguments(x: np.ndarray, m: int) -> list:
+    """setulb's arguments for a solve from x on [0, 1]^n with m corrections, workspace and all;
+    f and g at 5 and 6 (replaced at each evaluation), the task codes at 11 (updated in place)."""
+    n = len(x)
+    return [m, x, np.zeros(n), np.ones(n), np.full(n, 2, np.int32), np.array(0.0), np.zeros(n),
+            _FTOL / np.finfo(float).eps, _GTOL, np.zeros(2 * m * n + 5 * n + 11 * m * m + 8 * m),
+            np.zeros(3 * n, np.int32), np.zeros(2, np.int32), np.zeros(4, np.int32), np.zeros(44, np.int32),
+            np.zeros(29), _MAXLS, np.zeros(2, np.int32)]
+
+
 def _setulb():
     """scipy's reverse-communication L-BFGS-B routine when it has the 1.15+ signature, else None."""
     try:
         from scipy.optimize import _lbfgsb
 
         setulb = _lbfgsb.setulb
-        n, m = 1, 1
-        x, f, g = np.zeros(n), np.array(0.0), np.zeros(n)
-        task = np.zeros(2, np.int32)
-        setulb(m, x, np.zeros(n), np.ones(n), np.full(n, 2, np.int32), f, g, 1e7, 1e-5,
-               np.zeros(2 * m * n + 5 * n + 11 * m * m + 8 * m), np.zeros(3 * n, np.int32), task,
-               np.zeros(4, np.int32), np.zeros(44, np.int32), np.zeros(29), 20, np.zeros(2, np.int32))
+        args = _arguments(np.zeros(1), 1)
+        task = args[11]
+        setulb(*args)
         return setulb if task[0] == 3 else None  # asks for f and g at the start point
     except Exception:  # a scipy without it, or with another signature
         return None
@@ -83,24 +90,19 @@ def minimise(fun, x0: np.ndarray, maxiter: int, direct: bool = True) -> Generato
 
 
 def _direct(fun, x0, maxiter):
-    n, m = len(x0), _M
     x = np.clip(np.array(x0, dtype=np.float64), 0.0, 1.0)
-    lo, hi, nbd = np.zeros(n), np.ones(n), np.full(n, 2, np.int32)
-    f, g = np.array(0.0), np.zeros(n)
-    wa = np.zeros(2 * m * n + 5 * n + 11 * m * m + 8 * m)
-    iwa, task, ln_task = np.zeros(3 * n, np.int32), np.zeros(2, np.int32), np.zeros(2, np.int32)
-    lsave, isave, dsave = np.zeros(4, np.int32), np.zeros(44, np.int32), np.zeros(29)
-    factr = _FTOL / np.finfo(float).eps
+    args = _arguments(x, _M)
+    task = args[11]
     nit = nfev = 0
     last = at_last = None
     while True:
-        SETULB(m, x, lo, hi, nbd, f, g, factr, _GTOL, wa, iwa, task, lsave, isave, dsave, _MAXLS, ln_task)
+        SETULB(*args)
         if task[0] == 3:  # f and g at x, written in place
             last = x.copy()
             at_last = yield last
             fx, gx = fun(x, at_last)
-            f = np.array(float(fx))
-            g = np.asarray(gx, dtype=np.float64)
+            args[5] = np.array(float(fx))
+            args[6] = np.asarray(gx, dtype=np.float64)
             nfev += 1
         elif task[0] == 1:  # a new iterate: minimize's stopping rules
             nit += 1
