@@ -70,21 +70,35 @@ def test_pair_search_is_exact():
 
 def test_agrees_with_torchattacks_jsma(digits_cnn, batch):
     """torchattacks' JSMA (theta 1, gamma 0.1) aims an untargeted call at (y + 1) % 10, as the
-    targeted call here. What differs: it allows ceil(gamma P / 2) steps (pyadv floor, so that at
-    most upsilon P features change), keeps pixels above 0.99 out of the domain (pyadv: those at
-    1), and keeps going with an inadmissible pair where none is left (pyadv stops the image)."""
+    targeted call here. It allows ceil(gamma P / 2) pair steps (pyadv floor(upsilon P / 2), so
+    that at most upsilon P features change): at the upsilon that allows as many steps, and with
+    the default min_room (torchattacks' domain keeps pixels above 0.99 out), the same images
+    succeed with the same features changed."""
     ta = pytest.importorskip("torchattacks")
     x, y = batch
     t = (y + 1) % 10
-    ours = JSMA(digits_cnn, theta=1.0, upsilon=0.1)(x, y, t)
+    P = x[0].numel()
+    pairs = math.ceil(0.1 * P / 2)
+    ours = JSMA(digits_cnn, theta=1.0, upsilon=2 * pairs / P)(x, y, t)
     theirs = ta.JSMA(digits_cnn, theta=1.0, gamma=0.1)(x, y)
     with torch.no_grad():
         their_ok = digits_cnn(theirs).argmax(1) == t
-    their_l0 = (theirs != x).flatten(1).sum(1)
-    assert abs(int(ours.success.sum()) - int(their_ok.sum())) <= 1
-    both = ours.success & their_ok
-    assert both.any()
-    assert (ours.l0[both] - their_l0[both]).abs().float().mean() <= 4
+    assert torch.equal(ours.success, their_ok) and their_ok.any()
+    assert torch.equal((ours.adv != x)[their_ok], (theirs != x)[their_ok])
+
+
+def test_min_room_keeps_nearly_saturated_features_out(digits_cnn):
+    """A feature within min_room |theta| of its bound counts as saturated: with every pixel at
+    0.995 there is nothing to increase at the default 0.01, while min_room 0 spends steps on
+    changes of 0.005."""
+    x = torch.full((2, 1, 28, 28), 0.995)
+    y = digits_cnn(x).argmax(1)
+    t = (y + 1) % 10
+    assert (JSMA(digits_cnn, theta=1.0, upsilon=0.02)(x, y, t).l0 == 0).all()
+    assert (JSMA(digits_cnn, theta=1.0, upsilon=0.02, min_room=0)(x, y, t).l0 > 0).any()
+    # decreasing: the room is the distance to 0
+    x0 = torch.full((2, 1, 28, 28), 0.005)
+    assert (JSMA(digits_cnn, theta=-1.0, upsilon=0.02)(x0, y, t).l0 == 0).all()
 
 
 def test_adversarial_distance_and_robustness(digits_cnn, batch):
@@ -120,7 +134,8 @@ def test_hardness_matrix_and_figure(digits_cnn, batch, tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.mark.parametrize("bad", [{"theta": 0}, {"theta": 1.5}, {"theta": -2}, {"upsilon": 0}, {"upsilon": 1.2}])
+@pytest.mark.parametrize("bad", [{"theta": 0}, {"theta": 1.5}, {"theta": -2}, {"upsilon": 0}, {"upsilon": 1.2},
+                                 {"min_room": -0.1}, {"min_room": 1.0}, {"min_room": True}])
 def test_bad_options(bad):
     name = next(iter(bad))
     with pytest.raises(ValueError, match=f"option {name}="):

@@ -113,11 +113,16 @@ class JSMAOptions(CommonOptions):
     features (pixel components) changed, in (0, 1] (the paper's 14.5 % on MNIST): at most
     floor(upsilon P / 2) steps of two features each. Features reaching their bound (1 when
     increasing, 0 when decreasing) leave the search domain Gamma, as do those already there
-    at the start. Targeted; an untargeted call draws each image's target uniformly among the
-    other classes (keyed by seed and the image's index, as cleverhans' default) and succeeds
-    on any misclassification."""
+    at the start. min_room: a feature counts as saturated once its room to move in theta's
+    direction is at most min_room |theta| (default 0.01; 0: only at the bound itself): the saliency
+    map scores a feature per unit of change, so without it a pixel at 0.995 wins a step and spends
+    one of the upsilon P features on a change of 0.005 (resized and 8-bit images have many; at
+    theta 1 this is the 0.99 cut-off of torchattacks' domain). Targeted; an untargeted call draws
+    each image's target uniformly among the other classes (keyed by seed and the image's index,
+    as cleverhans' default) and succeeds on any misclassification."""
     theta: float = 1.0
     upsilon: float = 0.145
+    min_room: float = 0.01
 
     def __post_init__(self):
         super().__post_init__()
@@ -128,6 +133,9 @@ class JSMAOptions(CommonOptions):
         u = self.upsilon
         if isinstance(u, bool) or not isinstance(u, (int, float)) or not (0 < u <= 1):
             raise option_error("upsilon", u, "a fraction of the features in (0, 1]")
+        r = self.min_room
+        if isinstance(r, bool) or not isinstance(r, (int, float)) or not (0 <= r < 1):
+            raise option_error("min_room", r, "a fraction of |theta| in [0, 1)")
 
 
 @register("jsma")
@@ -157,13 +165,17 @@ class JSMA(Attack):
         dev = x.device
         P = x[0].numel()
         increase = o.theta > 0
-        bound = 1.0 if increase else 0.0
         max_steps = int(math.floor(o.upsilon * P / 2))
         K = runner.num_classes
         aim = self._aims(y, target, index, K)
         runner.expect(B * (max_steps + 1))
         adv = x.clone().flatten(1)
-        domain = adv < 1 if increase else adv > 0
+        tol = o.min_room * abs(o.theta)
+
+        def has_room(v):
+            return (1 - v if increase else v) > tol
+
+        domain = has_room(adv)
         steps = torch.zeros(B, dtype=torch.long, device=dev)
         to_success = torch.full((B,), -1, dtype=torch.long, device=dev)
         active = torch.arange(B, device=dev)
@@ -181,7 +193,7 @@ class JSMA(Attack):
             for f in (p, q):
                 v = (adv[active, f] + o.theta).clamp(0, 1)
                 adv[active, f] = v
-                domain[active, f] &= v != bound
+                domain[active, f] &= has_room(v)
             steps[active] += 1
         adv = adv.view_as(x)
         changed = (adv != x).flatten(1).sum(1)

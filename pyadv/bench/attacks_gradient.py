@@ -147,6 +147,17 @@ def digits_setup(args):
     return model, x, y, clean_acc
 
 
+def _on_common_successes(last: dict, name: str, ref: str) -> dict:
+    """Mean L2 and L0 of ``name`` and ``ref`` on the images both fool (a mean over different
+    images says little); empty where they share none. ``last``: name -> (fooled, L2, L0)."""
+    both = last[name][0] & last[ref][0]
+    if not both.any():
+        return {}
+    return {"images": int(both.sum()),
+            "mean_l2": float(last[name][1][both].mean()), f"{ref}_mean_l2": float(last[ref][1][both].mean()),
+            "mean_l0": float(last[name][2][both].mean()), f"{ref}_mean_l0": float(last[ref][2][both].mean())}
+
+
 def compare(model, x, y, case_list, rounds: int, dev, only=None) -> dict:
     """Runs every case's implementations on the same images in alternating rounds and judges
     them all alike with the model. A case is (name, budget, {implementation: fn(model, x, y) ->
@@ -208,15 +219,15 @@ def compare(model, x, y, case_list, rounds: int, dev, only=None) -> dict:
             e = {**judged[-1], "time_s": med, "images_per_s": len(x) / med}
             if name != "pyadv":
                 e["time_ratio_to_pyadv"] = median_ratio(times, name)
-                # norms compared where both succeed: a mean over different images says little
-                both = last[name][0] & last["pyadv"][0]
-                if both.any():
-                    e["on_common_successes"] = {
-                        "images": int(both.sum()),
-                        "mean_l2": float(last[name][1][both].mean()),
-                        "pyadv_mean_l2": float(last["pyadv"][1][both].mean()),
-                        "mean_l0": float(last[name][2][both].mean()),
-                        "pyadv_mean_l0": float(last["pyadv"][2][both].mean())}
+                common = _on_common_successes(last, name, "pyadv")
+                if common:
+                    e["on_common_successes"] = common
+            configs = [c for c in impl if c.startswith("pyadv") and c != "pyadv"]
+            if not name.startswith("pyadv") and configs:
+                # a peer against each of pyadv's other configurations, as against plain pyadv
+                e["by_pyadv_config"] = {c: {"time_ratio": median_ratio(times, name, c),
+                                            "on_common_successes": _on_common_successes(last, name, c)}
+                                        for c in configs}
             if "outside_model_share" in e:
                 e["outside_model_share"] = statistics.median(rw["outside_model_share"] for rw in judged)
             entry[name] = e
@@ -226,6 +237,11 @@ def compare(model, x, y, case_list, rounds: int, dev, only=None) -> dict:
                   + (f"  x{e['time_ratio_to_pyadv']:.2f} pyadv's time" if name != "pyadv" else "")
                   + (f"  outside model {e['outside_model_share']:.1%}" if "outside_model_share" in e else ""),
                   flush=True)
+            for c, v in e.get("by_pyadv_config", {}).items():
+                common = v["on_common_successes"]
+                print(f"  {'':22s} x{v['time_ratio']:.2f} {c}'s time"
+                      + (f"  L2 on common successes {common['mean_l2']:.3f} / {c} {common[c + '_mean_l2']:.3f}"
+                         if common else ""), flush=True)
         results[case] = entry
     return results
 

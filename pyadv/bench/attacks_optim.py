@@ -13,6 +13,8 @@ what succeeded. pyadv reports the share of its time outside the model's passes.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
 from pyadv.attacks import CWL2, JSMA
@@ -33,6 +35,16 @@ def build_parser():
     return ap
 
 
+def cw_configs(py, **budget) -> dict:
+    """pyadv's C&W L2 as a user would run it against a peer: float32 and bf16, each with the
+    paper's per-image early abort (``pyadv``, ``pyadv_bf16``) and without it (``*_full``: every
+    step of every c-step, as the peers' batch-wide abort nearly always does)."""
+    return {"pyadv": py(lambda m: CWL2(m, **budget)),
+            "pyadv_bf16": py(lambda m: CWL2(m, **budget, precision="bf16")),
+            "pyadv_full": py(lambda m: CWL2(m, **budget, abort_early=False)),
+            "pyadv_bf16_full": py(lambda m: CWL2(m, **budget, precision="bf16", abort_early=False))}
+
+
 def cases(args, libs, y):
     ta, al = libs.get("torchattacks"), libs.get("adv-lib")
 
@@ -44,23 +56,28 @@ def cases(args, libs, y):
 
     steps = args.steps
     out = []
-    impl = {"pyadv": py(lambda m: CWL2(m, c=1.0, steps=steps, search_steps=1, lr=0.01)),
-            "pyadv_bf16": py(lambda m: CWL2(m, c=1.0, steps=steps, search_steps=1, lr=0.01, precision="bf16"))}
+    impl = cw_configs(py, c=1.0, steps=steps, search_steps=1, lr=0.01)
     if ta:
         impl["torchattacks"] = lambda m, x, yy: (ta.CW(m, c=1.0, kappa=0, steps=steps, lr=0.01)(x, yy), None)
     out.append((f"cw_l2_c1_{steps}steps", {"c": 1.0, "steps": steps, "search_steps": 1, "lr": 0.01}, impl))
     s = args.search
-    impl = {"pyadv": py(lambda m: CWL2(m, c=0.01, steps=steps, search_steps=s, lr=0.01)),
-            "pyadv_bf16": py(lambda m: CWL2(m, c=0.01, steps=steps, search_steps=s, lr=0.01, precision="bf16"))}
+    impl = cw_configs(py, c=0.01, steps=steps, search_steps=s, lr=0.01)
     if al:
         impl["adv-lib"] = lambda m, x, yy: (al.carlini_wagner_l2(m, x, yy, initial_const=0.01, binary_search_steps=s,
                                                                    max_iterations=steps, learning_rate=0.01), None)
     out.append((f"cw_l2_search{s}x{steps}", {"c": 0.01, "steps": steps, "search_steps": s, "lr": 0.01}, impl))
     t = (y + 1) % 10
-    impl = {"pyadv": py(lambda m: JSMA(m, theta=1.0, upsilon=0.1), t)}
+    # the same number of pair steps: torchattacks runs ceil(gamma P / 2) of them (40 pairs, 80
+    # features at P = 784, above gamma P = 78.4); pyadv's upsilon caps the features changed,
+    # floor(upsilon P / 2) pairs, so it gets the upsilon that allows those 40 pairs
+    P = 28 * 28
+    pairs = math.ceil(0.1 * P / 2)
+    upsilon = 2 * pairs / P
+    impl = {"pyadv": py(lambda m: JSMA(m, theta=1.0, upsilon=upsilon), t)}
     if ta:
         impl["torchattacks"] = lambda m, x, yy: (ta.JSMA(m, theta=1.0, gamma=0.1)(x, yy), None)
-    out.append(("jsma_theta1_ups0.1", {"theta": 1.0, "upsilon": 0.1, "target": "(y + 1) % 10"}, impl, t))
+    out.append(("jsma_theta1_ups0.1", {"theta": 1.0, "torchattacks_gamma": 0.1, "pair_steps": pairs,
+                                       "pyadv_upsilon": upsilon, "target": "(y + 1) % 10"}, impl, t))
     return out
 
 
