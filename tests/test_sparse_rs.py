@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from pyadv.attacks import SparseRS
-from pyadv.attacks.sparse_rs import alpha_schedule, hashed_uniform
+from pyadv.attacks.sparse_rs import _draws, alpha_schedule, fresh_pixels, hashed_uniform
 
 
 @pytest.fixture(scope="module")
@@ -33,6 +33,34 @@ def test_hash_is_uniform_and_keyed():
     assert 0 <= float(u.min()) and float(u.max()) < 1 and abs(float(u.mean()) - 0.5) < 0.01
     assert torch.equal(hashed_uniform(3, torch.tensor([4, 9]), 7, 10), u[[4, 9], :10])
     assert not torch.equal(hashed_uniform(4, torch.arange(50), 7, 1000), u)
+
+
+@pytest.mark.parametrize("P,k,m", [(784, 10, 3), (784, 50, 15), (64, 30, 9)])
+def test_fresh_pixels_are_distinct_new_and_uniform(P, k, m):
+    n = 4000
+    R = _draws(P, k, m)
+    pix = hashed_uniform(1, torch.arange(n), 0, P).argsort(1)[:, :k]
+    new = fresh_pixels(hashed_uniform(2, torch.arange(n), 5, R), pix, m, P,
+                       lambda rows: hashed_uniform(3, torch.arange(n)[rows], 5, P))
+    assert new.shape == (n, m) and ((new >= 0) & (new < P)).all()
+    assert (new[:, :, None] != pix[:, None, :]).all()                       # never in the set
+    assert (new.sort(1).values.diff(1) != 0).all()                          # distinct
+    # each pixel outside the set equally likely: counts over 4000 rows within a loose band
+    outside = torch.ones(n, P).scatter_(1, pix, 0).sum(0)
+    rate = torch.bincount(new.flatten(), minlength=P) / outside
+    assert abs(float(rate.mean()) - m / (P - k)) < 0.1 * m / (P - k)
+    assert float(rate.max()) < 2.5 * m / (P - k)
+
+
+def test_fresh_pixels_short_rows_fall_back():
+    """Draws that repeat (here all at pixel 0, in the set) leave a row short: it takes its own
+    stream of a uniform per pixel."""
+    P, k, m, n = 784, 10, 3, 6
+    pix = torch.arange(k).repeat(n, 1)
+    u = torch.zeros(n, _draws(P, k, m))
+    u[3] = hashed_uniform(0, torch.tensor([3]), 1, u.shape[1])  # one row draws normally
+    new = fresh_pixels(u, pix, m, P, lambda rows: hashed_uniform(9, torch.arange(n)[rows], 1, P))
+    assert (new >= k).all() and (new.sort(1).values.diff(1) != 0).all()
 
 
 def test_budget_and_strength(digits_cnn, d28):

@@ -48,6 +48,46 @@ def hashed_uniform(seed: int, keys: torch.Tensor, it: int, count: int) -> torch.
     return h.to(torch.float64) / float(1 << 31)
 
 
+def _draws(P: int, k: int, m: int) -> int:
+    """How many uniforms an iteration spends on choosing m new pixels among the P - k outside a
+    set of k: m + k + 16 positions drawn with replacement (the first m distinct ones outside the
+    set win) while that is well below P, else P (a uniform per pixel: the m smallest win). A
+    function of (P, k, m) alone, so a result never depends on the batch."""
+    R = m + k + 16
+    return R if R * (R + k) <= 8 * P else P
+
+
+def fresh_pixels(u: torch.Tensor, pix: torch.Tensor, m: int, P: int, redraw) -> torch.Tensor:
+    """[n, m] distinct pixels outside each row of pix [n, k], uniformly at random, from the row's
+    uniforms u [n, R] (R from ``_draws``). With R < P the draws are positions, and a row takes
+    its first m that are neither in pix nor repeats of an earlier draw: hashing R of them costs
+    far less than a uniform per pixel. A row short of m (improbable: each draw is invalid with
+    chance below (k + R) / P) takes ``redraw(rows)`` [rows, P], a uniform per pixel from a
+    stream of its own, as R = P does."""
+    n, R = u.shape
+    if R == P:
+        return _smallest_outside(u, pix, m)
+    cand = (u * P).long().clamp_(max=P - 1)
+    seen = (cand[:, :, None] == pix[:, None, :]).any(2)
+    seen |= (cand[:, :, None] == cand[:, None, :]).tril(-1).any(2)  # repeats an earlier draw
+    rank = (~seen).cumsum(1)
+    take = ~seen & (rank <= m)
+    short = rank[:, -1] < m
+    if not short.any():
+        return cand[take].view(n, m)
+    out = torch.empty(n, m, dtype=pix.dtype, device=pix.device)
+    out[~short] = cand[~short][take[~short]].view(-1, m)
+    out[short] = _smallest_outside(redraw(short), pix[short], m)
+    return out
+
+
+def _smallest_outside(u: torch.Tensor, pix: torch.Tensor, m: int) -> torch.Tensor:
+    """The m pixels of smallest uniform u [n, P] outside pix, in order (topk: no full sort)."""
+    score = u.clone()
+    score.scatter_(1, pix, 2.0)  # never a pixel already in the set
+    return score.topk(m, dim=1, largest=False, sorted=True).indices
+
+
 @dataclass(frozen=True)
 class SparseRSOptions(CommonOptions):
     """k: pixels perturbed (all channels of a pixel count as one); n_queries: the budget per
@@ -117,15 +157,16 @@ class SparseRS(Attack):
             m = min(m, P - k) if P > k else 0
             new_pix, new_col = pix[active].clone(), colours[active].clone()
             if m:
-                u = hashed_uniform(o.seed, index[active], it, k + P + m * C)
+                R = _draws(P, k, m)
+                u = hashed_uniform(o.seed, index[active], it, k + R + m * C)
                 # the m smallest draws, in order (topk: no full sort of P values per iteration)
                 out_slots = u[:, :k].topk(m, dim=1, largest=False, sorted=True).indices  # which of the k pixels move
-                score = u[:, k:k + P].clone()
-                score.scatter_(1, pix[active], 2.0)                        # never a pixel already in the set
-                in_pix = score.topk(m, dim=1, largest=False, sorted=True).indices             # where they move to
+                # where they move to (a short row's fallback stream: a counter no iteration uses)
+                in_pix = fresh_pixels(u[:, k:k + R], pix[active], m, P, lambda rows: hashed_uniform(
+                    o.seed, index[active][rows], o.n_queries + it, P))
                 new_pix.scatter_(1, out_slots, in_pix)
                 new_col.scatter_(1, out_slots[..., None].expand(n, m, C),
-                                 (u[:, k + P:].view(n, m, C) < 0.5).to(x.dtype))
+                                 (u[:, k + R:].view(n, m, C) < 0.5).to(x.dtype))
             else:  # k covers every pixel: only the colours change
                 u = hashed_uniform(o.seed, index[active], it, 2 * k * C)
                 slots = u[:, :k * C].view(n, k, C) < alpha
