@@ -379,3 +379,25 @@ def test_runner_flat_chunks_cover_every_candidate_once():
         imgs.scatter_add_(2, idx[:, None].expand(-1, N, -1), v)
         ref = torch.softmax(model(imgs.clamp(0, 1).view(-1, 1, 4, 4)), 1).view(b, N, -1)
         assert torch.allclose(p, ref, atol=1e-12), (b, N, chunk)
+
+
+def test_runner_needed_pixel_candidates_only():
+    """probs_pixels with ``need``: the marked candidates exactly as without it, NaN for the
+    others, and only the marked ones counted as queries, for any chunk size."""
+    model = nn.Sequential(nn.Flatten(), nn.Linear(32, 4)).double().eval()
+    g = torch.Generator().manual_seed(1)
+    b, N = 4, 6
+    x = torch.rand(b, 2, 4, 4, generator=g, dtype=torch.float64)
+    cand = torch.cat([torch.randint(0, 4, (b, N, 2), generator=g).double(),
+                      torch.rand(b, N, 2, generator=g, dtype=torch.float64)], -1)
+    need = torch.rand(b, N, generator=g) < 0.5
+    need[2] = False  # an image with nothing to evaluate
+    for chunk in (1, 3, 7, 100):
+        full_runner = ModelRunner(model, x[:1], b, chunk_size=chunk)
+        full = full_runner.probs_pixels(x, cand, torch.arange(b))
+        run = ModelRunner(model, x[:1], b, chunk_size=chunk)
+        part = run.probs_pixels(x, cand, torch.arange(b), need=need)
+        assert torch.allclose(part[need], full[need], atol=1e-12, rtol=0) and torch.isnan(part[~need]).all()
+        assert torch.equal(run.queries, need.sum(1))
+    with pytest.raises(ValueError, match="need must be"):
+        run.probs_pixels(x, cand, torch.arange(b), need=need[:, :2])

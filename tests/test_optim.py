@@ -187,3 +187,42 @@ def test_integer_coordinates_and_one_pixel_population():
 def test_bad_input(make, match):
     with pytest.raises(ValueError, match=match):
         make()
+
+
+def test_known_members_match_brute_force():
+    from pyadv.optim.de import known_members
+
+    g = torch.Generator().manual_seed(0)
+    for dtype in (torch.float32, torch.float64):
+        pop = torch.randint(0, 4, (5, 30, 3), generator=g).to(dtype) / 3   # many repeats
+        trial = torch.randint(0, 4, (5, 30, 3), generator=g).to(dtype) / 3
+        fit = (pop * torch.tensor([1.0, 10.0, 100.0], dtype=dtype)).sum(-1)  # a function of the point
+        known, kfit = known_members(trial, pop, fit)
+        eq = (trial[:, :, None] == pop[:, None]).all(-1)  # [b, trial, member]
+        assert torch.equal(known, eq.any(-1)) and known.any() and (~known).any()
+        # a matching member's fitness
+        j = eq.float().argmax(-1)
+        assert torch.equal(kfit[known], fit.gather(1, j)[known])
+        assert torch.equal(known_members(pop, pop, fit)[0], torch.ones(5, 30, dtype=torch.bool))
+
+
+def test_reuse_known_skips_repeats_and_changes_nothing():
+    """A converging DE without crossover proposes its own members; with reuse_known their
+    fitness is taken, not evaluated, and every generation ends as without it."""
+    calls = []
+
+    def f(x, ids, need=None):
+        calls.append(x.shape[0] * x.shape[1] if need is None else int(need.sum()))
+        # integer coordinates: the population collapses onto a few points quickly
+        return ((x - 2.0) ** 2).sum(-1)
+
+    lo, hi = [0.0] * 2, [4.0] * 2
+    plain = DE(f, lo, hi, batch=3, pop_size=12, seed=4, integer_mask=[True, True]).run(30)
+    n_plain = sum(calls)
+    calls.clear()
+    de = DE(f, lo, hi, batch=3, pop_size=12, seed=4, integer_mask=[True, True], reuse_known=True)
+    reused = de.run(30)
+    assert torch.equal(plain.best_pos, reused.best_pos) and torch.equal(plain.best_fit, reused.best_fit)
+    assert sum(calls) < n_plain
+    assert torch.equal(de.tracker.evaluations, reused.evaluations)
+    assert int(reused.evaluations.sum() + de.tracker.reused.sum()) == n_plain == int(plain.evaluations.sum())

@@ -453,16 +453,46 @@ class ModelRunner:
             softmax=not logits)
 
     def probs_pixels(self, base: torch.Tensor, candidates: torch.Tensor, owners: torch.Tensor, *,
-                     logits: bool = False) -> torch.Tensor:
+                     logits: bool = False, need: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Probabilities [b, N, K] of one-pixel-style candidates [b, N, d * (2 + C)] (row, col,
         a value per channel in [0, 1], per pixel) rendered over base [b, C, H, W] by
         ``ops.pixel_replace``, chunk by chunk as :meth:`probs_sparse` (``logits=True``: the
-        logits, float32 or float64, for margins that saturated probabilities would lose)."""
+        logits, float32 or float64, for margins that saturated probabilities would lose).
+        ``need`` [b, N] bool: only those candidates are rendered, classified and counted (NaN
+        elsewhere), in forwards of the planned size across images."""
         S = 2 + base.shape[1]
         base = base.contiguous()
         candidates = candidates.reshape(*candidates.shape[:2], -1, S).contiguous()
+        if need is not None:
+            return self._probs_needed(base, candidates, owners, need, softmax=not logits)
         return self._probs_rendered(base, candidates.shape[1], owners, lambda a, b, n0, n1, out: ops.pixel_replace(
             base[a:b], candidates[a:b], n0, n1, out=out), softmax=not logits)
+
+    def _probs_needed(self, base: torch.Tensor, candidates: torch.Tensor, owners: torch.Tensor,
+                      need: torch.Tensor, softmax: bool) -> torch.Tensor:
+        """probs_pixels for the candidates ``need`` marks: each chunk gathers its candidates'
+        images and renders them by one ``ops.pixel_replace`` call (one candidate per image)."""
+        b, N = need.shape
+        if need.shape != candidates.shape[:2]:
+            raise ValueError(f"need must be [b, N] = {list(candidates.shape[:2])}, got {list(need.shape)}")
+        self.queries.index_add_(0, owners, need.sum(1))
+        flat = need.flatten().nonzero().flatten()
+        K = self.num_classes
+        if not len(flat):
+            return torch.full((b, N, K), math.nan, dtype=torch.float32, device=base.device)
+        chunk, _ = self.plan(len(flat))
+        size = math.ceil(len(flat) / math.ceil(len(flat) / chunk))
+        out: Optional[torch.Tensor] = None
+        for s0 in range(0, len(flat), size):
+            f = flat[s0:s0 + size]
+            img = f // N
+            imgs = ops.pixel_replace(base[img], candidates.view(b * N, 1, *candidates.shape[2:])[f])
+            z = _wide(self._forward(imgs.view(-1, *base.shape[1:]), exact=False))
+            p = F.softmax(z, dim=1) if softmax else z
+            if out is None:
+                out = torch.full((b * N, p.shape[1]), math.nan, dtype=p.dtype, device=base.device)
+            out[f] = p
+        return out.view(b, N, -1)
 
     def _probs_rendered(self, base: torch.Tensor, N: int, owners: torch.Tensor, render: Callable,
                         softmax: bool = True) -> torch.Tensor:

@@ -6,9 +6,15 @@ F = 0.5, no crossover); all candidates of a generation are rendered by one kerne
 (``ops.pixel_replace``) into the runner's reused buffer and classified in forwards of the
 measured size; an image leaves the batch when it stops. Values live on the paper's 0-255 scale
 (whole grey levels with ``quantize=True``, so that rounding cannot undo a success).
+
+A trial equal to a member of its population (a converged population without crossover keeps
+proposing its own members) takes that member's fitness and costs no query (DE's
+``reuse_known``; ``extras["reused"]`` counts them): the same search, a quarter fewer forwards
+on the 8x8 digits.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 import torch
 
@@ -80,17 +86,20 @@ class OnePixel(Attack):
         found = torch.zeros(B, dtype=torch.bool, device=dev)
         found_pos = torch.zeros(B, d * S, dtype=x.dtype, device=dev)
 
-        def objective(pos, ids):
-            z = runner.probs_pixels(x[ids], pos * scale, ids, logits=True)   # [b, N, K]
+        def objective(pos, ids, need=None):
+            # need: the trials DE has no fitness for (the others repeat a member, evaluated before)
+            z = runner.probs_pixels(x[ids], pos * scale, ids, logits=True, need=need)   # [b, N, K]
             p = torch.softmax(z, -1)
+            if need is None:
+                need = torch.ones(p.shape[:2], dtype=torch.bool, device=dev)
             if targeted:
                 pt = p.gather(2, target[ids][:, None, None].expand(-1, p.shape[1], 1))[..., 0]
-                fit, ok = -pt, runner.hit(z, None, target[ids][:, None])
-                stop_paper = pt.amax(1) > o.target_prob
+                fit, ok = -pt, runner.hit(z, None, target[ids][:, None]) & need
+                stop_paper = pt.masked_fill(~need, -math.inf).amax(1) > o.target_prob
             else:
                 py = p.gather(2, y[ids][:, None, None].expand(-1, p.shape[1], 1))[..., 0]
-                fit, ok = py, runner.hit(z, y[ids][:, None], None)
-                stop_paper = py.amin(1) < o.true_prob
+                fit, ok = py, runner.hit(z, y[ids][:, None], None) & need
+                stop_paper = py.masked_fill(~need, math.inf).amin(1) < o.true_prob
             # The first adversarial candidate an image finds is kept: the lowest-fitness one
             # need not be adversarial (its probability mass can sit on y all the same).
             hit = ok.any(1)
@@ -109,7 +118,7 @@ class OnePixel(Attack):
             return fit, done
 
         de = DE(objective, lo, hi, pop_size=o.pop_size, F=o.F, CR=1.0, strategy="rand1", integer_mask=mask,
-                seed=o.seed, init_pop=init, dtype=x.dtype, device=dev, keys=index)
+                seed=o.seed, init_pop=init, dtype=x.dtype, device=dev, keys=index, reuse_known=True)
         for _ in range(o.iters):
             if len(de.active) == 0:
                 break
@@ -126,6 +135,7 @@ class OnePixel(Attack):
         adv = ops.pixel_replace(x.contiguous(), cand[:, None].contiguous())
         return RawResult(adv=adv.view_as(x), iterations=res.iterations, search_success=found,
                          extras={"pixels": cand[..., :2].round().long(), "values": cand[..., 2:],
+                                 "reused": de.tracker.reused,
                                  "fitness": res.best_fit.to(torch.float32)})
 
 

@@ -78,6 +78,7 @@ class Tracker:
     best_pos: torch.Tensor = field(init=False)
     best_fit: torch.Tensor = field(init=False)
     evaluations: torch.Tensor = field(init=False)
+    reused: torch.Tensor = field(init=False)  # fitness taken from an identical member (DE's reuse_known)
     iterations: torch.Tensor = field(init=False)
     done: torch.Tensor = field(init=False)
     rows: list = field(default_factory=list)
@@ -86,6 +87,7 @@ class Tracker:
         self.best_pos = torch.zeros(self.B, self.D, dtype=self.dtype, device=self.device)
         self.best_fit = torch.full((self.B,), float("inf"), dtype=self.dtype, device=self.device)
         self.evaluations = torch.zeros(self.B, dtype=torch.long, device=self.device)
+        self.reused = torch.zeros(self.B, dtype=torch.long, device=self.device)
         self.iterations = torch.zeros(self.B, dtype=torch.long, device=self.device)
         self.done = torch.zeros(self.B, dtype=torch.bool, device=self.device)
 

@@ -24,13 +24,21 @@ class DE(BatchedOptimizer):
     random stream instead of its batch position. ``integer_mask`` [D] or [B, D] marks coordinates rounded to
     integers (pixel coordinates). ``init_pop`` [B, N, D] replaces the uniform initial
     population; :func:`one_pixel_population` draws Su et al.'s.
+
+    ``reuse_known=True``: a trial equal, coordinate for coordinate, to a member of its
+    population takes that member's fitness instead of an evaluation, and the objective is
+    called as ``objective(trial, ids, need=need)`` with ``need`` [b, N] False there (it may
+    return anything at those entries; a done mask must come from the needed ones). Without
+    crossover a population that has converged keeps proposing its own members: on the one-pixel
+    attack's 8x8 digits a quarter of all trials, half of them in the last 50 generations.
+    ``tracker.evaluations`` counts the evaluations made, ``tracker.reused`` the others.
     """
 
     def __init__(self, objective: Objective, lo, hi, *, pop_size: int = 400, batch: Optional[int] = None,
                  F: float = 0.5, CR: float = 1.0, strategy: str = "rand1", bounds: str = "resample",
                  integer_mask=None, seed: int = 0,
                  init_pop: Optional[torch.Tensor] = None, history: bool = False, dtype: Optional[torch.dtype] = None,
-                 device=None, keys: Optional[torch.Tensor] = None):
+                 device=None, keys: Optional[torch.Tensor] = None, reuse_known: bool = False):
         if strategy not in ops.DE_STRATEGIES:
             raise ValueError(f"strategy must be one of {sorted(ops.DE_STRATEGIES)}, got {strategy!r}")
         n_min = 4 if strategy == "rand1" else 3
@@ -56,6 +64,7 @@ class DE(BatchedOptimizer):
         if self.keys is not None and self.keys.shape != (B,):
             raise ValueError(f"keys must name each of the {B} problems once, shape [{B}], got {tuple(self.keys.shape)}")
         self.options = dict(F=F, CR=CR, strategy=strategy, bounds=bounds)
+        self.reuse_known = bool(reuse_known)
         self.tracker = Tracker(B, D, dtype, self.lo.device, history)
         if init_pop is not None:
             pop = torch.as_tensor(init_pop, dtype=dtype, device=self.lo.device)
@@ -93,10 +102,44 @@ class DE(BatchedOptimizer):
         trial = ops.de_trial(self.pop, best_idx, self.lo, self.hi, seed=self.seed, step=self.iteration,
                              int_mask=self.int_mask, ids=self.active if self.keys is None else self.keys[self.active],
                              **self.options)
-        trial_fit, done = evaluate(self.objective, trial, self.active)
-        self.tracker.evaluations[self.active] += trial.shape[1]
+        if self.reuse_known:
+            known, known_fit = known_members(trial, self.pop, self.fit)
+            trial_fit, done = evaluate(lambda c, ids: self.objective(c, ids, need=~known), trial, self.active)
+            trial_fit = torch.where(known, known_fit, trial_fit)
+            n_known = known.sum(1)
+            self.tracker.reused[self.active] += n_known
+            self.tracker.evaluations[self.active] += trial.shape[1] - n_known
+        else:
+            trial_fit, done = evaluate(self.objective, trial, self.active)
+            self.tracker.evaluations[self.active] += trial.shape[1]
         ops.de_select(trial, trial_fit, self.pop, self.fit)
         self._finish(done)
+
+
+def known_members(trial: torch.Tensor, pop: torch.Tensor, fit: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(known [b, N], their fitness [b, N]): which trials equal a member of their own problem's
+    population, coordinate for coordinate, and that member's fitness. Each candidate is keyed by
+    a hash of its coordinates' bits; a trial's key is looked up among its population's sorted
+    keys and the match confirmed coordinate by coordinate (a hash collision only costs an
+    evaluation): O(N log N) per problem rather than N^2 comparisons."""
+    b, N, D = pop.shape
+    kp, order = _keys(pop).sort(1)
+    j = torch.searchsorted(kp, _keys(trial)).clamp_(max=N - 1)
+    member = order.gather(1, j)
+    known = (pop.gather(1, member[..., None].expand(b, N, D)) == trial).all(-1)
+    return known, fit.gather(1, member)
+
+
+def _keys(c: torch.Tensor) -> torch.Tensor:
+    """A 31-bit hash [b, N] of the bits of each candidate's D coordinates."""
+    M = 0x7FFFFFFF
+    bits = c.contiguous().view(torch.int32 if c.element_size() == 4 else torch.int64).to(torch.int64)
+    bits = (bits ^ (bits >> 32) ^ (bits >> 11)) & M  # fold the high bits of a float64 in
+    h = torch.zeros(c.shape[:2], dtype=torch.int64, device=c.device)
+    for d in range(c.shape[-1]):
+        h = ((h * 0x5BD1E995) & M) ^ bits[..., d]
+        h = ((h ^ (h >> 13)) * 0x27D4EB2F) & M
+    return h
 
 
 def one_pixel_population(batch: int, pop_size: int, height: int, width: int, channels: int, *, pixels: int = 1,
