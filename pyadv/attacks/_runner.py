@@ -482,16 +482,17 @@ class ModelRunner:
             return torch.full((b, N, K), math.nan, dtype=torch.float32, device=base.device)
         chunk, _ = self.plan(len(flat))
         size = math.ceil(len(flat) / math.ceil(len(flat) / chunk))
+        img = flat // N
+        chosen = candidates.view(b * N, 1, *candidates.shape[2:])[flat]
         out: Optional[torch.Tensor] = None
         for s0 in range(0, len(flat), size):
-            f = flat[s0:s0 + size]
-            img = f // N
-            imgs = ops.pixel_replace(base[img], candidates.view(b * N, 1, *candidates.shape[2:])[f])
+            s1 = min(len(flat), s0 + size)
+            imgs = ops.pixel_replace(base[img[s0:s1]], chosen[s0:s1])
             z = _wide(self._forward(imgs.view(-1, *base.shape[1:]), exact=False))
             p = F.softmax(z, dim=1) if softmax else z
             if out is None:
                 out = torch.full((b * N, p.shape[1]), math.nan, dtype=p.dtype, device=base.device)
-            out[f] = p
+            out[flat[s0:s1]] = p
         return out.view(b, N, -1)
 
     def _probs_rendered(self, base: torch.Tensor, N: int, owners: torch.Tensor, render: Callable,
