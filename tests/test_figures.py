@@ -33,3 +33,34 @@ def test_manhattan_plot(tmp_path):
     assert img.shape[0] > 200 and img.shape[1] > 600
     with pytest.raises(ValueError, match="same length"):
         manhattan_plot(values, labels[:5], tmp_path / "bad.png")
+
+
+def test_nice_ticks():
+    from pyadv.data.histogram_png import nice_ticks
+
+    # steps of 1, 2 or 5 times a power of ten inside [lo, hi], about n of them
+    assert nice_ticks(0, 43.2, 5) == [0, 10, 20, 30, 40]
+    assert nice_ticks(0.13, 3.6, 6) == [0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5]
+    assert nice_ticks(0.2, 0.95, 4) == [0.2, 0.4, 0.6, 0.8]
+    assert nice_ticks(1.0, 1.0) == [1.0]
+
+
+def test_card_histogram_png():
+    """The card's histogram: the bars of each series where its values are (the tallest bar of
+    a series concentrated at one value is its colour), the canvas white elsewhere."""
+    import numpy as np
+
+    from pyadv.data.histogram_png import BOX, COLOURS, SIZE, histogram_png
+
+    a = list(np.full(50, 0.25))
+    b = list(np.linspace(0.6, 1.0, 20))
+    img = np.asarray(histogram_png({"a": a, "b": b}, "PASS"))
+    assert img.shape == (SIZE[1], SIZE[0], 3)
+    L, T, R, B = BOX
+    # a's 50 samples sit in one bin at x = 0.25 of [0.25, 1]: the bar at the left edge, full height
+    col = img[B - 5, L + 3].astype(int)
+    blue = np.array([int(COLOURS[0][j:j + 2], 16) for j in (1, 3, 5)])
+    assert np.abs(col - (blue * 140 + 255 * 115) / 255).max() < 3  # a's colour over white, translucent
+    assert (img[T + (B - T) // 2, (L + R) // 2] == 255).all()       # nothing between the two
+    one = np.asarray(histogram_png({"one value": [0.5] * 3}, "x"))  # a single value still draws
+    assert (one != 255).any(-1).sum() > 500

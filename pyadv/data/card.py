@@ -7,28 +7,16 @@ from pathlib import Path
 from typing import Optional
 
 from .._io import atomic_write, write_text_atomic
+from .histogram_png import histogram_png
 
 
 def _histogram(path: Path, series: dict, xlabel: str) -> bool:
-    """One histogram per part, overlaid; False when there is nothing to plot."""
+    """One histogram per part, overlaid, as a PNG; False when there is nothing to plot."""
     series = {k: v for k, v in series.items() if v}
     if not series:
         return False
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
-    # fixed margins: tight_layout measured every text box and cost more than drawing the figure
-    fig.subplots_adjust(left=0.11, right=0.98, bottom=0.15, top=0.96)
-    for name, values in series.items():
-        ax.hist(values, bins=30, alpha=0.55, label=f"{name} ({len(values)})")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel("samples")
-    ax.legend(fontsize=8)
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
-    plt.close(fig)
+    img = histogram_png(series, xlabel)
+    atomic_write(path, lambda tmp: img.save(tmp, format="png"))
     return True
 
 
