@@ -89,17 +89,18 @@ class OnePixel(Attack):
         def objective(pos, ids, need=None):
             # need: the trials DE has no fitness for (the others repeat a member, evaluated before)
             z = runner.probs_pixels(x[ids], pos * scale, ids, logits=True, need=need)   # [b, N, K]
-            p = torch.softmax(z, -1)
-            if need is None:
-                need = torch.ones(p.shape[:2], dtype=torch.bool, device=dev)
+            cls = (target if targeted else y)[ids]
+            # the one probability the search needs, P(cls) = exp(z_cls - logsumexp z), without
+            # the full softmax
+            pc = (z.gather(2, cls[:, None, None].expand(-1, z.shape[1], 1))[..., 0] - z.logsumexp(-1)).exp()
             if targeted:
-                pt = p.gather(2, target[ids][:, None, None].expand(-1, p.shape[1], 1))[..., 0]
-                fit, ok = -pt, runner.hit(z, None, target[ids][:, None]) & need
-                stop_paper = pt.masked_fill(~need, -math.inf).amax(1) > o.target_prob
+                fit, ok = -pc, runner.hit(z, None, cls[:, None])
+                stop_paper = (pc if need is None else pc.masked_fill(~need, -math.inf)).amax(1) > o.target_prob
             else:
-                py = p.gather(2, y[ids][:, None, None].expand(-1, p.shape[1], 1))[..., 0]
-                fit, ok = py, runner.hit(z, y[ids][:, None], None) & need
-                stop_paper = py.masked_fill(~need, math.inf).amin(1) < o.true_prob
+                fit, ok = pc, runner.hit(z, cls[:, None], None)
+                stop_paper = (pc if need is None else pc.masked_fill(~need, math.inf)).amin(1) < o.true_prob
+            if need is not None:
+                ok &= need
             # The first adversarial candidate an image finds is kept: the lowest-fitness one
             # need not be adversarial (its probability mass can sit on y all the same).
             hit = ok.any(1)

@@ -118,10 +118,9 @@ class DE(BatchedOptimizer):
 
 def known_members(trial: torch.Tensor, pop: torch.Tensor, fit: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(known [b, N], their fitness [b, N]): which trials equal a member of their own problem's
-    population, coordinate for coordinate, and that member's fitness. Each candidate is keyed by
-    a hash of its coordinates' bits; a trial's key is looked up among its population's sorted
-    keys and the match confirmed coordinate by coordinate (a hash collision only costs an
-    evaluation): O(N log N) per problem rather than N^2 comparisons."""
+    population, coordinate for coordinate, and that member's fitness. A trial's key (``_keys``)
+    is looked up among its population's sorted keys and the match confirmed coordinate by
+    coordinate: O(N log N) per problem rather than N^2 comparisons."""
     b, N, D = pop.shape
     kp, order = _keys(pop).sort(1)
     j = torch.searchsorted(kp, _keys(trial)).clamp_(max=N - 1)
@@ -131,15 +130,12 @@ def known_members(trial: torch.Tensor, pop: torch.Tensor, fit: torch.Tensor) -> 
 
 
 def _keys(c: torch.Tensor) -> torch.Tensor:
-    """A 31-bit hash [b, N] of the bits of each candidate's D coordinates."""
-    M = 0x7FFFFFFF
-    bits = c.contiguous().view(torch.int32 if c.element_size() == 4 else torch.int64).to(torch.int64)
-    bits = (bits ^ (bits >> 32) ^ (bits >> 11)) & M  # fold the high bits of a float64 in
-    h = torch.zeros(c.shape[:2], dtype=torch.int64, device=c.device)
-    for d in range(c.shape[-1]):
-        h = ((h * 0x5BD1E995) & M) ^ bits[..., d]
-        h = ((h ^ (h >> 13)) * 0x27D4EB2F) & M
-    return h
+    """A key [b, N] per candidate: its D coordinates, in float64, dotted with fixed incommensurate
+    weights. Equal candidates get equal keys; unequal ones almost never do, and a collision
+    only costs an evaluation, since a match is confirmed coordinate by coordinate."""
+    D = c.shape[-1]
+    w = torch.arange(1, D + 1, dtype=torch.float64, device=c.device).sqrt() * 0.6180339887498949 + 1
+    return c.to(torch.float64) @ w
 
 
 def one_pixel_population(batch: int, pop_size: int, height: int, width: int, channels: int, *, pixels: int = 1,
