@@ -86,6 +86,8 @@ def histogram_png(series: dict[str, Sequence[float]], xlabel: str, bins: int = 3
     # legend, top right, as wide as its longest entry
     entries = [f"{name} ({v.size})" for name, v in data.items()]
     x0 = R - 24 - max(font.getlength(e) for e in entries)
+    # a white box, as matplotlib's legend frame, so that a tall bar under it cannot hide a label
+    d.rectangle([x0 - 6, T + 3, R - 4, T + 12 + 16 * len(entries)], fill="white", outline="#cccccc")
     y = T + 8
     for i, entry in enumerate(entries):
         d.rectangle([x0, y, x0 + 10, y + 10], fill=COLOURS[i % len(COLOURS)])
