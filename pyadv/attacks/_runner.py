@@ -470,29 +470,21 @@ class ModelRunner:
 
     def _probs_needed(self, base: torch.Tensor, candidates: torch.Tensor, owners: torch.Tensor,
                       need: torch.Tensor, softmax: bool) -> torch.Tensor:
-        """probs_pixels for the candidates ``need`` marks: each chunk gathers its candidates'
-        images and renders them by one ``ops.pixel_replace`` call (one candidate per image)."""
+        """probs_pixels for the candidates ``need`` marks, NaN elsewhere: the needed ones as a
+        sequence of one candidate per image for :meth:`_probs_rendered`, each chunk's images
+        gathered as it renders them."""
         b, N = need.shape
         if need.shape != candidates.shape[:2]:
             raise ValueError(f"need must be [b, N] = {list(candidates.shape[:2])}, got {list(need.shape)}")
-        self.queries.index_add_(0, owners, need.sum(1))
         flat = need.flatten().nonzero().flatten()
-        K = self.num_classes
-        if not len(flat):
-            return torch.full((b, N, K), math.nan, dtype=torch.float32, device=base.device)
-        chunk, _ = self.plan(len(flat))
-        size = math.ceil(len(flat) / math.ceil(len(flat) / chunk))
         img = flat // N
         chosen = candidates.view(b * N, 1, *candidates.shape[2:])[flat]
-        out: Optional[torch.Tensor] = None
-        for s0 in range(0, len(flat), size):
-            s1 = min(len(flat), s0 + size)
-            imgs = ops.pixel_replace(base[img[s0:s1]], chosen[s0:s1])
-            z = _wide(self._forward(imgs.view(-1, *base.shape[1:]), exact=False))
-            p = F.softmax(z, dim=1) if softmax else z
-            if out is None:
-                out = torch.full((b * N, p.shape[1]), math.nan, dtype=p.dtype, device=base.device)
-            out[flat[s0:s1]] = p
+        # stands for the needed candidates' images: only its length, shape and dtype are read
+        rows = base[:1].expand(len(flat), *base.shape[1:])
+        p = self._probs_rendered(rows, 1, owners[img], lambda a, c, n0, n1, out: ops.pixel_replace(
+            base[img[a:c]], chosen[a:c], n0, n1, out=out), softmax=softmax)
+        out = torch.full((b * N, p.shape[-1]), math.nan, dtype=p.dtype, device=base.device)
+        out[flat] = p[:, 0]
         return out.view(b, N, -1)
 
     def _probs_rendered(self, base: torch.Tensor, N: int, owners: torch.Tensor, render: Callable,
