@@ -34,6 +34,8 @@ TORCH_LIBRARY(pyadv, m) {
   m.def("ecc_moments(Tensor img, Tensor tmpl, Tensor M, int motion, int margin, Tensor? ids=None) -> Tensor");
   m.def("sparse_perturb_out(Tensor base, Tensor idx, Tensor values, int n_begin, int n_end, Tensor(a!) out) -> ()");
   m.def("pixel_replace_out(Tensor base, Tensor candidates, int n_begin, int n_end, Tensor(a!) out) -> ()");
+  m.def("sparse_conv_stage(Tensor delta, Tensor slots, Tensor outpos, Tensor base, Tensor weight, int in_w, "
+        "int pad_h, int pad_w, int pool, bool relu) -> Tensor");
 }
 
 namespace py = pybind11;

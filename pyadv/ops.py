@@ -23,6 +23,7 @@ from . import _C  # noqa: F401  (registers the ops)
 
 __all__ = ["pixel_fi", "fi_accumulate", "fi_finish", "fi_group_accumulate", "fi_group_finish", "FIAccumulator",
            "pso_step", "swarm_best", "de_trial", "de_select", "sparse_perturb", "pixel_replace",
+           "sparse_conv_stage",
            "SA_DNN_EPS", "SA_DNN_RANK_TOL", "set_check_inputs", "checked_inputs"]
 
 def set_check_inputs(enabled: bool) -> bool:
@@ -274,6 +275,30 @@ def pixel_replace(base: torch.Tensor, candidates: torch.Tensor, n_begin: int = 0
         torch.ops.pyadv.pixel_replace_out(base, candidates, int(n_begin), int(n_end), out)
         return out
     return torch.ops.pyadv.pixel_replace(base, candidates, int(n_begin), int(n_end))
+
+
+def sparse_conv_stage(delta: torch.Tensor, slots: torch.Tensor, outpos: torch.Tensor, base: torch.Tensor,
+                      weight: torch.Tensor, in_w: int, pad: tuple[int, int] = (0, 0), pool: int = 1,
+                      relu: bool = False) -> torch.Tensor:
+    """One conv -> [ReLU] -> [max-pool] stage of a net, evaluated only where an input that
+    differs from a base input at a few positions changes it (stride 1, zero padding, pool
+    kernel = stride). For G groups of N candidates that share their changed positions:
+
+    delta [G, N, A, Cin]: the change at each group's A changed input positions;
+    slots [G, Hin * Win] int32: the row of delta of each input position, -1 where unchanged;
+    outpos [G, Q] int32: the pooled output positions wanted (row-major in Hp x Wp), -1 for
+    padding rows (returned as 0); base [G, Hc * Wc, Cout]: the base input's conv output,
+    bias included, before the ReLU; weight [kh, kw, Cin, Cout]; in_w: the input width.
+
+    Returns [G, N, Q, Cout]: max-pool(ReLU(base + conv(change))) at outpos. The conv costs the
+    multiply-adds of the changed inputs only."""
+    return torch.ops.pyadv.sparse_conv_stage(delta, slots, outpos, base, weight, int(in_w), int(pad[0]),
+                                             int(pad[1]), int(pool), bool(relu))
+
+
+@torch.library.register_fake("pyadv::sparse_conv_stage")
+def _sparse_conv_stage_fake(delta, slots, outpos, base, weight, in_w, pad_h, pad_w, pool, relu):
+    return delta.new_empty((delta.shape[0], delta.shape[1], outpos.shape[1], weight.shape[3]))
 
 
 @torch.library.register_fake("pyadv::pso_step")

@@ -190,6 +190,10 @@ def cases() -> list[Case]:
     M[:, :2, 2] += torch.randn(3, 2, generator=g, dtype=torch.float64)
     M[:, 2, :2] += 1e-3 * torch.randn(3, 2, generator=g, dtype=torch.float64)
     out.append(Case("warp_perspective", P.warp_perspective, E.warp_perspective, [wimg, M, 15, 21], atol=1e-12))
+    for relu, pool, Cout in ((True, 2, 20), (False, 1, 33)):
+        out.append(Case(f"sparse_conv_stage_p{pool}", P.sparse_conv_stage, E.sparse_conv_stage,
+                        sparse_conv_args(g, G=3, N=5, H=9, W=8, Cin=3, Cout=Cout, k=(3, 5), pad=(1, 2), pool=pool,
+                                         relu=relu), atol=1e-12, rtol=1e-10))
     eimg, etmpl = torch.rand(5, 3, 20, 23, generator=g, dtype=torch.float64), torch.rand(5, 20, 23, generator=g,
                                                                                         dtype=torch.float64)
     eM = torch.eye(3, dtype=torch.float64).repeat(5, 1, 1)
@@ -204,6 +208,26 @@ def cases() -> list[Case]:
         out.append(Case(f"ecc_moments_split_m{motion}", P.ecc_moments, E.ecc_moments,
                         [limg, ltmpl, eM[:2].clone(), motion, 2, None], atol=1e-7, rtol=1e-10))
     return out
+
+
+def sparse_conv_args(g: torch.Generator, G: int, N: int, H: int, W: int, Cin: int, Cout: int, k=(3, 3), pad=(1, 1),
+                     pool: int = 2, relu: bool = True, density: float = 0.3, dtype=torch.float64) -> list:
+    """Arguments of sparse_conv_stage: G groups with random changed positions (group 0 none at
+    all, the last every one), all pooled outputs wanted in a random order, one padding row."""
+    kh, kw = k
+    Hc, Wc = H + 2 * pad[0] - kh + 1, W + 2 * pad[1] - kw + 1
+    Hp, Wp = Hc // pool, Wc // pool
+    mask = torch.rand(G, H * W, generator=g) < density
+    mask[0], mask[-1] = False, True
+    rank = mask.long().cumsum(1) - 1
+    slots = torch.where(mask, rank, -1).int()
+    A = int(mask.sum(1).max())
+    outpos = torch.stack([torch.randperm(Hp * Wp, generator=g) for _ in range(G)])
+    outpos = torch.cat([outpos, torch.full((G, 1), -1)], 1).int()
+    delta = torch.randn(G, N, A, Cin, generator=g, dtype=dtype)
+    base = torch.randn(G, Hc * Wc, Cout, generator=g, dtype=dtype)
+    weight = torch.randn(kh, kw, Cin, Cout, generator=g, dtype=dtype)
+    return [delta, slots, outpos, base, weight, W, pad[0], pad[1], pool, relu]
 
 
 def assert_same(got: list, want: list, case: Case, backend: str) -> None:

@@ -12,6 +12,7 @@
 #include "../image/ecc_op.h"
 #include "../image/ssim_gpu_ops.h"
 #include "../image/warp_op.h"
+#include "../sparse/sparse_conv_op.h"
 #include "../swarm/swarm_gpu_ops.h"
 #include "emu_module.h"
 
@@ -192,6 +193,13 @@ void register_emulated(py::module_& parent) {
   m.def("warp_perspective", [](const at::Tensor& img, const at::Tensor& M, int64_t out_h, int64_t out_w) {
     return warp::warp_gpu(cpu_contiguous(img, "img"), M, out_h, out_w, nullptr,
                           [](auto... a) { return emulated::warp::warp(a...); });
+  });
+
+  m.def("sparse_conv_stage", [](const at::Tensor& delta, const at::Tensor& slots, const at::Tensor& outpos,
+                                const at::Tensor& base, const at::Tensor& weight, int64_t in_w, int64_t pad_h,
+                                int64_t pad_w, int64_t pool, bool relu) {
+    return sparse_conv::stage_gpu(cpu_contiguous(delta, "delta"), slots, outpos, base, weight, in_w, pad_h, pad_w,
+                                  pool, relu, nullptr, [](auto... a) { return emulated::sparse_conv::stage(a...); });
   });
 
   m.def(

@@ -116,7 +116,10 @@ class CommonOptions:
     search_copy: None (measured: the faster of the model as given and its search copy, see
         the runner), True (the copy wherever it is valid) or False (never). The measurement is
         timing, so it may choose differently in another process; a job that must give the
-        same bytes in every process (``pyadv generate``) fixes it, and the chunk size.
+        same bytes in every process (``pyadv generate``) fixes it, and the chunk size;
+    incremental: None (sparse candidates of a conv-pool chain evaluated incrementally where
+        the estimate says it pays: the CPU, a float32 search), True (wherever the model
+        qualifies) or False (never); see ``pyadv.attacks._incremental``.
     """
     seed: int = 0
     quantize: bool = False
@@ -127,6 +130,7 @@ class CommonOptions:
     search_copy: Optional[bool] = None
     compile: Any = False
     compile_backend: str = "inductor"
+    incremental: Optional[bool] = None
 
     def __post_init__(self):
         int_option("seed", self.seed, 0)
@@ -138,6 +142,8 @@ class CommonOptions:
             int_option("chunk_size", self.chunk_size, 1)
         if self.search_copy is not None:
             bool_option("search_copy", self.search_copy)
+        if self.incremental is not None:
+            bool_option("incremental", self.incremental)
         object.__setattr__(self, "precision", precision_name(self.precision))
         if not (isinstance(self.compile, bool) or self.compile == "always"):
             raise option_error("compile", self.compile, "False, True or 'always'")
@@ -272,7 +278,7 @@ class Attack:
         return ModelRunner(self.model, x if B else x.new_zeros(1, *x.shape[1:]), B, num_classes=K,
                            memory_budget=o.memory_budget, chunk_size=o.chunk_size,
                            precision=precision, search_copy=o.search_copy, compile=o.compile,
-                           compile_backend=o.compile_backend)
+                           compile_backend=o.compile_backend, incremental=o.incremental)
 
     def _checked(self, raw_adv, x, y, target, runner: ModelRunner):
         """(adv, probs, success) of the images an attack settled on: clamped, rounded to k/255
@@ -329,7 +335,8 @@ class Attack:
         prob_true = probs.gather(1, y[:, None])[:, 0] if B else probs.new_zeros(0)
         prob_target = probs.gather(1, tgt.clamp_min(0)[:, None])[:, 0].masked_fill(tgt < 0, float("nan")) \
             if B else probs.new_zeros(0)
-        profile = {"model_s": runner.forward_s, "total_s": elapsed, **runner.compile_stats}
+        profile = {"model_s": runner.forward_s, "total_s": elapsed, "incremental": runner.incremental_used,
+                   **runner.compile_stats}
         extras = dict(raw.extras)
         if raw.search_success is not None:
             extras["search_success"] = raw.search_success.bool()

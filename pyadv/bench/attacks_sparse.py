@@ -1,7 +1,10 @@
 """FIPSO (Shi et al. 2020, Algorithm 1) against the same attack written two other ways, on the
 same correctly classified digits test images, side by side in one process:
 
-- pyadv: ``pyadv.attacks.FIPSO`` (batched swarms, the model runner, finished images leave);
+- pyadv: ``pyadv.attacks.FIPSO`` (batched swarms, the model runner, finished images leave;
+  its candidates evaluated incrementally from one pass of each image, see
+  ``pyadv.attacks._incremental``), and ``pyadv_dense`` the same with ``incremental=False``
+  (every candidate rendered and forwarded whole, as before);
 - pyswarms: Algorithm 1 with pyswarms' ``GlobalBestPSO`` per image (same N_p, T, w, c1, c2,
   clip boundary, its ftol/ftol_iter set to our tol/window);
 - plain: a batched PyTorch version, one forward of every particle of every image per
@@ -10,7 +13,9 @@ same correctly classified digits test images, side by side in one process:
 All three perturb the same m pixels per image (largest |d(-log P_y)/dx|), so the comparison
 is about the search. For each: images/s, success, queries per success, and the share of the
 time spent outside the model's forward passes. Then the runner's measured chunk size against
-fixed ones, and the bf16 search (``precision="bf16"``) against float32.
+fixed ones (and the incremental pass), and the bf16 search (``precision="bf16"``) against
+float32. pyadv gets the model itself: its profile times its own passes, and the peers' timing
+wrapper would hide the model's layers from torch.fx (no folded batch norm, no incremental pass).
 
     python benchmarks/attacks_sparse.py                 # 100 images, N_p = 200, T = 100
     python benchmarks/attacks_sparse.py --images 20     # a quicker look
@@ -141,7 +146,7 @@ def build_parser():
     ap.add_argument("--m", type=int, default=20)
     ap.add_argument("--particles", type=int, default=200)
     ap.add_argument("--iters", type=int, default=100)
-    ap.add_argument("--skip", nargs="*", default=[], choices=["pyswarms", "plain", "chunks", "bf16"])
+    ap.add_argument("--skip", nargs="*", default=[], choices=["pyswarms", "plain", "chunks", "bf16", "dense"])
     return ap
 
 
@@ -164,16 +169,18 @@ def run(args) -> dict:
              tol=1e-5, window=10)
     last = {}
 
-    def fipso(**extra):
+    def fipso(key, **extra):
         def go(rows):
-            r = FIPSO(model, pixels=idx[rows], **o, **extra)(x[rows], y[rows], index=rows)
-            last[extra.get("precision", "fp32")] = r
+            r = FIPSO(base, pixels=idx[rows], **o, **extra)(x[rows], y[rows], index=rows)
+            last[key] = r
             return r.adv, int(r.queries.sum()) - len(rows)  # minus the final check: the peers have none
         return go
 
-    impls = {"pyadv": fipso()}
+    impls = {"pyadv": fipso("pyadv")}
+    if "dense" not in args.skip:
+        impls["pyadv_dense"] = fipso("pyadv_dense", incremental=False)
     if "bf16" not in args.skip:
-        impls["pyadv_bf16"] = fipso(precision="bf16")
+        impls["pyadv_bf16"] = fipso("pyadv_bf16", precision="bf16")
     if "pyswarms" not in args.skip:
         impls["pyswarms"] = lambda rows: run_pyswarms(model, x[rows], y[rows], idx[rows], o)
     if "plain" not in args.skip:
@@ -181,13 +188,13 @@ def run(args) -> dict:
 
     # The runner measures its chunk once per process: do it before anything is timed.
     for prec in ("fp32", "bf16"):
-        FIPSO(model, pixels=idx[:2], n_particles=args.particles, iters=1, precision=prec)(x[:2], y[:2])
+        FIPSO(base, pixels=idx[:2], n_particles=args.particles, iters=1, precision=prec)(x[:2], y[:2])
 
     # This VM's speed drifts by up to 2x over minutes: the images go in rounds of --group, and
     # within each round every implementation runs on the same images, in alternating order.
     acc = {k: {"model_s": 0.0, "queries": 0, "adv": torch.empty_like(x)} for k in impls}
     prec = {k: {"search_successes": 0, "failed_check": 0, "found_by_check": 0, "fallback": 0}
-            for k in ("pyadv", "pyadv_bf16")}
+            for k in ("pyadv", "pyadv_dense", "pyadv_bf16")}
     groups = torch.arange(len(x), device=dev).split(args.group)
 
     def call(name, gi):
@@ -197,7 +204,7 @@ def run(args) -> dict:
         a = acc[name]
         # pyadv's search runs a copy of the model (the runner's search copy), which the
         # wrapper does not see: its own profile counts the time in the model's passes.
-        r = last["bf16" if name == "pyadv_bf16" else "fp32"] if name in prec else None
+        r = last[name] if name in prec else None
         a["model_s"] += r.profile["model_s"] if r is not None else model.seconds
         a["queries"] += q
         a["adv"][rows] = adv
@@ -263,9 +270,12 @@ def chunk_sweep(model, x, idx, particles):
     owners = torch.arange(n, device=x.device)
     fns = {}
     for c in (None, 32, 64, 128, 256, 512, 1024):
-        run = ModelRunner(model, x[:1], n, chunk_size=c)
+        run = ModelRunner(model, x[:1], n, chunk_size=c, incremental=False)
         run.plan(n * particles)  # measure outside the timing
         fns["auto" if c is None else str(c)] = (lambda run=run: run.probs_sparse(x[:n], idx[:n], vals, owners))
+    inc = ModelRunner(model, x[:1], n, incremental=True)
+    inc.probs_sparse(x[:n], idx[:n], vals, owners)  # the plan (one pass of each image) outside the timing
+    fns["incremental"] = lambda: inc.probs_sparse(x[:n], idx[:n], vals, owners)
     t = interleaved(fns, rounds=5, warmup=1, device=x.device)
     out = {k: {"forward_images_per_s": n * particles / v["median_s"]} for k, v in t.items()}
     chosen = _plans.get(model, {})
