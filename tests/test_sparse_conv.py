@@ -245,3 +245,9 @@ def test_fipso_through_the_incremental_pass(digits_batch):
 def test_incremental_option_is_validated():
     with pytest.raises(ValueError, match="incremental"):
         FIPSO(nn.Linear(2, 2), incremental="yes")
+
+
+def test_reduced_precision_search_takes_the_float32_incremental_pass(digits_batch):
+    model, x, y = digits_batch
+    r = FIPSO(model, m=12, pixels="gradient", n_particles=24, iters=5, precision="bf16")(x[:2], y[:2])
+    assert r.profile["incremental"] and r.precision["search"] == "bf16"

@@ -117,8 +117,8 @@ class CommonOptions:
         the runner), True (the copy wherever it is valid) or False (never). The measurement is
         timing, so it may choose differently in another process; a job that must give the
         same bytes in every process (``pyadv generate``) fixes it, and the chunk size;
-    incremental: None (sparse candidates of a conv-pool chain evaluated incrementally where
-        the estimate says it pays: the CPU, a float32 search), True (wherever the model
+    incremental: None (sparse candidates of a conv-pool chain evaluated incrementally, in the
+        model's dtype, where the estimate says it pays on the CPU), True (wherever the model
         qualifies) or False (never); see ``pyadv.attacks._incremental``.
     """
     seed: int = 0
