@@ -11,8 +11,12 @@ from cuda_harness import sparse_conv_args
 from pyadv import _C, ops
 from pyadv.attacks import FIPSO
 from pyadv.attacks._incremental import SparseForward
-from pyadv.models import LeNet5, ResNet32, TwoConvBN
+from pyadv.attacks._runner import ModelRunner
+from pyadv.models import LeNet5, Normalize, ResNet32, TwoConvBN
 from pyadv.reference import sparse_conv_stage_reference
+
+# torch.fx's fuse imports torch.utils.mkldnn, whose torch.jit use torch itself deprecates
+pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
 
 GEOMETRIES = [
     # H, W, Cin, Cout, kernel, padding, pool, relu: channel counts that fill 4, 2, 1 and no whole
@@ -139,6 +143,8 @@ MODELS = [
     ("lenet", lambda: LeNet5().eval(), (1, 28, 28)),
     ("twoconv_rgb", lambda: _randomised(TwoConvBN(3, 10, 16)), (3, 16, 16)),
     ("functional", lambda: FunctionalChain().eval(), (3, 32, 32)),
+    ("normalized_rgb", lambda: Normalize(_randomised(TwoConvBN(3, 10, 16)), [0.5, 0.4, 0.3], [0.2, 0.3, 0.25]).eval(),
+     (3, 16, 16)),
 ]
 
 
@@ -164,6 +170,17 @@ def test_incremental_logits_match_the_model(name, build, shape, m):
     assert 0 < plan.work_share < 1
     sub = plan.select(torch.tensor([2, 0]))
     torch.testing.assert_close(sub.logits(values[[2, 0]]), want[[2, 0]], atol=2e-4, rtol=1e-4)
+
+
+def test_normalized_model_gets_a_folded_search_copy():
+    """Normalize is one fx node: the wrapped conv net still traces, its batch norm folds."""
+    model = Normalize(_randomised(TwoConvBN(1, 10, 28)), [0.1307], [0.3081]).eval()
+    runner = ModelRunner(model, torch.rand(2, 1, 28, 28), 2, num_classes=10)
+    copy_ = runner._search_model()
+    assert isinstance(copy_, torch.fx.GraphModule)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in copy_.modules())
+    with pytest.raises(ValueError, match=r"x must be \[N, 1, H, W\]"):
+        model(torch.rand(2, 3, 28, 28))
 
 
 def test_incremental_float64_is_exact_to_rounding():

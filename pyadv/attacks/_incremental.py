@@ -4,7 +4,7 @@ base image in a few pixels, computed layer by layer only where they differ.
 A sparse attack (FIPSO: m = 20 of 784 pixels) asks for hundreds of candidates per image that
 all share the image and the positions of their changed pixels. Through a net of the form
 
-    [Conv2d -> ReLU / MaxPool2d ...] x S -> Flatten -> Linear -> (ReLU / Linear / Dropout ...)
+    [Normalize] -> [Conv2d -> ReLU / MaxPool2d ...] x S -> Flatten -> Linear -> (ReLU / Linear ...)
 
 the change stays local until the flatten: conv(x + d) = conv(x) + conv(d), so each stage
 (``ops.sparse_conv_stage``) needs the multiply-adds of the changed inputs only, at the pooled
@@ -14,9 +14,10 @@ gradient-chosen pixels, about a quarter of a dense forward's multiply-adds (its 
 convolution sees 69 of 196 positions changed).
 
 Whether a model qualifies is read from its torch.fx graph (the runner's search copy, batch norm
-already folded into the convolutions): a chain of the modules above, each convolution with
+already folded into the convolutions): a chain of the modules above (a leading
+``pyadv.models.Normalize`` scales each change by 1 / std), each convolution with
 stride 1, dilation 1, one group and zero padding, each max-pool with kernel = stride. Anything
-else (a residual block, an average pool, a normalisation left in the graph) returns None, and
+else (a residual block, an average pool, a batch norm left unfolded) returns None, and
 the runner renders and forwards the candidates as before.
 """
 from __future__ import annotations
@@ -29,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import ops
+from ..models.normalize import normalize
 
 #: Use the incremental pass when its estimated multiply-adds are at most this share of a dense
 #: forward's: the stage kernel runs at ~80 % of oneDNN's rate per multiply-add on this
@@ -54,8 +56,9 @@ class SparseForward:
     it can follow. :meth:`prepare` runs the base images once; :meth:`logits` evaluates
     candidates that add values at the same component indices."""
 
-    def __init__(self, stages: list, head: list):
+    def __init__(self, stages: list, head: list, norm: Optional[tuple] = None):
         self.stages, self.head = stages, head
+        self.norm = norm  # (mean, std) [C] of a leading pyadv.models.Normalize, or None
 
     @classmethod
     def of(cls, model: nn.Module) -> Optional["SparseForward"]:
@@ -69,11 +72,24 @@ class SparseForward:
             return None
         stages: list = []
         head: list = []
+        norm = None
         flat = False
         prev = nodes[0]
         for node in nodes[1:-1]:
-            if node.op == "get_attr" or len(node.users) != 1 or not node.args or node.args[0] is not prev or \
-                    any(isinstance(a, torch.fx.Node) for a in list(node.args[1:]) + list(node.kwargs.values())):
+            if node.op == "get_attr":
+                continue  # a constant; only a normalisation may use one (checked there)
+            extra = [a for a in list(node.args[1:]) + list(node.kwargs.values()) if isinstance(a, torch.fx.Node)]
+            if len(node.users) != 1 or not node.args or node.args[0] is not prev:
+                return None
+            if node.op == "call_function" and node.target is normalize and len(node.args) == 3 and \
+                    not node.kwargs and all(a.op == "get_attr" for a in extra) and len(extra) == 2:
+                if stages or norm is not None:
+                    return None
+                mean, std = (_fetch(gm, a.target).detach().flatten() for a in extra)
+                norm = (mean, std)
+                prev = node
+                continue
+            if extra:
                 return None
             kind = _kind(gm, node)
             if kind is None:
@@ -100,11 +116,14 @@ class SparseForward:
             prev = node
         if nodes[-1].args[0] is not prev or not stages or not head or not isinstance(head[0], nn.Linear):
             return None
-        return cls(stages, head)
+        if norm is not None and norm[0].numel() != stages[0].weight.shape[2]:
+            return None
+        return cls(stages, head, norm)
 
     def prepare(self, base: torch.Tensor, idx: torch.Tensor) -> Optional["SparsePlan"]:
-        """The plan for candidates over base [G, C, H, W] at component indices idx [G, m]
-        (distinct per row), or None where the change reaches too much of the net to pay."""
+        """The plan for candidates over base [G, C, H, W] at component indices idx [G, m], or
+        None (a component repeated in a row, a dtype other than float32/64, a flatten whose size
+        differs from the linear layer's). Whether it pays is the caller's call: ``work_share``."""
         G, C, H, W = base.shape
         P = H * W
         if idx.shape[0] != G or base.dtype not in (torch.float32, torch.float64):
@@ -120,6 +139,10 @@ class SparseForward:
         col = (slots.gather(1, idx % P).long() * C + idx // P).contiguous()
         plan = SparsePlan(self, G, idx.contiguous(), flat.gather(1, idx), col, int(pos.shape[1]), C)
         act, Hin, Win = base, H, W
+        if self.norm is not None:
+            mean, std = (t.to(base.device, base.dtype) for t in self.norm)
+            act = (base - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)
+            plan.scale = (1 / std)[idx // P]  # a change of x_i changes the normalised input by it / std
         dense = sparse = 0.0
         with torch.inference_mode():
             for s in self.stages:
@@ -174,6 +197,7 @@ class SparsePlan:
 
     def __init__(self, net: SparseForward, G: int, idx, x_at, col, A: int, C: int):
         self.net, self.G, self.idx, self.x_at, self.col, self.A, self.C = net, G, idx, x_at, col, A, C
+        self.scale: Optional[torch.Tensor] = None  # [G, m] per changed component, behind a Normalize
         self.stages: list = []
         self.base_h: Optional[torch.Tensor] = None
         self.head_w: Optional[torch.Tensor] = None
@@ -185,6 +209,7 @@ class SparsePlan:
         out.stages = [{k: (v[rows] if k in ("slots", "outpos", "base", "pooled") else v) for k, v in s.items()}
                       for s in self.stages]
         out.base_h, out.head_w, out.work_share = self.base_h[rows], self.head_w[rows], self.work_share
+        out.scale = None if self.scale is None else self.scale[rows]
         return out
 
     def logits(self, values: torch.Tensor) -> torch.Tensor:
@@ -193,6 +218,8 @@ class SparsePlan:
         G, N, m = values.shape
         with torch.inference_mode():
             change = (self.x_at[:, None, :] + values.to(self.x_at.dtype)).clamp_(0, 1).sub_(self.x_at[:, None, :])
+            if self.scale is not None:
+                change.mul_(self.scale[:, None, :])
             delta = change.new_zeros(G, N, self.A * self.C)
             delta.scatter_(2, self.col[:, None, :].expand(G, N, m), change)
             delta = delta.view(G, N, self.A, self.C)
@@ -257,6 +284,13 @@ def _kind(gm: torch.fx.GraphModule, node) -> Optional[tuple]:
     if node.op == "call_method" and node.target in ("relu", "relu_") and len(node.args) == 1:
         return "relu", None
     return None
+
+
+def _fetch(gm: torch.fx.GraphModule, target: str) -> torch.Tensor:
+    obj = gm
+    for part in target.split("."):
+        obj = getattr(obj, part)
+    return obj
 
 
 def _pair(v) -> tuple:

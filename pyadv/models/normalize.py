@@ -1,7 +1,18 @@
 from typing import Sequence
 
 import torch
+import torch.fx
 from torch import nn
+
+
+@torch.fx.wrap
+def normalize(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """(x - mean) / std per channel, x [N, C, H, W], mean and std [1, C, 1, 1]. One node in a
+    torch.fx graph (the shape check cannot be traced), so that a wrapped model still traces:
+    the runner folds its batch norm and follows it incrementally (pyadv.attacks._incremental)."""
+    if x.dim() != 4 or x.shape[1] != mean.shape[1]:
+        raise ValueError(f"x must be [N, {mean.shape[1]}, H, W], got {tuple(x.shape)}")
+    return (x - mean.to(x.dtype)) / std.to(x.dtype)
 
 
 class Normalize(nn.Module):
@@ -23,6 +34,4 @@ class Normalize(nn.Module):
         self.register_buffer("std", std_t.view(1, -1, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 4 or x.shape[1] != self.mean.shape[1]:
-            raise ValueError(f"x must be [N, {self.mean.shape[1]}, H, W], got {tuple(x.shape)}")
-        return self.model((x - self.mean.to(x.dtype)) / self.std.to(x.dtype))
+        return self.model(normalize(x, self.mean, self.std))
