@@ -1,11 +1,12 @@
 """The incremental conv stage op against its dense reference (F.conv2d of the rebuilt change),
 on every CPU instruction set and under the emulator, its bad-input errors; the incremental
 forward pass (pyadv.attacks._incremental) against the models it follows, and FIPSO through it."""
+import warnings
+
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.fx.experimental.optimization import fuse
 
 from cuda_harness import sparse_conv_args
 from pyadv import _C, ops
@@ -14,9 +15,6 @@ from pyadv.attacks._incremental import SparseForward
 from pyadv.attacks._runner import ModelRunner
 from pyadv.models import LeNet5, Normalize, ResNet32, TwoConvBN
 from pyadv.reference import sparse_conv_stage_reference
-
-# torch.fx's fuse imports torch.utils.mkldnn, whose torch.jit use torch itself deprecates
-pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
 
 GEOMETRIES = [
     # H, W, Cin, Cout, kernel, padding, pool, relu: channel counts that fill 4, 2, 1 and no whole
@@ -106,6 +104,15 @@ def test_opcheck():
 
 
 # --- the incremental forward pass -----------------------------------------------------------
+
+
+def fuse(model: nn.Module) -> nn.Module:
+    """torch.fx's conv + batch-norm folding, as the runner's search copy has it (its module
+    imports torch.utils.mkldnn, whose torch.jit use torch itself deprecates)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from torch.fx.experimental.optimization import fuse as fx_fuse
+    return fx_fuse(model)
 
 
 class FunctionalChain(nn.Module):
