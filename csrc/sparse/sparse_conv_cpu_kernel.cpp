@@ -43,26 +43,18 @@ inline void pooled_block(const Geometry& g, const int32_t* slots, const T* delta
         std::memcpy(&bv, b + k * L, sizeof(V));
         for (int p = 0; p < NB; ++p) acc[p][k] = bv;
       }
-      for (int64_t ky = 0; ky < g.kh; ++ky) {
-        const int64_t iy = oy + ky - g.ph;
-        if (iy < 0 || iy >= g.Hin) continue;
-        for (int64_t kx = 0; kx < g.kw; ++kx) {
-          const int64_t ix = ox + kx - g.pw;
-          if (ix < 0 || ix >= g.Win) continue;
-          const int32_t a = slots[iy * g.Win + ix];
-          if (a < 0) continue;
-          const T* d = delta + int64_t(a) * g.Cin;
-          const T* w = weight + (ky * g.kw + kx) * g.Cin * g.Cout + c0;
-          for (int64_t ci = 0; ci < g.Cin; ++ci) {
-            V wv[KV];
-            std::memcpy(wv, w + ci * g.Cout, sizeof(wv));
-            for (int p = 0; p < NB; ++p) {
-              const T dv = d[p * dstride + ci];
-              for (int k = 0; k < KV; ++k) acc[p][k] += dv * wv[k];
-            }
+      sparse_conv_math::changed_taps(g, slots, oy, ox, [&](int32_t a, int64_t tap) {
+        const T* d = delta + int64_t(a) * g.Cin;
+        const T* w = weight + tap * g.Cin * g.Cout + c0;
+        for (int64_t ci = 0; ci < g.Cin; ++ci) {
+          V wv[KV];
+          std::memcpy(wv, w + ci * g.Cout, sizeof(wv));
+          for (int p = 0; p < NB; ++p) {
+            const T dv = d[p * dstride + ci];
+            for (int k = 0; k < KV; ++k) acc[p][k] += dv * wv[k];
           }
         }
-      }
+      });
       const bool first = dy == 0 && dx == 0;
       for (int p = 0; p < NB; ++p)
         for (int k = 0; k < KV; ++k) {

@@ -30,12 +30,10 @@ namespace sparse_conv_math {
 
 using Geometry = ::pyadv::SparseConvGeometry;
 
-// Pre-activation conv output channel c at conv position (oy, ox): base plus the changed
-// inputs' contributions, kernel taps in (ky, kx) order, input channels in order.
-template <typename T>
-PYADV_HD inline T conv_at(const Geometry& g, const int32_t* slots, const T* delta, const T* base, const T* weight,
-                          int64_t oy, int64_t ox, int64_t c) {
-  T acc = base[(oy * g.Wc + ox) * g.Cout + c];
+// Calls f(a, tap) for each kernel tap (ky * kw + kx) of conv output (oy, ox) whose input is a
+// changed one (row a of delta), taps in (ky, kx) order.
+template <typename F>
+PYADV_HD inline void changed_taps(const Geometry& g, const int32_t* slots, int64_t oy, int64_t ox, F&& f) {
   for (int64_t ky = 0; ky < g.kh; ++ky) {
     const int64_t iy = oy + ky - g.ph;
     if (iy < 0 || iy >= g.Hin) continue;
@@ -43,12 +41,22 @@ PYADV_HD inline T conv_at(const Geometry& g, const int32_t* slots, const T* delt
       const int64_t ix = ox + kx - g.pw;
       if (ix < 0 || ix >= g.Win) continue;
       const int32_t a = slots[iy * g.Win + ix];
-      if (a < 0) continue;
-      const T* d = delta + int64_t(a) * g.Cin;
-      const T* w = weight + (ky * g.kw + kx) * g.Cin * g.Cout + c;
-      for (int64_t ci = 0; ci < g.Cin; ++ci) acc += w[ci * g.Cout] * d[ci];
+      if (a >= 0) f(a, ky * g.kw + kx);
     }
   }
+}
+
+// Pre-activation conv output channel c at conv position (oy, ox): base plus the changed
+// inputs' contributions, taps in changed_taps' order, input channels in order.
+template <typename T>
+PYADV_HD inline T conv_at(const Geometry& g, const int32_t* slots, const T* delta, const T* base, const T* weight,
+                          int64_t oy, int64_t ox, int64_t c) {
+  T acc = base[(oy * g.Wc + ox) * g.Cout + c];
+  changed_taps(g, slots, oy, ox, [&](int32_t a, int64_t tap) {
+    const T* d = delta + int64_t(a) * g.Cin;
+    const T* w = weight + tap * g.Cin * g.Cout + c;
+    for (int64_t ci = 0; ci < g.Cin; ++ci) acc += w[ci * g.Cout] * d[ci];
+  });
   return acc;
 }
 
