@@ -470,8 +470,9 @@ class ModelRunner:
         ``MAX_WORK_SHARE`` of a dense float32 forward, or of a reduced-precision one, which
         is ``REDUCED_DENSE_SPEEDUP`` times faster: a deterministic rule, so every process
         chooses alike), True (wherever the model qualifies) or False (never). The pass runs in
-        the model's dtype also in a reduced-precision search: exact, and there the faster. One plan serves the call: an attack asks again for its
-        active images, whose rows the plan selects (checked: same base images, same indices)."""
+        the model's dtype also in a reduced-precision search: exact, and there the faster.
+        One plan serves the call: an attack asks again for its active images, whose rows the
+        plan selects (checked: same base images, same indices)."""
         if self._incremental is False or len(base) == 0:
             return None
         auto = self._incremental is None
@@ -483,14 +484,14 @@ class ModelRunner:
             self._sparse_net = SparseForward.of(copy_) if copy_ is not None else None
         if self._sparse_net is None:
             return None
-        plan = None
+        rows = None
         if self._sparse_cache is not None:
             cached_base, lookup, full = self._sparse_cache
-            rows = lookup[owners.clamp(max=len(lookup) - 1)]
-            if bool((owners < len(lookup)).all() and (rows >= 0).all()):
-                if torch.equal(full.idx[rows], idx) and torch.equal(cached_base[rows], base):
-                    plan = full.select(rows)
-        if plan is None:
+            found = lookup[owners.clamp(max=len(lookup) - 1)]
+            if bool((owners < len(lookup)).all() and (found >= 0).all()) and \
+                    torch.equal(full.idx[found], idx) and torch.equal(cached_base[found], base):
+                rows = found
+        if rows is None:
             full = self._sparse_net.prepare(base, idx)
             if full is None:
                 self._sparse_cache = None
@@ -498,11 +499,10 @@ class ModelRunner:
             lookup = torch.full((int(owners.max()) + 1,), -1, dtype=torch.long, device=owners.device)
             lookup[owners] = torch.arange(len(owners), device=owners.device)
             self._sparse_cache = (base.clone(), lookup, full)
-            plan = full
         limit = MAX_WORK_SHARE if self.search_precision == "fp32" else MAX_WORK_SHARE / REDUCED_DENSE_SPEEDUP
-        if auto and plan.work_share > limit:
+        if auto and full.work_share > limit:
             return None
-        return plan
+        return full if rows is None else full.select(rows)
 
     def _probs_incremental(self, plan: SparsePlan, values: torch.Tensor, owners: torch.Tensor,
                            softmax: bool) -> torch.Tensor:
