@@ -22,7 +22,7 @@ the runner renders and forwards the candidates as before.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional
 
 import torch
@@ -85,8 +85,10 @@ class SparseForward:
                     not node.kwargs and all(a.op == "get_attr" for a in extra) and len(extra) == 2:
                 if stages or norm is not None:
                     return None
-                mean, std = (_fetch(gm, a.target).detach().flatten() for a in extra)
-                norm = (mean, std)
+                try:  # Normalize's mean and std are buffers
+                    norm = tuple(gm.get_buffer(a.target).detach().flatten() for a in extra)
+                except AttributeError:
+                    return None
                 prev = node
                 continue
             if extra:
@@ -133,10 +135,11 @@ class SparseForward:
             return None  # a repeated component: sparse_perturb adds both, one slot cannot
         flat = base.reshape(G, -1)
         mask = torch.zeros(G, P, dtype=torch.bool, device=base.device)
-        mask.scatter_(1, idx % P, True)
+        where = idx % P  # spatial position of each component (channel idx // P)
+        mask.scatter_(1, where, True)
         slots, pos = _slots(mask)
         # column of each changed component in the first stage's delta [A, C]
-        col = (slots.gather(1, idx % P).long() * C + idx // P).contiguous()
+        col = (slots.gather(1, where).long() * C + idx // P).contiguous()
         plan = SparsePlan(self, G, idx.contiguous(), flat.gather(1, idx), col, int(pos.shape[1]), C)
         act, Hin, Win = base, H, W
         if self.norm is not None:
@@ -163,9 +166,8 @@ class SparseForward:
                 act = conv.clamp_min(0) if s.relu else conv
                 act = F.max_pool2d(act, s.pool) if s.pool > 1 else act
                 pooled = act.permute(0, 2, 3, 1).reshape(G, Hp * Wp, Cout)
-                plan.stages.append(dict(slots=slots, outpos=outpos, weight=w, in_w=Win, pad=s.pad, pool=s.pool,
-                                        relu=s.relu, base=conv.permute(0, 2, 3, 1).reshape(G, Hc * Wc, Cout)
-                                        .contiguous(), pooled=_rows(pooled, outpos)))
+                plan.stages.append(_StagePlan(slots, outpos, conv.permute(0, 2, 3, 1).reshape(G, Hc * Wc, Cout)
+                                              .contiguous(), _rows(pooled, outpos), w, Win, s.pad, s.pool, s.relu))
                 mask, slots, Hin, Win = reach, out_slots, Hp, Wp
             lin = self.head[0]
             feats = act.flatten(1)
@@ -176,8 +178,8 @@ class SparseForward:
             # the first linear layer's columns of the changed features, in the order of the last
             # stage's output rows (position-major, channel-minor); padding rows get zero columns
             last = plan.stages[-1]
-            outpos = last["outpos"].long()
-            Cout = last["weight"].shape[3]
+            outpos = last.outpos.long()
+            Cout = last.weight.shape[3]
             feature = torch.arange(Cout, device=base.device)[None, None, :] * (Hin * Win) + \
                 outpos.clamp_min(0)[:, :, None]
             wt = lin.weight.to(base.dtype).t()  # [F, O]
@@ -189,10 +191,36 @@ class SparseForward:
         return plan
 
 
+@dataclass
+class _StagePlan:
+    """One stage of a plan: per base image the changed input positions (slots), the pooled
+    outputs they reach (outpos), the base conv output and the pooled activations there; then
+    the stage's kernel layout and geometry, shared by every image."""
+    slots: torch.Tensor
+    outpos: torch.Tensor
+    base: torch.Tensor
+    pooled: torch.Tensor
+    weight: torch.Tensor
+    in_w: int
+    pad: tuple
+    pool: int
+    relu: bool
+
+    def select(self, rows: torch.Tensor) -> "_StagePlan":
+        return replace(self, slots=self.slots[rows], outpos=self.outpos[rows], base=self.base[rows],
+                       pooled=self.pooled[rows])
+
+    def change(self, delta: torch.Tensor) -> torch.Tensor:
+        """The change of the stage's pooled outputs at outpos [G, N, Q, Cout] for the change
+        of its input delta [G, N, A, Cin]."""
+        out = ops.sparse_conv_stage(delta, self.slots, self.outpos, self.base, self.weight, self.in_w, self.pad,
+                                    self.pool, self.relu)
+        return out.sub_(self.pooled[:, None])
+
+
 class SparsePlan:
-    """What :meth:`SparseForward.prepare` computed for G base images: per stage the changed
-    positions (slots), the pooled outputs they reach (outpos), the base conv output and pooled
-    activations there; the first linear layer's base output and columns. ``work_share``: the
+    """What :meth:`SparseForward.prepare` computed for G base images: the stages
+    (:class:`_StagePlan`), the first linear layer's base output and columns. ``work_share``: the
     estimated multiply-adds of a candidate over a dense forward's."""
 
     def __init__(self, net: SparseForward, G: int, idx, x_at, col, A: int, C: int):
@@ -206,8 +234,7 @@ class SparsePlan:
     def select(self, rows: torch.Tensor) -> "SparsePlan":
         """The plan of the base images ``rows`` (the active images of a call)."""
         out = SparsePlan(self.net, len(rows), self.idx[rows], self.x_at[rows], self.col[rows], self.A, self.C)
-        out.stages = [{k: (v[rows] if k in ("slots", "outpos", "base", "pooled") else v) for k, v in s.items()}
-                      for s in self.stages]
+        out.stages = [s.select(rows) for s in self.stages]
         out.base_h, out.head_w, out.work_share = self.base_h[rows], self.head_w[rows], self.work_share
         out.scale = None if self.scale is None else self.scale[rows]
         return out
@@ -223,10 +250,8 @@ class SparsePlan:
             delta = change.new_zeros(G, N, self.A * self.C)
             delta.scatter_(2, self.col[:, None, :].expand(G, N, m), change)
             delta = delta.view(G, N, self.A, self.C)
-            for i, s in enumerate(self.stages):
-                out = ops.sparse_conv_stage(delta, s["slots"], s["outpos"], s["base"], s["weight"], s["in_w"],
-                                            s["pad"], s["pool"], s["relu"])
-                delta = out.sub_(s["pooled"][:, None])
+            for s in self.stages:
+                delta = s.change(delta)
             h = torch.baddbmm(self.base_h[:, None, :], delta.view(G, N, -1), self.head_w)
             z = h.view(G * N, -1)
             for mod in self.net.head[1:]:
@@ -284,13 +309,6 @@ def _kind(gm: torch.fx.GraphModule, node) -> Optional[tuple]:
     if node.op == "call_method" and node.target in ("relu", "relu_") and len(node.args) == 1:
         return "relu", None
     return None
-
-
-def _fetch(gm: torch.fx.GraphModule, target: str) -> torch.Tensor:
-    obj = gm
-    for part in target.split("."):
-        obj = getattr(obj, part)
-    return obj
 
 
 def _pair(v) -> tuple:
