@@ -46,8 +46,8 @@ inline void pooled_block(const Geometry& g, const int32_t* slots, const T* delta
       sparse_conv_math::changed_taps(g, slots, oy, ox, [&](int32_t a, int64_t tap) {
         const T* d = delta + int64_t(a) * g.Cin;
         const T* w = weight + tap * g.Cin * g.Cout + c0;
-        // Unrolled by 4: the loop's own increments and branch were a third of the time (the
-        // 5 x 5, 32 -> 64 stage: 64 -> 98 GMAC/s on 2 cores; by 8: no better).
+        // Unrolled by 4: the loop's own increments and branch cost a fifth of the time (FIPSO's
+        // incremental pass 19-21k -> 25k candidates/s, benchmarks/attacks_sparse.py; by 8: no better).
 #pragma GCC unroll 4
         for (int64_t ci = 0; ci < g.Cin; ++ci) {
           V wv[KV];

@@ -33,8 +33,9 @@ from .. import ops
 from ..models.normalize import normalize
 
 #: Use the incremental pass when its estimated multiply-adds are at most this share of a dense
-#: forward's: the stage kernel runs at ~80 % of oneDNN's rate per multiply-add on this
-#: project's CPU, and the head and the bookkeeping cost a little more.
+#: forward's: at the digits CNN's 0.32 it ran 2.9x the dense search copy's candidates/s
+#: (benchmarks/attacks_sparse.py), about oneDNN's rate per multiply-add; the margin is for the
+#: head and the bookkeeping, which do not shrink with the share.
 MAX_WORK_SHARE = 0.6
 #: A reduced-precision search's dense forward is this much faster than float32's on a CPU with
 #: AVX-512 BF16 (the digits CNN's search copy: 15.2k against 8.7k candidates/s); the float32
