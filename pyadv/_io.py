@@ -10,20 +10,40 @@ from typing import Callable
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
-    """Calls ``write(tmp_path)`` on a temporary file beside ``path``, then renames it over
-    ``path`` (a rename within one directory is atomic on POSIX)."""
+    """Calls ``write(tmp_path)`` on a temporary file beside ``path``, flushes it to the disk
+    (fsync), then renames it over ``path`` (a rename within one directory is atomic on POSIX)
+    and flushes the directory entry. Without the first fsync a crash of the machine (not just
+    of the process) could leave the new name on a file whose data never reached the disk."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         write(tmp)
+        _fsync(tmp)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    _fsync(path.parent, directory=True)
     return path
+
+
+def _fsync(path, directory: bool = False) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY | (getattr(os, "O_DIRECTORY", 0) if directory else 0))
+    except OSError:
+        if directory:  # a platform that cannot open directories (Windows): the rename stands
+            return
+        raise
+    try:
+        os.fsync(fd)
+    except OSError:
+        if not directory:  # some file systems refuse fsync on a directory; a file's must succeed
+            raise
+    finally:
+        os.close(fd)
 
 
 def write_json_atomic(path: str | os.PathLike, obj) -> Path:
@@ -31,8 +51,6 @@ def write_json_atomic(path: str | os.PathLike, obj) -> Path:
         with open(tmp, "w") as f:
             json.dump(obj, f, indent=2, sort_keys=True)
             f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
 
     return atomic_write(path, write)
 

@@ -289,3 +289,34 @@ def test_a_job_pins_auto_precision_to_a_fixed_one(monkeypatch):
     assert _pinned(Part("pgd", {"precision": "bf16"}), 8, "cpu")["precision"] == "bf16"
     monkeypatch.setattr("pyadv.attacks._precision.native_precisions", lambda device: [])
     assert _pinned(Part("pgd", {"precision": "auto"}), 8, "cpu")["precision"] == "fp32"
+
+
+def test_manifest_lines_are_json_dumps_with_sorted_keys():
+    from pyadv.data.generate import manifest_lines
+
+    columns = {"row": [0, 1, 2], "label": [3, -1, 0], "prob": [0.5, float("nan"), 1e-300],
+               "success": [True, False, True], "kind": ["fgs", 'a "quoted"\nname', "ü"], "scale": [None, 1.05, None],
+               "big": [2 ** 70, 0, -5], "inf": [float("inf"), float("-inf"), -0.0]}
+    constant = {"options": {"eps": 0.1, "nested": {"z": [1, 2], "a": None}}, "versions": {"torch": "2.13"},
+                "attack": "fgs", "seed": 7}
+    got = manifest_lines(columns, constant)
+    want = [json.dumps({**constant, **{k: v[i] for k, v in columns.items()}}, sort_keys=True) for i in range(3)]
+    assert got == want
+    assert manifest_lines({}, constant) == []
+
+
+def test_atomic_write_flushes_the_file_and_its_folder(tmp_path, monkeypatch):
+    from pyadv import _io
+
+    synced = []
+    real = os.fsync
+
+    def spy(fd):
+        synced.append(os.path.realpath(f"/proc/self/fd/{fd}"))
+        return real(fd)
+
+    monkeypatch.setattr(_io.os, "fsync", spy)
+    _io.write_text_atomic(tmp_path / "a.txt", "hello")
+    assert (tmp_path / "a.txt").read_text() == "hello"
+    assert len(synced) == 2 and synced[0].startswith(str(tmp_path / ".a.txt.")) and synced[1] == str(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt"]
