@@ -111,3 +111,20 @@ def test_the_script_writes_its_json(tmp_path):
     payload = json.loads(out.read_text())
     assert payload["family"] == "fi" and payload["machine"]["device"] == "cpu"
     assert all(r["speedup_vs_composed"] > 0 for r in payload["results"])
+
+
+def test_a_partial_generate_rerun_keeps_the_other_attacks_entries(tmp_path):
+    from pyadv.bench import generate as gen
+
+    out = tmp_path / "generate.json"
+    old = {"batch_size": 256, "attacks": {"pgd": {"images": 256, "seconds": 1.0}, "fgs": {"images": 256, "seconds": 9.0},
+                                          "bim": {"images": 32, "seconds": 2.0}}}
+    out.write_text(json.dumps(old))
+    args = gen.build_parser().parse_args(["--only", "fgs", "--out", str(out)])
+    kept = gen._kept(args)
+    # the rerun attack is replaced, an entry of another image count is not kept as comparable
+    assert kept == {"pgd": old["attacks"]["pgd"]}
+    assert list(gen._in_registry_order({"pgd": 1, "fgs": 2})) == ["fgs", "pgd"]
+    assert gen._kept(gen.build_parser().parse_args(["--out", str(out)])) == {}  # a full run replaces the file
+    out.write_text("{not json")
+    assert gen._kept(args) == {}

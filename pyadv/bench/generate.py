@@ -2,15 +2,19 @@
 (benchmarks/results/generate.json): images/s through ``pyadv.data.generate`` (what
 ``pyadv generate`` runs after parsing its arguments), 2 threads, batch 256, and where the time
 goes (the model's passes; metrics: L-norms, SSIM, PASS of every sample; writing shards and
-manifest lines; the merged manifest and the card, once per job). Where torchattacks has the attack, the same images through it and its
-``save`` (one file, torch.save) in the same process.
+manifest lines; the merged manifest and the card, once per job). Where torchattacks has the
+attack, the same images through it and its ``save`` (one file, torch.save) in the same process,
+with ``save_predictions=True``: a dataset records what the model predicts for each adversarial
+(pyadv's manifest does), and that takes torchattacks' one forward of the adversarials.
 
     python benchmarks/generate.py [--images 256] [--device cpu] [--quick]
 """
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import torch
@@ -39,6 +43,11 @@ BUDGET = {
     "jsma": {"upsilon": 0.1},
     "substitute": {"initial": 150, "white_box_options": {"eps": 0.3}},
 }
+
+
+#: torchattacks' save as a dataset needs it: the adversarials' predicted labels saved with them
+#: (which is its forward of the adversarials: save computes them only with return_verbose)
+TA_SAVE = {"verbose": False, "return_verbose": True, "save_predictions": True}
 
 
 def torchattacks_twin(name, model, o):
@@ -80,7 +89,7 @@ def run(args) -> dict:
             if make is not None:
                 atk = make()
                 atk.save(torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x[:8], y[:8]), batch_size=8),
-                         save_path=str(work / "warm.pt"), verbose=False)
+                         save_path=str(work / "warm.pt"), **TA_SAVE)
             runs = []
 
             def call(who, r):
@@ -91,14 +100,14 @@ def run(args) -> dict:
                 else:
                     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y),
                                                          batch_size=args.batch_size)
-                    atk.save(loader, save_path=str(work / f"ta-{name}.pt"), verbose=False)
+                    atk.save(loader, save_path=str(work / f"ta-{name}.pt"), **TA_SAVE)
 
             times = alternating(["pyadv", "torchattacks"] if make is not None else ["pyadv"], args.rounds, call, dev)
             s = min(runs, key=lambda v: v["seconds"])  # the run least disturbed by the machine
             # the whole call, end to end; "per_shard" leaves out the once-per-job manifest and
             # card, which a dataset of many shards pays once: what a large job tends to
             shards_s = s["seconds"] - s["finish_s"]
-            e = {"options": opts, "images": args.images, "samples": s["samples"], "seconds": s["seconds"],
+            e = {"measured": time.strftime("%Y-%m-%d %H:%M"), "options": opts, "images": args.images, "samples": s["samples"], "seconds": s["seconds"],
                  "images_per_s": args.images / s["seconds"],
                  "share": {k[:-2]: s[k] / s["seconds"] for k in ("model_s", "metrics_s", "write_s", "finish_s")},
                  "outside_model_share": 1 - s["model_s"] / s["seconds"],
@@ -119,7 +128,31 @@ def run(args) -> dict:
                                                    if isinstance(ta, dict) else ""), flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return {"machine": machine(args.threads, dev), "batch_size": args.batch_size, "attacks": results}
+    return {"machine": machine(args.threads, dev), "batch_size": args.batch_size,
+            "attacks": _in_registry_order({**_kept(args), **results})}
+
+
+def _in_registry_order(entries: dict) -> dict:
+    order = {name: i for i, name in enumerate(available())}
+    return dict(sorted(entries.items(), key=lambda kv: order.get(kv[0], len(order))))
+
+
+def _kept(args) -> dict:
+    """With ``--only``, the other attacks' entries of the results file it replaces (each entry
+    carries the time of its own run), so that a partial rerun does not erase the rest."""
+    from pyadv.bench.harness import RESULTS
+
+    path = Path(args.out) if args.out else RESULTS / f"{FAMILY}.json"
+    if not args.only or not path.exists():
+        return {}
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    if old.get("batch_size") != args.batch_size:
+        return {}
+    return {k: v for k, v in old.get("attacks", {}).items() if k not in args.only and isinstance(v, dict)
+            and v.get("images") == args.images}
 
 
 def summary(payload) -> list[dict]:
