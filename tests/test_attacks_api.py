@@ -363,10 +363,17 @@ def test_runner_never_uses_channels_last_on_a_model_that_views():
     assert len(r) == 2
 
 
-def test_runner_flat_chunks_cover_every_candidate_once():
+@pytest.mark.parametrize("ahead", [True, False], ids=["rendered-ahead", "rendered-per-forward"])
+def test_runner_flat_chunks_cover_every_candidate_once(ahead, monkeypatch):
     """Chunks cut the b*N candidates across image boundaries: every split gives the same
-    probabilities as rendering each candidate by hand."""
+    probabilities as rendering each candidate by hand, whether the candidates are rendered all
+    at once (small images) or per forward."""
     import itertools
+
+    from pyadv.attacks import _runner
+
+    if not ahead:
+        monkeypatch.setattr(_runner, "_RENDER_AHEAD_BYTES", 0)
 
     model = nn.Sequential(nn.Flatten(), nn.Linear(16, 3)).double().eval()
     g = torch.Generator().manual_seed(0)
@@ -381,9 +388,15 @@ def test_runner_flat_chunks_cover_every_candidate_once():
         assert torch.allclose(p, ref, atol=1e-12), (b, N, chunk)
 
 
-def test_runner_needed_pixel_candidates_only():
+@pytest.mark.parametrize("ahead", [True, False], ids=["rendered-ahead", "rendered-per-forward"])
+def test_runner_needed_pixel_candidates_only(ahead, monkeypatch):
     """probs_pixels with ``need``: the marked candidates exactly as without it, NaN for the
-    others, and only the marked ones counted as queries, for any chunk size."""
+    others, and only the marked ones counted as queries, for any chunk size, whether rendered
+    all at once or per forward."""
+    from pyadv.attacks import _runner
+
+    if not ahead:
+        monkeypatch.setattr(_runner, "_RENDER_AHEAD_BYTES", 0)
     model = nn.Sequential(nn.Flatten(), nn.Linear(32, 4)).double().eval()
     g = torch.Generator().manual_seed(1)
     b, N = 4, 6
