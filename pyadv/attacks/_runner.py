@@ -45,6 +45,7 @@ from ..fi.jacobian import activation_bytes_per_image
 from ._compile import compile_pays, compiled_model, pad_to
 from ._incremental import MAX_WORK_SHARE, REDUCED_DENSE_SPEEDUP, SparseForward, SparsePlan
 from ._precision import autocast_dtype, check_precision, native_precisions, precision_name
+from ._search_copy import pool_before_relu, use_input_grad_convs
 
 DEFAULT_MEMORY_BUDGET = 2 << 30
 #: Below this many images a call is one forward pass: nothing to gain from measuring.
@@ -313,7 +314,10 @@ class ModelRunner:
         conv net's weights go to channels-last. A grey-scale batch [N, 1, H, W] counts as
         contiguous in both formats, so the input alone leaves the model in NCHW, where CPU
         max-pooling is 10-20x slower (40 % of the digits CNN's forward); channels-last weights
-        make oneDNN produce channels-last outputs whatever the input. The copy is checked
+        make oneDNN produce channels-last outputs whatever the input. On a CPU a one-channel
+        convolution's input gradient takes a matrix product and a col2im instead of oneDNN's
+        backward, and a ReLU before a max-pool moves after it (:mod:`._search_copy`); the
+        copy's weights get no gradient. The copy is checked
         against the model on two images (a model that traces badly, views its conv outputs or
         is random gets None) and never replaces it where a result is reported: checks run
         the model as given. Made once per call, since a model may be trained between calls."""
@@ -335,6 +339,10 @@ class ModelRunner:
             except Exception:  # not traceable by torch.fx: keep the modules, convert the weights only
                 search = copy.deepcopy(self.model)
             search = search.to(memory_format=torch.channels_last).eval()
+            if self.device.type == "cpu":  # shorter passes, the same function (see ._search_copy)
+                use_input_grad_convs(search)
+                if isinstance(search, torch.fx.GraphModule):
+                    pool_before_relu(search)
             with torch.inference_mode():
                 a = self.model(two)
                 b = search(two.contiguous(memory_format=torch.channels_last))
