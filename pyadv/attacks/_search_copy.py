@@ -1,12 +1,12 @@
 """Rewrites of the runner's search copy that keep its function and shorten its passes on a CPU.
 
-**One-channel convolutions** (:func:`use_input_grad_convs`): oneDNN's backward-data pass into a single input channel (the first layer of every grey-scale
-net) is several times slower than its forward on a CPU: for the digits CNN it was the largest
-single op of a forward-and-backward step in the torch profiler (the search copy's passes in
-``benchmarks/precision.py`` show what replacing it gained). The same gradient is a product of
-the output gradient [N*HW, C_out] with the weights [C_out, k*k] followed by ``F.fold``
-(col2im). With two or more input channels oneDNN's own pass was as fast or faster, so those
-convolutions are left alone.
+**One-channel convolutions** (:func:`use_input_grad_convs`): oneDNN's backward-data pass into
+a single input channel (the first layer of every grey-scale net) is several times slower than
+its forward on a CPU; for the digits CNN it was the largest single op of a forward-and-backward
+step in the torch profiler. The same gradient is a product of the output gradient
+[N*HW, C_out] with the weights [C_out, k*k] followed by a col2im. With two or more input
+channels oneDNN's own pass was as fast or faster, so those convolutions are left alone. What
+this and the next rewrite gained per step: the gradient attacks' benchmarks (README).
 
 The runner's search copy uses :class:`InputGradConv2d` in place of such convolutions on the CPU;
 the copy only ever differentiates with respect to its input, so the weights get no gradient.
@@ -33,14 +33,21 @@ class _InputGradConv(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out):
         (weight,) = ctx.saved_tensors
-        size, stride, padding, dilation, dtype = ctx.geometry
+        (h, w), stride, padding, dilation, dtype = ctx.geometry
         n, c_out, h_out, w_out = grad_out.shape
-        c_in, kh, kw = weight.shape[1:]
-        # [N, HW, C_out] is a view of a channels-last gradient; the product is [N, C_in*k*k, HW]
+        kh, kw = weight.shape[2:]
+        # [N, HW, C_out] is a view of a channels-last gradient; the product is [N, k*k, HW]
         g = grad_out.permute(0, 2, 3, 1).reshape(n, h_out * w_out, c_out)
-        cols = torch.matmul(weight.reshape(c_out, c_in * kh * kw).t().to(g.dtype), g.transpose(1, 2))
-        grad_x = F.fold(cols, size, (kh, kw), dilation=dilation, padding=padding, stride=stride)
-        return grad_x.to(dtype), None, None, None, None, None
+        cols = torch.matmul(weight.reshape(c_out, kh * kw).t().to(g.dtype), g.transpose(1, 2))
+        cols = cols.view(n, kh, kw, h_out, w_out)
+        # col2im as k*k shifted adds into the padded input (F.fold's general loop was slower)
+        (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+        grad_x = cols.new_zeros(n, h + 2 * ph, w + 2 * pw)
+        for dy in range(kh):
+            for dx in range(kw):
+                grad_x[:, dy * dh:dy * dh + (h_out - 1) * sh + 1:sh, dx * dw:dx * dw + (w_out - 1) * sw + 1:sw] += \
+                    cols[:, dy, dx]
+        return grad_x[:, None, ph:ph + h, pw:pw + w].to(dtype), None, None, None, None, None
 
 
 class InputGradConv2d(nn.Conv2d):
@@ -52,6 +59,8 @@ class InputGradConv2d(nn.Conv2d):
 
     @classmethod
     def of(cls, conv: nn.Conv2d) -> "InputGradConv2d":
+        if not qualifies(conv):
+            raise ValueError(f"only a one-channel Conv2d with zero padding and one group qualifies, got {conv}")
         new = cls(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, conv.dilation,
                   groups=1, bias=conv.bias is not None, device=conv.weight.device, dtype=conv.weight.dtype)
         new.weight, new.bias = conv.weight, conv.bias
