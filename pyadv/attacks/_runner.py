@@ -585,8 +585,8 @@ class ModelRunner:
         total = b * N
         size = math.ceil(total / math.ceil(total / chunk))
         # Small images are rendered all at once and each forward takes a view: per forward, the
-        # render calls and their bookkeeping were a third of OnePixel's time outside the model
-        # on the 8x8 digits (1456 forwards of 249 images a call).
+        # render calls and their bookkeeping were a large part of OnePixel's time outside the
+        # model on the 8x8 digits (some 1450 forwards of 250 candidates a call).
         whole = self._render_range(base, N, render, 0, total) \
             if total * base[0].numel() * base.element_size() <= _RENDER_AHEAD_BYTES else None
         out: Optional[torch.Tensor] = None

@@ -198,7 +198,7 @@ def compare(model, x, y, case_list, rounds: int, dev, only=None) -> dict:
                     now = model(adv.float()).argmax(1)
                 fooled = now == target if target is not None else now != y
                 assert torch.equal(now, pred), name
-                d = (adv.float() - x).flatten(1)
+                d = (adv.detach().float() - x).flatten(1)  # a peer may hand back a tensor that requires grad
                 last[name] = (fooled, d.norm(dim=1), (d != 0).sum(1).float())
                 row = {"success": float(fooled.float().mean()),
                        "accuracy_under_attack": float((now == y).float().mean()),

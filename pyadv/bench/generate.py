@@ -107,7 +107,8 @@ def run(args) -> dict:
             # the whole call, end to end; "per_shard" leaves out the once-per-job manifest and
             # card, which a dataset of many shards pays once: what a large job tends to
             shards_s = s["seconds"] - s["finish_s"]
-            e = {"measured": time.strftime("%Y-%m-%d %H:%M"), "options": opts, "images": args.images, "samples": s["samples"], "seconds": s["seconds"],
+            e = {"measured": time.strftime("%Y-%m-%d %H:%M"), "options": opts, "images": args.images,
+                 "samples": s["samples"], "seconds": s["seconds"],
                  "images_per_s": args.images / s["seconds"],
                  "share": {k[:-2]: s[k] / s["seconds"] for k in ("model_s", "metrics_s", "write_s", "finish_s")},
                  "outside_model_share": 1 - s["model_s"] / s["seconds"],
