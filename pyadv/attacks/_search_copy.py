@@ -5,8 +5,9 @@ a single input channel (the first layer of every grey-scale net) is several time
 its forward on a CPU; for the digits CNN it was the largest single op of a forward-and-backward
 step in the torch profiler. The same gradient is a product of the output gradient
 [N*HW, C_out] with the weights [C_out, k*k] followed by a col2im. With two or more input
-channels oneDNN's own pass was as fast or faster, so those convolutions are left alone. What
-this and the next rewrite gained per step: the gradient attacks' benchmarks (README).
+channels oneDNN's own pass was faster at three of the four shapes tried (ResNet-32's first
+convolution among them), so those convolutions are left alone. What this and the next
+rewrite gained per step: the gradient attacks' benchmarks (README).
 
 The runner's search copy uses :class:`InputGradConv2d` in place of such convolutions on the CPU;
 the copy only ever differentiates with respect to its input, so the weights get no gradient.
