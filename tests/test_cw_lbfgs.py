@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from pyadv.attacks import CWL0, CWL2, LBFGS, PGD, CWLinf
-from pyadv.attacks.cw import RowAdam, freeze_count, update_constant
+from pyadv.attacks.cw import RowAdam, freeze_counts, pixels_to_freeze, update_constant
 from pyadv.attacks.lbfgs import next_constant
 
 
@@ -226,10 +226,39 @@ def test_cw_linf_is_below_pgd_at_equal_success(digits_cnn, digits_batch):
 
 def test_freeze_count():
     # the first always; on while changes stay <= 0.01 (the first above is frozen too); cap 0.3 sqrt
-    assert freeze_count(torch.tensor([0.5, 0.6]), 100) == 1
-    assert freeze_count(torch.tensor([0.0, 0.001, 0.02, 0.03]), 100) == 3
-    assert freeze_count(torch.zeros(50), 100) == 3  # ceil(0.3 * 10)
-    assert freeze_count(torch.zeros(2), 10000) == 2
+    inf = math.inf
+
+    def count(change, eq):
+        row = torch.tensor(change + [inf] * (50 - len(change)))[None]
+        return int(freeze_counts(row, torch.tensor([len(change)]), torch.tensor([eq]))[0])
+
+    assert count([0.5, 0.6], 100) == 1
+    assert count([0.0, 0.001, 0.02, 0.03], 100) == 3
+    assert count([0.0] * 50, 100) == 3  # ceil(0.3 * 10)
+    assert count([0.0] * 2, 10000) == 2
+    assert count([], 100) == 1  # nothing allowed: the caller's mask keeps it that way
+
+
+def test_pixels_to_freeze_matches_a_loop_over_images():
+    """The batched freeze against the rule applied one image at a time (sort the allowed pixels'
+    changes, freeze the count :func:`freeze_counts` gives), ties broken by pixel order."""
+    g = torch.Generator().manual_seed(0)
+    n, P = 40, 30
+    change = (torch.rand(n, P, generator=g) * 0.02).round(decimals=3)  # ties and both sides of 0.01
+    change[::5] = 0.0
+    allowed = torch.rand(n, P, generator=g) < 0.7
+    allowed[3] = False
+    eq = torch.randint(0, 400, (n,), generator=g)
+    got = pixels_to_freeze(change, allowed, eq)
+    assert not (got & ~allowed).any()
+    for i in range(n):
+        free = allowed[i].nonzero().flatten()
+        srt, order = change[i, free].sort(stable=True)
+        k = int(freeze_counts(torch.cat([srt, torch.full((P - len(free),), math.inf)])[None],
+                              torch.tensor([len(free)]), eq[i:i + 1])[0])
+        want = torch.zeros(P, dtype=torch.bool)
+        want[free[order[:k]]] = True
+        assert torch.equal(got[i], want), i
 
 
 def test_search_helpers():
