@@ -1,6 +1,8 @@
 """The runner's search-copy rewrites: a one-channel convolution's input gradient through a matrix
 product and col2im, and ReLU moved after max-pooling. Both must keep the function exactly:
 values and input gradients against plain autograd of the untouched layers."""
+import weakref
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -120,8 +122,65 @@ def test_runner_search_copy_uses_both_rewrites_and_keeps_the_gradient(digits_cnn
     # differently from the model as given, which can move a max-pool's choice)
     monkeypatch.setattr(_runner, "use_input_grad_convs", lambda m: 0)
     monkeypatch.setattr(_runner, "pool_before_relu", lambda m: 0)
+    monkeypatch.setattr(_runner, "_copies", weakref.WeakKeyDictionary())  # not the copy made above
     old = ModelRunner(digits_cnn, x[:1], len(x), search_copy=True, chunk_size=len(x))
     assert not any(isinstance(m, InputGradConv2d) for m in old._search_model().modules())
     g_old = old.loss_grad(x, torch.arange(len(x)), ce, y)
     err = (g_new - g_old).flatten(1).norm(dim=1) / g_old.flatten(1).norm(dim=1)
     assert float(err.max()) < 1e-5, err
+
+
+class _Scaled(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.bn = nn.BatchNorm2d(4)
+        self.head = nn.Linear(4 * 8 * 8, 3)
+        self.scale = 1.0  # a plain attribute: the trace bakes it into the copy
+
+    def forward(self, x):
+        return self.head(torch.relu(self.bn(self.conv(x))).flatten(1)) * self.scale
+
+
+def _copy_of(model, x):
+    return ModelRunner(model, x, len(x), search_copy=True, chunk_size=len(x))._search_model()
+
+
+def test_search_copy_is_reused_only_while_the_model_is_unchanged(monkeypatch):
+    from pyadv.attacks import _runner
+
+    monkeypatch.setattr(_runner, "_copies", weakref.WeakKeyDictionary())
+    torch.manual_seed(0)
+    model = _Scaled().eval()
+    x = torch.rand(4, 1, 8, 8)
+
+    def fresh(previous):
+        c = _copy_of(model, x)
+        assert c is not None and c is not previous
+        torch.testing.assert_close(c(x.contiguous(memory_format=torch.channels_last)), model(x), rtol=1e-4, atol=1e-5)
+        return c
+
+    first = fresh(None)
+    assert _copy_of(model, torch.rand(4, 1, 8, 8)) is first  # same model, other images: reused
+    with torch.no_grad():
+        model.conv.weight.data.mul_(2)  # through .data: autograd's version counter does not see it
+    second = fresh(first)
+    model.bn.train()
+    model(torch.rand(16, 1, 8, 8))  # a training-mode forward moves the running statistics
+    model.bn.eval()
+    third = fresh(second)
+    model.scale = 3.0  # no tensor changed, but the traced copy still multiplies by 1
+    fourth = fresh(third)
+    assert _copy_of(model, x) is fourth
+    model.head = nn.Linear(4 * 8 * 8, 3)  # a module replaced
+    fresh(fourth)
+
+
+def test_search_copy_of_a_model_over_the_snapshot_limit_is_built_every_call(monkeypatch):
+    from pyadv.attacks import _runner
+
+    monkeypatch.setattr(_runner, "_copies", weakref.WeakKeyDictionary())
+    monkeypatch.setattr(_runner, "_SNAPSHOT_MAX_BYTES", 0)
+    model, x = _Scaled().eval(), torch.rand(2, 1, 8, 8)
+    first = _copy_of(model, x)
+    assert first is not None and _copy_of(model, x) is not first
