@@ -128,3 +128,13 @@ def test_a_partial_generate_rerun_keeps_the_other_attacks_entries(tmp_path):
     assert gen._kept(gen.build_parser().parse_args(["--out", str(out)])) == {}  # a full run replaces the file
     out.write_text("{not json")
     assert gen._kept(args) == {}
+
+
+def test_onepixel_summary_compares_peers_with_float32_pyadv_only():
+    from pyadv.bench import attacks_onepixel
+
+    entry = {"images": 4, "pyadv": {"images_per_s": 2.0, "success": 0.5, "outside_forward_share": 0.1},
+             "pyadv_bf16": {"images_per_s": 2.2, "time_ratio_to_pyadv": 0.9},
+             "torchattacks": {"time_ratio_to_pyadv": 9.0, "time_ratio_to_pyadv_bf16": 10.0}}
+    (row,) = attacks_onepixel.summary({"results": {"digits8-cnn": entry}})
+    assert row["vs"] == {"torchattacks": 9.0} and row["rate"] == 2.0

@@ -6,6 +6,8 @@ pixel, untargeted, stopping an image at its first misclassification (the two pee
 rule; pyadv's ``stop="first_success"``). The peers evolve one image at a time in NumPy/SciPy
 style; pyadv evolves the whole batch at once through its runner. Implementations alternate
 within each round; success is judged once for all by the model on the returned images.
+pyadv also runs its bf16 search (``precision="bf16"``, every reported success checked in
+float32) as ``pyadv_bf16``; the peers' ratios are to float32 pyadv, and to the bf16 run apart.
 
     python benchmarks/attacks_onepixel.py [--images 16] [--rgb-images 6] [--rounds 1] [--device cpu]
 """
@@ -24,6 +26,9 @@ from pyadv.data import digits
 from pyadv.models import pretrained
 
 FAMILY, SUITE, PEERS = "attacks_onepixel", "attacks", ("torchattacks", "art")
+#: pyadv's configurations: float32 (what the peers are compared with), and its bf16 search
+#: with every reported success checked in float32 (a margin the peers do not have)
+PYADV = {"pyadv": "fp32", "pyadv_bf16": "bf16"}
 
 
 def build_parser():
@@ -61,12 +66,15 @@ def compare(model_name: str, n_images: int, libs: dict, rounds: int, dev) -> dic
     # pyadv counts its own forwards and model time (its runner's search copy would bypass a wrapper)
     out = {}
 
-    def run_pyadv(m):
-        out["pyadv_result"] = OnePixel(model, pop_size=400, iters=100, stop="first_success")(x, y)
-        return out["pyadv_result"].adv
+    def pyadv_run(name, precision):
+        def run(m):
+            out[name] = OnePixel(model, pop_size=400, iters=100, stop="first_success", precision=precision)(x, y)
+            return out[name].adv
+        return run
 
-    OnePixel(model, pop_size=400, iters=2)(x[:2], y[:2])  # warm-up: the runner's plan, once per process
-    impl = {"pyadv": run_pyadv}
+    for precision in PYADV.values():  # warm-up: the runner's plan, once per process and precision
+        OnePixel(model, pop_size=400, iters=2, precision=precision)(x[:2], y[:2])
+    impl = {name: pyadv_run(name, precision) for name, precision in PYADV.items()}
     if "torchattacks" in libs:
         ta = libs["torchattacks"]
         impl["torchattacks"] = lambda m: ta.OnePixel(m, pixels=1, steps=100, popsize=400, inf_batch=400)(x, y)
@@ -89,8 +97,8 @@ def compare(model_name: str, n_images: int, libs: dict, rounds: int, dev) -> dic
         with torch.no_grad():
             fooled = model(adv.float()).argmax(1) != y
         changed = (adv.float() != x).any(1).flatten(1).sum(1)
-        if name == "pyadv":
-            r = out["pyadv_result"]
+        if name in PYADV:
+            r = out[name]
             images, model_s = int(r.queries.sum()), r.profile["model_s"]
         else:
             images, model_s = timed[name].images, timed[name].seconds
@@ -101,6 +109,8 @@ def compare(model_name: str, n_images: int, libs: dict, rounds: int, dev) -> dic
              "outside_forward_share": 1 - model_s / t, "time_s": med, "images_per_s": len(x) / med}
         if name != "pyadv":
             e["time_ratio_to_pyadv"] = median_ratio(times, name)
+        if name not in PYADV and "pyadv_bf16" in times:
+            e["time_ratio_to_pyadv_bf16"] = median_ratio(times, name, "pyadv_bf16")
         res[name] = e
         print(f"  {name:13s} {med:8.1f} s  {len(x) / med:8.3f} img/s  success {e['successes']}/{len(x)}  "
               f"forwards {e['forward_images']}  outside forwards {e['outside_forward_share']:.1%}", flush=True)
@@ -111,7 +121,7 @@ def summary(payload) -> list[dict]:
     rows = []
     for model_name, entry in payload["results"].items():
         ours = entry["pyadv"]
-        vs = {k: v["time_ratio_to_pyadv"] for k, v in entry.items() if k not in ("images", "pyadv")}
+        vs = {k: v["time_ratio_to_pyadv"] for k, v in entry.items() if k not in ("images", *PYADV)}
         rows.append({"case": f"onepixel {model_name}", "rate": ours["images_per_s"], "unit": "images/s", "vs": vs,
                      "success": ours["success"], "outside_model": ours["outside_forward_share"]})
     return rows
