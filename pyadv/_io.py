@@ -33,7 +33,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
 def _fsync(path, directory: bool = False) -> None:
     try:
         # a file opened for writing: Windows' fsync needs write access
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) if directory else os.O_RDWR)
+        fd = os.open(path, (os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)) if directory else os.O_RDWR)
     except OSError:
         if directory:  # a platform that cannot open directories (Windows): the rename stands
             return

@@ -86,19 +86,22 @@ def _tensors(model: nn.Module):
     yield from model.named_buffers(remove_duplicate=False)
 
 
+def _modules(model: nn.Module) -> list:
+    return [(n, type(m), m.training) for n, m in model.named_modules()]
+
+
 def _model_state(model: nn.Module) -> Optional[dict]:
     """The model's modules (name, class, mode) and a copy of every parameter and buffer, or
     None when they exceed ``_SNAPSHOT_MAX_BYTES``."""
     named = list(_tensors(model))
     if sum(t.numel() * t.element_size() for _, t in named) > _SNAPSHOT_MAX_BYTES:
         return None
-    return {"modules": [(n, type(m), m.training) for n, m in model.named_modules()],
-            "tensors": [(n, t.detach().clone()) for n, t in named]}
+    return {"modules": _modules(model), "tensors": [(n, t.detach().clone()) for n, t in named]}
 
 
 def _same_state(model: nn.Module, entry: dict) -> bool:
     """Whether the model still is what ``entry`` (from :func:`_model_state`) recorded."""
-    if [(n, type(m), m.training) for n, m in model.named_modules()] != entry["modules"]:
+    if _modules(model) != entry["modules"]:
         return False
     now = list(_tensors(model))
     if len(now) != len(entry["tensors"]):

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from pyadv.attacks import available
-from pyadv.bench.harness import alternating, machine, median_ratio, parser, script
+from pyadv.bench.harness import alternating, machine, median_ratio, parser, results_path, script
 from pyadv.bench.peers import installed
 from pyadv.data import Part, generate, open_source
 from pyadv.models import pretrained
@@ -141,9 +141,7 @@ def _in_registry_order(entries: dict) -> dict:
 def _kept(args) -> dict:
     """With ``--only``, the other attacks' entries of the results file it replaces (each entry
     carries the time of its own run), so that a partial rerun does not erase the rest."""
-    from pyadv.bench.harness import RESULTS
-
-    path = Path(args.out) if args.out else RESULTS / f"{FAMILY}.json"
+    path = results_path(FAMILY, args.out)
     if not args.only or not path.exists():
         return {}
     try:

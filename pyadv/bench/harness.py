@@ -138,10 +138,15 @@ def setup_threads(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
+def results_path(family: str, out: Path | None = None) -> Path:
+    """Where a family's results file is: ``out`` if given, else benchmarks/results/FAMILY.json."""
+    return Path(out) if out else RESULTS / f"{family}.json"
+
+
 def write_results(family: str, payload: dict, out: Path | None = None) -> Path:
     from pyadv._io import write_json_atomic
 
-    path = out or RESULTS / f"{family}.json"
+    path = results_path(family, out)
     write_json_atomic(path, payload)
     return path
 
