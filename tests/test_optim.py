@@ -226,3 +226,65 @@ def test_reuse_known_skips_repeats_and_changes_nothing():
     assert sum(calls) < n_plain
     assert torch.equal(de.tracker.evaluations, reused.evaluations)
     assert int(reused.evaluations.sum() + de.tracker.reused.sum()) == n_plain == int(plain.evaluations.sum())
+
+
+# --- FlatAdam: torch.optim.Adam's update on one flat buffer ------------------------------------
+
+def _mlp():
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(12, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
+
+
+def _train(model, step, zero, steps=25):
+    g = torch.Generator().manual_seed(1)
+    for _ in range(steps):
+        x, y = torch.randn(8, 12, generator=g), torch.randint(0, 3, (8,), generator=g)
+        zero()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        step()
+    return [p.detach().clone() for p in model.parameters()]
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_flat_adam_matches_torch_adam(fused):
+    from pyadv.optim.flat_adam import FlatAdam
+
+    ref_model, model = _mlp(), _mlp()
+    ref = torch.optim.Adam(ref_model.parameters(), lr=1e-2, betas=(0.8, 0.99), eps=1e-6,
+                           **({"fused": True} if fused else {"foreach": False}))
+    want = _train(ref_model, ref.step, ref.zero_grad)
+    opt = FlatAdam(model.parameters(), lr=1e-2, betas=(0.8, 0.99), eps=1e-6)
+    opt.fused = fused and opt.fused
+    got = _train(model, opt.step, opt.zero_grad)
+    for w, g in zip(want, got):
+        if fused:  # the same kernel on the same numbers
+            assert torch.equal(w, g)
+        else:
+            torch.testing.assert_close(g, w, rtol=1e-6, atol=1e-7)
+    assert float(opt.step_count) == 25
+
+
+def test_flat_adam_keeps_the_module_usable():
+    from pyadv.optim.flat_adam import FlatAdam
+
+    model = _mlp()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    opt = FlatAdam(model.parameters())
+    # the parameters are views into one buffer, with their values and shapes unchanged
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert all(p.data_ptr() >= opt.flat.data_ptr() for p in model.parameters())
+    _train(model, opt.step, opt.zero_grad, steps=3)
+    assert not torch.equal(model[0].weight, before["0.weight"])
+    opt.release()
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_flat_adam_bad_input():
+    from pyadv.optim.flat_adam import FlatAdam
+
+    with pytest.raises(ValueError, match="params must hold"):
+        FlatAdam([])
+    with pytest.raises(ValueError, match="share one device"):
+        FlatAdam([torch.nn.Parameter(torch.zeros(2)), torch.nn.Parameter(torch.zeros(2, dtype=torch.float64))])
+    with pytest.raises(ValueError, match="lr must be"):
+        FlatAdam(_mlp().parameters(), lr=0)
