@@ -317,3 +317,114 @@ def test_bad_input():
         pass_score(x, y)
     with pytest.raises(TypeError, match="floating-point"):
         ecc_align(torch.zeros(1, 1, 16, 16, dtype=torch.uint8), torch.zeros(1, 1, 16, 16, dtype=torch.uint8))
+
+
+def solve_inputs(size=28, dtype=torch.float32):
+    """A batch that takes every path of the alignment: photo pairs under small homographies (both
+    borders), pairs needing no alignment, uncorrelated noise (fails or is rejected), a flat pair
+    (zero Hessian), horizontal stripes (a singular, non-zero Hessian: the pseudo-inverse) and an
+    identical pair."""
+    from pyadv.metrics.ecc import _prepare
+
+    wp = warped_pairs(size, 2, seed=1)
+    wc = warped_pairs(size, 1, seed=2, border="constant")
+    npairs = noise_pairs(size, 3, seed=3)
+    g = torch.Generator().manual_seed(4)
+    rand_t, rand_i = torch.rand(3, 1, size, size, generator=g), torch.rand(3, 1, size, size, generator=g)
+    flat = torch.full((1, 1, size, size), 0.5)
+    rows = torch.arange(size, dtype=torch.float32).view(1, 1, size, 1)
+    stripes = lambda shift: (0.5 + 0.4 * torch.sin(2 * torch.pi * (rows - shift) / 9)).expand(1, 1, size, size)
+    t = torch.cat([wp.template, wc.template, npairs.template, rand_t, flat, stripes(0), wp.template[:1]])
+    i = torch.cat([wp.image, wc.image, npairs.image, rand_i, flat, stripes(0.7), wp.template[:1]])
+    T, stack = _prepare(t, i, 5)
+    return T.to(dtype), stack.to(dtype)
+
+
+@pytest.mark.parametrize("motion", ["translation", "euclidean", "affine", "homography"])
+@pytest.mark.parametrize("from_identity", [True, False])
+@pytest.mark.parametrize("safeguards", [True, False])
+def test_ecc_solve_op_matches_the_torch_loop(motion, from_identity, safeguards):
+    from pyadv.metrics.ecc import _ecc, _ecc_loop
+
+    T, stack = solve_inputs()
+    init = None if from_identity else _ecc_loop(T, stack, "translation", 50, 1e-3, None, False, 3).warp
+    results = []
+    for dtype, margin in ((torch.float32, 3), (torch.float64, 0)):
+        Td, sd = T.to(dtype), stack.to(dtype)
+        got, want = _ecc(Td, sd, motion, 50, 1e-3, init, safeguards, margin), \
+            _ecc_loop(Td, sd, motion, 50, 1e-3, init, safeguards, margin)
+        # the same sums each iteration; only the small solves round differently (LU against
+        # LAPACK's inverse), so the same iterations and flags, and warps equal to rounding. A
+        # pair of uncorrelated noise may run off to warps of 1e14 (and "converge" there, with no
+        # pixel left inside), where that rounding is amplified without bound: such warps are not
+        # compared.
+        assert torch.equal(got.iterations, want.iterations)
+        for f in ("converged", "failed", "rejected"):
+            assert torch.equal(getattr(got, f), getattr(want, f)), f
+        ok = (want.converged & (want.warp.abs().flatten(1).amax(1) < 1e3)) | want.rejected
+        assert int(ok.sum()) >= len(ok) - 5
+        torch.testing.assert_close(got.warp[ok], want.warp[ok], rtol=1e-7, atol=1e-9)
+        torch.testing.assert_close(got.rho[ok], want.rho[ok], rtol=0, atol=1e-10, equal_nan=True)
+        results.append(want)
+    # every path was taken (float32, margin 3): converged pairs, failures, and (with safeguards)
+    # rejections
+    want = results[0]
+    assert bool(want.converged.any()) and bool(want.failed.any())
+    if safeguards:
+        assert bool(want.rejected.any())
+
+
+def test_ecc_solve_op_edge_cases():
+    from pyadv.metrics.ecc import _ecc, _ecc_loop
+
+    T, stack = solve_inputs(size=16)
+    # one iteration; an eps no change can reach (no pair iterates: the identity is measured apart)
+    for iters, eps in ((1, 1e-3), (50, 0.75)):
+        got, want = _ecc(T, stack, "homography", iters, eps, None, True, 2), \
+            _ecc_loop(T, stack, "homography", iters, eps, None, True, 2)
+        assert torch.equal(got.iterations, want.iterations) and int(got.iterations.max()) == (iters if eps < 0.5 else 0)
+        torch.testing.assert_close(got.warp, want.warp, rtol=0, atol=1e-9)
+        torch.testing.assert_close(got.rho, want.rho, rtol=0, atol=1e-12, equal_nan=True)
+    # the flat pair: a zero Hessian fails at once and keeps the identity; the stripes take the
+    # pseudo-inverse and move along y only
+    r = _ecc(T, stack, "translation", 50, 1e-3, None, False, 2)
+    flat, stripes = len(T) - 3, len(T) - 2
+    assert bool(r.failed[flat]) and torch.equal(r.warp[flat], torch.eye(3, dtype=torch.float64))
+    assert not r.failed[stripes] and bool(r.converged[stripes])
+    assert r.warp[stripes, 0, 2] == 0 and abs(float(r.warp[stripes, 1, 2]) - 0.7) < 0.05
+    # no pairs
+    empty = torch.ops.pyadv.ecc_solve(stack[:0], T[:0], torch.zeros(0, 3, 3, dtype=torch.float64), 3, 0, 5, 1e-3,
+                                      True, True)
+    assert [tuple(e.shape) for e in empty] == [(0, 3, 3), (0,), (0,), (0,), (0,), (0,)]
+    # the same result for 1 and 2 threads (each pair is one thread's work, its sums in fixed bands)
+    n = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = _ecc(T, stack, "homography", 50, 1e-3, None, True, 2)
+        torch.set_num_threads(2)
+        two = _ecc(T, stack, "homography", 50, 1e-3, None, True, 2)
+    finally:
+        torch.set_num_threads(n)
+    assert torch.equal(one.warp, two.warp) and torch.equal(one.iterations, two.iterations)
+
+
+@pytest.mark.parametrize("args,match", [
+    ((5, 0, 0, 1e-3), "motion must be"),
+    ((3, -1, 5, 1e-3), "margin must be"),
+    ((3, 0, 0, 1e-3), "iters must be >= 1"),
+    ((3, 0, 5, -1.0), "eps must be >= 0"),
+])
+def test_ecc_solve_bad_input(args, match):
+    motion, margin, iters, eps = args
+    eye = torch.eye(3, dtype=torch.float64)[None]
+    with pytest.raises((ValueError, RuntimeError), match=match):
+        torch.ops.pyadv.ecc_solve(torch.rand(1, 3, 8, 8), torch.rand(1, 8, 8), eye, motion, margin, iters, eps, True,
+                                  True)
+    with pytest.raises((ValueError, RuntimeError), match="M must have shape"):
+        torch.ops.pyadv.ecc_solve(torch.rand(2, 3, 8, 8), torch.rand(2, 8, 8), eye, 3, 0, 5, 1e-3, True, True)
+
+
+def test_ecc_solve_opcheck():
+    T, stack = solve_inputs(size=12)
+    eye = torch.eye(3, dtype=torch.float64).expand(len(T), 3, 3).contiguous()
+    torch.library.opcheck(torch.ops.pyadv.ecc_solve.default, (stack, T, eye, 3, 1, 10, 1e-3, True, True))

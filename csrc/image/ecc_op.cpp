@@ -15,6 +15,7 @@
 #include "ecc_cpu_kernel.h"
 #include "ecc_math.h"
 #include "ecc_op.h"
+#include "ecc_solve_math.h"
 
 PYADV_DECLARE_ECC_CPU_KERNELS(isa_baseline)
 #if defined(PYADV_HAVE_AVX2)
@@ -68,10 +69,24 @@ EccArgs check_ecc(const at::Tensor& img, const at::Tensor& tmpl, const at::Tenso
           img.size(3), ecc_math::n_stats(static_cast<int>(motion))};
 }
 
+void check_solve_args(const EccArgs& a, int64_t iters, double eps) {
+  TORCH_CHECK_VALUE(iters >= 1, "iters must be >= 1, got ", iters);
+  TORCH_CHECK_VALUE(eps >= 0, "eps must be >= 0, got ", eps);
+  TORCH_CHECK_VALUE(a.N == a.B, "M must hold one warp per pair, [", a.B, ", 3, 3]");
+}
+
 namespace {
 
 constexpr int64_t kBands = 16;
 constexpr int64_t kBandPixels = 4096;
+
+// Row bands of at least kBandPixels pixels (the per-band set-up costs about a microsecond), at
+// most kBands; the count depends on the image size only.
+int64_t bands_for(int64_t H, int64_t W) {
+  int64_t bands = (H * W) / kBandPixels;
+  bands = bands < 1 ? 1 : bands > kBands ? kBands : bands;
+  return bands > H ? (H > 0 ? H : 1) : bands;
+}
 
 at::Tensor ecc_moments_cpu(const at::Tensor& img_in, const at::Tensor& tmpl_in, const at::Tensor& M_in,
                            int64_t motion, int64_t margin, const std::optional<at::Tensor>& ids) {
@@ -79,12 +94,7 @@ at::Tensor ecc_moments_cpu(const at::Tensor& img_in, const at::Tensor& tmpl_in, 
   // a pixel's three values share a cache line, which the corner reads of the warp favour.
   const EccArgs a = check_ecc(img_in, tmpl_in, M_in, motion, margin, ids, /*keep_channels_last=*/true);
   const bool interleaved = !a.img.is_contiguous();
-  // Bands of at least kBandPixels pixels (the per-band set-up costs about a microsecond), at
-  // most kBands; the count depends on the image size only.
-  int64_t bands = (a.H * a.W) / kBandPixels;
-  bands = bands < 1 ? 1 : bands > kBands ? kBands : bands;
-  bands = bands > a.H ? (a.H > 0 ? a.H : 1) : bands;
-  const int64_t rows = (a.H + bands - 1) / bands;
+  const int64_t bands = bands_for(a.H, a.W), rows = (a.H + bands - 1) / bands;
   std::vector<double> part(a.N * bands * a.K, 0.0);
   const int64_t* idp = a.ids.defined() ? a.ids.const_data_ptr<int64_t>() : nullptr;
   AT_DISPATCH_FLOATING_TYPES(a.img.scalar_type(), "ecc_moments_cpu", [&] {
@@ -108,6 +118,61 @@ at::Tensor ecc_moments_cpu(const at::Tensor& img_in, const at::Tensor& tmpl_in, 
     for (int64_t j = 0; j < bands; ++j)
       for (int64_t k = 0; k < a.K; ++k) o[b * a.K + k] += part[(b * bands + j) * a.K + k];
   return out;
+}
+
+// ECC alignment of every pair, the iterations and the safeguards of ecc_solve_math.h's
+// align_pair in one call, in parallel over the pairs. A pair's sums are ecc_moments' own (the
+// same bands, added in the same order), so each iteration sees what the torch loop in ecc.py
+// would; only the small solves differ in rounding (LU here, LAPACK's inverse there).
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> ecc_solve_cpu(
+    const at::Tensor& img_in, const at::Tensor& tmpl_in, const at::Tensor& M_in, int64_t motion, int64_t margin,
+    int64_t iters, double eps, bool safeguards, bool from_identity) {
+  const EccArgs a = check_ecc(img_in, tmpl_in, M_in, motion, margin, std::nullopt, /*keep_channels_last=*/true);
+  check_solve_args(a, iters, eps);
+  const bool interleaved = !a.img.is_contiguous();
+  const int64_t bands = bands_for(a.H, a.W), rows = (a.H + bands - 1) / bands;
+  const auto f64 = a.img.options().dtype(at::kDouble);
+  at::Tensor W = at::empty({a.N, 3, 3}, f64), rho = at::empty({a.N}, f64);
+  at::Tensor its = at::empty({a.N}, f64.dtype(at::kLong));
+  at::Tensor converged = at::empty({a.N}, f64.dtype(at::kBool)), failed = at::empty_like(converged),
+             rejected = at::empty_like(converged);
+  AT_DISPATCH_FLOATING_TYPES(a.img.scalar_type(), "ecc_solve_cpu", [&] {
+    const scalar_t* img = a.img.const_data_ptr<scalar_t>();
+    const scalar_t* tmpl = a.tmpl.const_data_ptr<scalar_t>();
+    const double* M = a.M.const_data_ptr<double>();
+    const int64_t P = a.H * a.W;
+    double* Wo = W.mutable_data_ptr<double>();
+    double* ro = rho.mutable_data_ptr<double>();
+    int64_t* io = its.mutable_data_ptr<int64_t>();
+    bool* co = converged.mutable_data_ptr<bool>();
+    bool* fo = failed.mutable_data_ptr<bool>();
+    bool* jo = rejected.mutable_data_ptr<bool>();
+    at::parallel_for(0, a.N, 1, [&](int64_t b0, int64_t b1) {
+      for (int64_t b = b0; b < b1; ++b) {
+        auto sums_at = [&](const double* Wp, int mot, double* S) {
+          const int K = ecc_math::n_stats(mot);
+          double part[ecc_math::kMaxStats];
+          for (int k = 0; k < K; ++k) S[k] = 0.0;
+          for (int64_t j = 0; j < bands; ++j) {
+            const int64_t y0 = j * rows, y1 = y0 + rows < a.H ? y0 + rows : a.H;
+            for (int k = 0; k < K; ++k) part[k] = 0.0;
+            PYADV_ISA_DISPATCH(isa_ns::ecc::moments_rows<scalar_t>(img + b * 3 * P, tmpl + b * P, a.H, a.W, y0, y1,
+                                                                   Wp, mot, margin, interleaved, part));
+            for (int k = 0; k < K; ++k) S[k] += part[k];
+          }
+        };
+        ecc_solve::PairResult r;
+        ecc_solve::align_pair(sums_at, static_cast<int>(motion), M + 9 * b, from_identity, iters, eps, safeguards, &r);
+        for (int i = 0; i < 9; ++i) Wo[9 * b + i] = r.W[i];
+        ro[b] = r.rho;
+        io[b] = r.iterations;
+        co[b] = r.converged;
+        fo[b] = r.failed;
+        jo[b] = r.rejected;
+      }
+    });
+  });
+  return {W, rho, its, converged, failed, rejected};
 }
 
 // The pre-filtering of ECC (as cv::findTransformECC): both images through the separable
@@ -151,6 +216,7 @@ std::tuple<at::Tensor, at::Tensor> ecc_prefilter_cpu(const at::Tensor& tmpl_in, 
 TORCH_LIBRARY_IMPL(pyadv, CPU, m) {
   m.impl("ecc_moments", &ecc_moments_cpu);
   m.impl("ecc_prefilter", &ecc_prefilter_cpu);
+  m.impl("ecc_solve", &ecc_solve_cpu);
 }
 
 }  // namespace ecc

@@ -22,6 +22,9 @@ struct EccArgs {
 EccArgs check_ecc(const at::Tensor& img, const at::Tensor& tmpl, const at::Tensor& M, int64_t motion, int64_t margin,
                   const std::optional<at::Tensor>& ids, bool keep_channels_last = false);
 
+// ecc_solve's own arguments: iters >= 1, eps >= 0, a warp per pair.
+void check_solve_args(const EccArgs& a, int64_t iters, double eps);
+
 // Launch(T*...) forwards to pyadv::cuda::ecc::moments or pyadv::emulated::ecc::moments.
 template <typename Launch>
 at::Tensor ecc_moments_gpu(const at::Tensor& img, const at::Tensor& tmpl, const at::Tensor& M, int64_t motion,

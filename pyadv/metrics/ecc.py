@@ -23,7 +23,10 @@ returns warps more than 2 px off on 8 to 15 % of such pairs.
 
 Each iteration's inner step (warp every template pixel into the image, sample the image and
 its gradients, the Jacobian, and all the sums the Gauss-Newton step needs) is one pass of the
-compiled ``ecc_moments`` op (CPU, CUDA); the n x n solves of each pair are batched torch ops.
+compiled ``ecc_moments`` op (CPU, CUDA); the n x n solves of each pair are batched torch ops
+(``_ecc_loop``). On the CPU the whole alignment of every pair (iterations, solves, safeguards)
+is one call of the compiled ``ecc_solve`` op instead: the same sums and the same rules, without
+a dozen small torch ops per iteration, which took more time than the sums on small images.
 """
 from __future__ import annotations
 
@@ -239,6 +242,26 @@ def _ecc_prefilter_fake(tmpl, img, kernel):
 
 
 def _ecc(T, stack, motion, iters, eps, init, safeguards, margin) -> ECCResult:
+    if T.device.type != "cpu":
+        return _ecc_loop(T, stack, motion, iters, eps, init, safeguards, margin)
+    B = T.shape[0]
+    W0 = (torch.eye(3, dtype=torch.float64).expand(B, 3, 3) if init is None
+          else torch.as_tensor(init, dtype=torch.float64).expand(B, 3, 3)).contiguous()
+    return ECCResult(*torch.ops.pyadv.ecc_solve(stack, T, W0, MOTION_CODES[motion], margin, iters, float(eps),
+                                                safeguards, init is None))
+
+
+@torch.library.register_fake("pyadv::ecc_solve")
+def _ecc_solve_fake(img, tmpl, M, motion, margin, iters, eps, safeguards, from_identity):
+    B = M.shape[0]
+    f = img.new_empty((B,), dtype=torch.bool)
+    return (img.new_empty((B, 3, 3), dtype=torch.float64), img.new_empty((B,), dtype=torch.float64),
+            img.new_empty((B,), dtype=torch.long), f, f.new_empty((B,)), f.new_empty((B,)))
+
+
+def _ecc_loop(T, stack, motion, iters, eps, init, safeguards, margin) -> ECCResult:
+    """The alignment as batched torch ops around ``ecc_moments``, iteration by iteration (the
+    reference of the ``ecc_solve`` op, which runs it per pair in one call on the CPU)."""
     dtype, dev = torch.float64, T.device
     B, n = T.shape[0], MOTIONS[motion]
     W = (torch.eye(3, dtype=dtype, device=dev).expand(B, 3, 3).clone() if init is None
