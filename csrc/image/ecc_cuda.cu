@@ -1,9 +1,13 @@
-// ECC inner-step CUDA kernel: one block per pair; each thread sums its strided share of the
-// template pixels (ecc_math.h), then the block reduces the sums in a fixed order (warp shuffles,
-// then the warps' partials in index order), so the result does not depend on scheduling.
+// ECC CUDA kernels. moments_kernel, the inner step: one block per pair; each thread sums its
+// strided share of the template pixels (ecc_math.h), then the block reduces the sums in a fixed
+// order (warp shuffles, then the warps' partials in index order), so the result does not depend
+// on scheduling. solve_kernel, the whole alignment (ecc_solve_math.h): one block per pair, the
+// same sums as a block-collective call each iteration, the small solves run by every thread
+// alike on the shared sums.
 #include "../common/cuda_compat.h"
 #include "ecc_gpu.h"
 #include "ecc_math.h"
+#include "ecc_solve_math.h"
 
 namespace pyadv {
 namespace PYADV_GPU_NS {
@@ -62,6 +66,90 @@ __global__ void reduce_kernel(const double* scratch, int64_t N, int64_t split, i
     out[i] = s;
   }
 }
+
+// The sums of one pair at warp M (the same for every thread of the block) into S [K], every
+// thread's copy, reduced as moments_kernel reduces (warp shuffles, then warps in order).
+template <typename T, int Motion>
+__device__ void block_sums(const T* ib, const T* tb, int64_t H, int64_t W, int64_t margin, const double* M,
+                           double (*partial)[em::kMaxStats], double* shared_sums, double* S) {
+  constexpr int K = em::n_stats(Motion);
+  const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
+  const int64_t P = H * W;
+  double acc[K];
+#pragma unroll
+  for (int k = 0; k < K; ++k) acc[k] = 0.0;
+  for (int64_t e = tid; e < P; e += blockDim.x) {
+    const int64_t x = e % W, y = e / W;
+    if (em::inside_margin(x, y, H, W, margin))
+      em::add_pixel(ib, ib + P, ib + 2 * P, H, W, x, y, double(tb[e]), M, Motion, acc);
+  }
+#pragma unroll
+  for (int k = 0; k < K; ++k) {
+    double v = acc[k];
+    for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_down_sync(0xFFFFFFFFu, v, offset);
+    if (lane == 0) partial[warp][k] = v;
+  }
+  __syncthreads();
+  for (int k = tid; k < K; k += blockDim.x) {
+    double s = 0.0;
+    for (unsigned w = 0; w < kWarps; ++w) s += partial[w][k];
+    shared_sums[k] = s;
+  }
+  __syncthreads();
+  for (int k = 0; k < K; ++k) S[k] = shared_sums[k];
+  __syncthreads();  // partial and shared_sums are reused by the next call
+}
+
+template <typename T, int Motion>
+__global__ void solve_kernel(const T* img, const T* tmpl, const double* M0, int64_t N, int64_t H, int64_t W,
+                             int64_t margin, int64_t iters, double eps, bool safeguards, bool from_identity,
+                             double* W_out, double* rho, int64_t* its, bool* converged, bool* failed, bool* rejected) {
+  __shared__ double partial[kWarps][em::kMaxStats];
+  __shared__ double shared_sums[em::kMaxStats];
+  const int64_t P = H * W;
+  for (int64_t b = blockIdx.x; b < N; b += gridDim.x) {
+    const T* ib = img + b * 3 * P;
+    const T* tb = tmpl + b * P;
+    auto sums_at = [&](const double* M, int motion, double* S) {
+      if (motion == em::kTranslation)
+        block_sums<T, em::kTranslation>(ib, tb, H, W, margin, M, partial, shared_sums, S);
+      else
+        block_sums<T, Motion>(ib, tb, H, W, margin, M, partial, shared_sums, S);
+    };
+    ::pyadv::ecc_solve::PairResult r;
+    ::pyadv::ecc_solve::align_pair(sums_at, Motion, M0 + 9 * b, from_identity, iters, eps, safeguards, &r);
+    if (threadIdx.x == 0) {
+      for (int i = 0; i < 9; ++i) W_out[9 * b + i] = r.W[i];
+      rho[b] = r.rho;
+      its[b] = r.iterations;
+      converged[b] = r.converged;
+      failed[b] = r.failed;
+      rejected[b] = r.rejected;
+    }
+  }
+}
+
+template <typename T>
+int solve(const T* img, const T* tmpl, const double* M0, int64_t N, int64_t H, int64_t W, int motion, int64_t margin,
+          int64_t iters, double eps, bool safeguards, bool from_identity, double* W_out, double* rho, int64_t* its,
+          bool* converged, bool* failed, bool* rejected, void* stream) {
+  if (N <= 0) return 0;
+#define PYADV_ECC_SOLVE(MOTION)                                                                                    \
+  return launch_kernel(solve_kernel<T, MOTION>, loop_blocks(N), kThreads, 0, stream, img, tmpl, M0, N, H, W, margin, \
+                       iters, eps, safeguards, from_identity, W_out, rho, its, converged, failed, rejected)
+  switch (motion) {
+    case em::kTranslation: PYADV_ECC_SOLVE(em::kTranslation);
+    case em::kEuclidean: PYADV_ECC_SOLVE(em::kEuclidean);
+    case em::kAffine: PYADV_ECC_SOLVE(em::kAffine);
+    default: PYADV_ECC_SOLVE(em::kHomography);
+  }
+#undef PYADV_ECC_SOLVE
+}
+
+template int solve<float>(const float*, const float*, const double*, int64_t, int64_t, int64_t, int, int64_t, int64_t,
+                          double, bool, bool, double*, double*, int64_t*, bool*, bool*, bool*, void*);
+template int solve<double>(const double*, const double*, const double*, int64_t, int64_t, int64_t, int, int64_t,
+                           int64_t, double, bool, bool, double*, double*, int64_t*, bool*, bool*, bool*, void*);
 
 template <typename T, int Motion>
 int launch_moments(const T* img, const T* tmpl, const double* M, const int64_t* ids, int64_t N, int64_t H, int64_t W,

@@ -6,6 +6,7 @@
 #include <c10/util/Exception.h>
 
 #include <optional>
+#include <tuple>
 
 #include "ecc_gpu.h"
 
@@ -42,6 +43,31 @@ at::Tensor ecc_moments_gpu(const at::Tensor& img, const at::Tensor& tmpl, const 
     TORCH_CHECK(err == 0, "ecc_moments failed to launch (error ", err, ")");
   });
   return out;
+}
+
+using SolveOutputs = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
+
+// Launch(T*...) forwards to pyadv::cuda::ecc::solve or pyadv::emulated::ecc::solve.
+template <typename Launch>
+SolveOutputs ecc_solve_gpu(const at::Tensor& img, const at::Tensor& tmpl, const at::Tensor& M, int64_t motion,
+                           int64_t margin, int64_t iters, double eps, bool safeguards, bool from_identity, void* stream,
+                           Launch launch) {
+  const EccArgs a = check_ecc(img, tmpl, M, motion, margin, std::nullopt);
+  check_solve_args(a, iters, eps);
+  const auto f64 = a.img.options().dtype(at::kDouble);
+  at::Tensor W = at::empty({a.N, 3, 3}, f64), rho = at::empty({a.N}, f64);
+  at::Tensor its = at::empty({a.N}, f64.dtype(at::kLong));
+  at::Tensor converged = at::empty({a.N}, f64.dtype(at::kBool)), failed = at::empty_like(converged),
+             rejected = at::empty_like(converged);
+  AT_DISPATCH_FLOATING_TYPES(a.img.scalar_type(), "ecc_solve_gpu", [&] {
+    const int err = launch(a.img.const_data_ptr<scalar_t>(), a.tmpl.const_data_ptr<scalar_t>(),
+                           a.M.const_data_ptr<double>(), a.N, a.H, a.W, static_cast<int>(motion), margin, iters, eps,
+                           safeguards, from_identity, W.mutable_data_ptr<double>(), rho.mutable_data_ptr<double>(),
+                           its.mutable_data_ptr<int64_t>(), converged.mutable_data_ptr<bool>(),
+                           failed.mutable_data_ptr<bool>(), rejected.mutable_data_ptr<bool>(), stream);
+    TORCH_CHECK(err == 0, "ecc_solve failed to launch (error ", err, ")");
+  });
+  return {W, rho, its, converged, failed, rejected};
 }
 
 }  // namespace ecc

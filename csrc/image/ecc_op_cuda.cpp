@@ -17,9 +17,20 @@ at::Tensor ecc_moments_cuda(const at::Tensor& img, const at::Tensor& tmpl, const
                          [](auto... a) { return ::pyadv::cuda::ecc::moments(a...); });
 }
 
+SolveOutputs ecc_solve_cuda(const at::Tensor& img, const at::Tensor& tmpl, const at::Tensor& M, int64_t motion,
+                            int64_t margin, int64_t iters, double eps, bool safeguards, bool from_identity) {
+  const c10::cuda::CUDAGuard guard(img.device());
+  return ecc_solve_gpu(img, tmpl, M, motion, margin, iters, eps, safeguards, from_identity,
+                       c10::cuda::getCurrentCUDAStream(img.device().index()).stream(),
+                       [](auto... a) { return ::pyadv::cuda::ecc::solve(a...); });
+}
+
 }  // namespace
 
-TORCH_LIBRARY_IMPL(pyadv, CUDA, m) { m.impl("ecc_moments", &ecc_moments_cuda); }
+TORCH_LIBRARY_IMPL(pyadv, CUDA, m) {
+  m.impl("ecc_moments", &ecc_moments_cuda);
+  m.impl("ecc_solve", &ecc_solve_cuda);
+}
 
 }  // namespace ecc
 }  // namespace pyadv

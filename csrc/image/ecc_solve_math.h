@@ -261,6 +261,9 @@ struct PairResult {
 // sums_at(W, motion, S) writes the sums of ecc_math.h at warp W to S; on a GPU it is a block's
 // collective call, and every thread runs this same scalar code on the same sums, so the
 // control flow stays uniform across the block.
+#if defined(__CUDACC__)
+#pragma nv_exec_check_disable  // sums_at is a __device__ lambda in the CUDA kernel
+#endif
 template <typename SumsAt>
 PYADV_HD inline void align_pair(SumsAt& sums_at, int motion, const double* W0, bool from_identity, int64_t iters,
                                 double eps, bool safeguards, PairResult* out) {
