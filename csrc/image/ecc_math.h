@@ -2,8 +2,8 @@
 // per template pixel: warp the pixel into the image, sample the pre-filtered image and its
 // gradients bilinearly (warp_math.h, the perspective warp's own rule), and add the pixel's
 // contribution to the sums that the Gauss-Newton step needs. One pass over the template gives
-// everything; the tiny solves stay in Python. Shared by the CPU op, the CUDA kernel and the
-// emulator.
+// everything; the tiny solves are ecc_solve_math.h's. Shared by the CPU op, the CUDA kernel and
+// the emulator.
 //
 // Sums over the template pixels that are at least `margin` pixels inside the template and whose
 // source lies inside the image (the bilinear coverage of an all-ones image > 0.999, as OpenCV's

@@ -1,5 +1,6 @@
-// The ECC inner-step op: checks, and the CPU implementation (the math of ecc_math.h). Each pair's
-// rows are summed in row bands whose number depends only on the image size, and the bands are
+// The ECC ops: checks, and the CPU implementations of the inner step (ecc_moments, the math of
+// ecc_math.h), of the whole alignment (ecc_solve, ecc_solve_math.h) and of the pre-filter. Each
+// pair's rows are summed in row bands whose number depends only on the image size, and the bands are
 // added in order, so the sums are the same for any thread count.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>

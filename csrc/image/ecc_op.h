@@ -1,4 +1,4 @@
-// Checks of the ECC inner-step op (ecc_moments), and its GPU-style glue for the CUDA build and
+// Checks of the ECC ops (ecc_moments, ecc_solve), and their GPU-style glue for the CUDA build and
 // the emulator.
 #pragma once
 

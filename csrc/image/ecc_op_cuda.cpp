@@ -1,4 +1,5 @@
-// CUDA implementation of the ECC inner-step op (built only with a CUDA torch and nvcc).
+// CUDA implementations of the ECC ops, the inner step and the whole alignment (built only with a
+// CUDA torch and nvcc).
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>

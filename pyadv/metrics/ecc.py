@@ -24,9 +24,10 @@ returns warps more than 2 px off on 8 to 15 % of such pairs.
 Each iteration's inner step (warp every template pixel into the image, sample the image and
 its gradients, the Jacobian, and all the sums the Gauss-Newton step needs) is one pass of the
 compiled ``ecc_moments`` op (CPU, CUDA); the n x n solves of each pair are batched torch ops
-(``_ecc_loop``). On the CPU the whole alignment of every pair (iterations, solves, safeguards)
-is one call of the compiled ``ecc_solve`` op instead: the same sums and the same rules, without
-a dozen small torch ops per iteration, which took more time than the sums on small images.
+(``_ecc_loop``, the reference). Where the build has it (CPU; CUDA in a CUDA build) the whole
+alignment of every pair (iterations, solves, safeguards) is one call of the compiled
+``ecc_solve`` op instead: the same sums and the same rules, without a dozen small torch ops per
+iteration, which took more time than the sums on small images.
 """
 from __future__ import annotations
 
@@ -241,12 +242,18 @@ def _ecc_prefilter_fake(tmpl, img, kernel):
     return tmpl.new_empty((B, H, W)), tmpl.new_empty((B, 3, H, W))
 
 
+def _solve_op_on(device: torch.device) -> bool:
+    """Whether this build has the ecc_solve op for the device (CPU always; CUDA when built with it)."""
+    key = {"cpu": "CPU", "cuda": "CUDA"}.get(device.type)
+    return key is not None and torch._C._dispatch_has_kernel_for_dispatch_key("pyadv::ecc_solve", key)
+
+
 def _ecc(T, stack, motion, iters, eps, init, safeguards, margin) -> ECCResult:
-    if T.device.type != "cpu":
+    if not _solve_op_on(T.device):
         return _ecc_loop(T, stack, motion, iters, eps, init, safeguards, margin)
     B = T.shape[0]
-    W0 = (torch.eye(3, dtype=torch.float64).expand(B, 3, 3) if init is None
-          else torch.as_tensor(init, dtype=torch.float64).expand(B, 3, 3)).contiguous()
+    W0 = (torch.eye(3, dtype=torch.float64, device=T.device).expand(B, 3, 3) if init is None
+          else torch.as_tensor(init, dtype=torch.float64, device=T.device).expand(B, 3, 3)).contiguous()
     return ECCResult(*torch.ops.pyadv.ecc_solve(stack, T, W0, MOTION_CODES[motion], margin, iters, float(eps),
                                                 safeguards, init is None))
 
