@@ -161,6 +161,13 @@ def test_changed_command_refused_and_damage_detected(tmp_path, digits_cnn, cache
 
     with pytest.raises(ValueError, match=r"shard-00000.jsonl line 3: not a manifest line"):
         read_lines(first)
+    # JSON that is not one object per line: a number, two objects on one line, an empty line
+    for bad, line in (("7", 2), (text[1] + ", " + text[2], 2), ("", 1)):
+        first.write_text("\n".join(([] if line == 1 else text[:1]) + [bad] + text[line:]) + "\n")
+        with pytest.raises(ValueError, match=rf"shard-00000.jsonl line {line}: not a manifest line"):
+            read_lines(first)
+    assert read_lines(first, "\n".join(text)) == [json.loads(t) for t in text]
+    first.write_text("\n".join(text[:2] + ["{not json"] + text[3:]) + "\n")
     (out / "manifest.jsonl").unlink()
     r = run(*gen(out))  # the rerun that finishes the manifest reads every shard's lines
     assert r.returncode == 1 and "shard-00000.jsonl line 3: not a manifest line" in r.stderr
@@ -296,7 +303,9 @@ def test_manifest_lines_are_json_dumps_with_sorted_keys():
 
     columns = {"row": [0, 1, 2], "label": [3, -1, 0], "prob": [0.5, float("nan"), 1e-300],
                "success": [True, False, True], "kind": ["fgs", 'a "quoted"\nname', "ü"], "scale": [None, 1.05, None],
-               "big": [2 ** 70, 0, -5], "inf": [float("inf"), float("-inf"), -0.0]}
+               "big": [2 ** 70, 0, -5], "inf": [float("inf"), float("-inf"), -0.0],
+               # one type per column (the fast paths): finite floats, None only
+               "l2": [0.1, 2.5, 1e20], "target": [None, None, None]}
     constant = {"options": {"eps": 0.1, "nested": {"z": [1, 2], "a": None}}, "versions": {"torch": "2.13"},
                 "attack": "fgs", "seed": 7}
     got = manifest_lines(columns, constant)

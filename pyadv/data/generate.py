@@ -186,15 +186,18 @@ def _samples(result, part: Part, index: torch.Tensor) -> dict:
     src = torch.arange(n, device=result.adv.device)
     return {"images": result.adv, "label": result.y, "pred": result.pred, "source": src, "index": index,
             "kind": [part.attack] * n, "scale": [None] * n, "success": result.success, "target": result.target,
-            "prob": result.probs.gather(1, result.pred[:, None])[:, 0], "queries": result.queries}
+            "prob": result.probs.gather(1, result.pred[:, None])[:, 0], "queries": result.queries,
+            "norms": {"l0": result.l0, "l2": result.l2, "linf": result.linf}}
 
 
-def _metrics(adv: torch.Tensor, x: torch.Tensor, known_pass: Optional[torch.Tensor] = None) -> dict:
-    """L0, L2, L-inf, SSIM and PASS of every sample; ``known_pass`` (NaN where unknown) is what
-    the attack already computed (hot/cold scores its results), not computed twice."""
+def _metrics(adv: torch.Tensor, x: torch.Tensor, known_pass: Optional[torch.Tensor] = None,
+             known_norms: Optional[dict] = None) -> dict:
+    """L0, L2, L-inf, SSIM and PASS of every sample; ``known_pass`` (NaN where unknown) and
+    ``known_norms`` (L0, L2, L-inf of these very samples) are what the attack's result already
+    holds, not computed twice."""
     from ..metrics import lp_norms, pass_score, ssim
 
-    n = lp_norms(adv, x)
+    n = known_norms if known_norms is not None else lp_norms(adv, x)
     out = {k: n[k].double().cpu() for k in ("l0", "l2", "linf")}
     big = min(x.shape[-2:]) >= 11  # SSIM's window
     out["ssim"] = ssim(adv, x, data_range=1.0).double().cpu() if big and len(x) else None
@@ -229,18 +232,36 @@ def _json_value(v) -> str:
     return json.dumps(v)
 
 
+_BOOL_TEXT = {True: "true", False: "false"}.__getitem__
+
+
+def _json_column(values: list) -> list[str]:
+    """_json_value of every value of a column, by the column's one type where it has one (the
+    columns of a shard are ints, finite floats, bools or None: mapped in C, not value by value)."""
+    kinds = set(map(type, values))
+    if kinds == {int}:
+        return list(map(int.__repr__, values))
+    if kinds == {float} and all(map(math.isfinite, values)):
+        return list(map(float.__repr__, values))
+    if kinds == {bool}:
+        return list(map(_BOOL_TEXT, values))
+    if kinds == {type(None)}:
+        return ["null"] * len(values)
+    return list(map(_json_value, values))
+
+
 def manifest_lines(columns: dict[str, list], constant: dict) -> list[str]:
     """One JSON object per row, keys sorted: exactly ``json.dumps({**constant, **row},
-    sort_keys=True)``, with the constant fields (options, versions, ...) encoded once."""
-    keys = sorted({*columns, *constant})
-    fixed = {k: f"{json.dumps(k)}: {json.dumps(constant[k], sort_keys=True)}" for k in constant if k not in columns}
-    heads = {k: f"{json.dumps(k)}: " for k in columns}
+    sort_keys=True)``, with the constant fields (options, versions, ...) encoded once and each
+    column's fields encoded column by column."""
     n = len(next(iter(columns.values()))) if columns else 0
-    out = []
-    for i in range(n):
-        out.append("{" + ", ".join(fixed[k] if k in fixed else heads[k] + _json_value(columns[k][i]) for k in keys)
-                   + "}")
-    return out
+    fields = []
+    for k in sorted({*columns, *constant}):
+        if k in columns:
+            fields.append(list(map(f"{json.dumps(k)}: ".__add__, _json_column(columns[k]))))
+        else:
+            fields.append([f"{json.dumps(k)}: {json.dumps(constant[k], sort_keys=True)}"] * n)
+    return ["{" + ", ".join(row) + "}" for row in zip(*fields)]
 
 
 def _write_shard(out: Path, part: Part, k: int, rows: dict, metrics: dict, quantized: bool, seed: int,
@@ -270,13 +291,24 @@ def _write_shard(out: Path, part: Part, k: int, rows: dict, metrics: dict, quant
 def read_lines(path: Path, text: Optional[str] = None) -> list[dict]:
     """The manifest lines of one file (``text``: its content, if already read), with an error
     naming the file and line that does not parse."""
+    lines = (path.read_text() if text is None else text).splitlines()
+    try:  # all lines in one parse; line by line only to name the line that does not parse
+        out = json.loads("[" + ",".join(lines) + "]")
+        if len(out) == len(lines) and all(isinstance(v, dict) for v in out):
+            return out
+    except json.JSONDecodeError:
+        pass
     out = []
-    for n, line in enumerate((path.read_text() if text is None else text).splitlines(), 1):
+    for n, line in enumerate(lines, 1):
         try:
-            out.append(json.loads(line))
+            v = json.loads(line)
         except json.JSONDecodeError as e:
             raise ValueError(f"{path} line {n}: not a manifest line ({e.msg}); delete the file (and its shard) "
                              "and rerun the command to regenerate it") from None
+        if not isinstance(v, dict):
+            raise ValueError(f"{path} line {n}: not a manifest line (a JSON {type(v).__name__}, not an object); "
+                             "delete the file (and its shard) and rerun the command to regenerate it")
+        out.append(v)
     return out
 
 
@@ -347,7 +379,7 @@ def generate(out: str | os.PathLike, parts: list[Part], model: nn.Module, source
             t2 = time.perf_counter()
             rows = _samples(r, part, idx)
             clean = r.x[rows["source"]]
-            metrics = _metrics(rows["images"], clean, rows.get("pass"))
+            metrics = _metrics(rows["images"], clean, rows.get("pass"), rows.get("norms"))
             t3 = time.perf_counter()
             _write_shard(out, part, k, rows, metrics, atk.options.quantize, seed, r.options, versions)
             spent["write_s"] += time.perf_counter() - t3

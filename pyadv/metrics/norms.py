@@ -18,12 +18,14 @@ def lp_norms(x_adv: torch.Tensor, x: torch.Tensor, *, eps: float = 0.0) -> dict[
     if x.dim() != 4:
         raise ValueError(f"images must be [B, C, H, W] or [C, H, W], got {tuple(x.shape)}")
     d = (x_adv - x).flatten(2).double()  # [B, C, HW]
-    changed = d.abs() > eps
+    a = d.abs()
+    changed = a > eps
     B, C, P = d.shape
+    l2 = torch.linalg.vector_norm(d.flatten(1), dim=1) if P else torch.zeros(B, dtype=torch.float64, device=d.device)
     return {
         "l0": changed.any(1).sum(1),
         "l0_components": changed.sum((1, 2)),
-        "l2": d.pow(2).sum((1, 2)).sqrt(),
-        "l2_per_pixel": d.pow(2).sum((1, 2)).sqrt() / (C * P) ** 0.5,
-        "linf": d.abs().amax((1, 2)) if P else torch.zeros(B, dtype=torch.float64),
+        "l2": l2,
+        "l2_per_pixel": l2 / (C * P) ** 0.5,
+        "linf": a.amax((1, 2)) if P else torch.zeros(B, dtype=torch.float64, device=d.device),
     }
