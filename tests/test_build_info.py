@@ -17,7 +17,7 @@ def test_info_reports_ops_isa_and_cuda():
     assert set(d["ops"]) == registered
     names = ("pixel_fi", "fi_accumulate", "fi_finish", "fi_group_accumulate", "fi_group_finish", "pso_step",
              "swarm_best", "de_trial", "de_select", "sparse_perturb", "pixel_replace", "ssim_forward",
-             "ssim_backward", "warp_perspective", "ecc_moments", "sparse_conv_stage")
+             "ssim_backward", "warp_perspective", "ecc_moments", "ecc_solve", "sparse_conv_stage")
     assert {name: d["ops"][name] for name in names} == {name: backends for name in names}
     # CPU only: the in-place renderers, and ECC's pre-filter (torch ops do that step on CUDA).
     assert d["ops"]["sparse_perturb_out"] == ["CPU"] and d["ops"]["pixel_replace_out"] == ["CPU"]
