@@ -207,6 +207,20 @@ def cases() -> list[Case]:
     for motion in (0, 3):
         out.append(Case(f"ecc_moments_split_m{motion}", P.ecc_moments, E.ecc_moments,
                         [limg, ltmpl, eM[:2].clone(), motion, 2, None], atol=1e-7, rtol=1e-10))
+    # the whole alignment: photo pairs under small homographies (they converge well away from
+    # the eps rule's edge, so the sums' order cannot change an iteration count) and a flat pair
+    # (a zero Hessian: fails at once)
+    from pyadv.data.pairs import warped_pairs
+    from pyadv.metrics.ecc import _prepare
+
+    wp = warped_pairs(16, 1, seed=5)
+    flat = torch.full((1, 1, 16, 16), 0.5)
+    sT, sS = _prepare(torch.cat([wp.template, flat]), torch.cat([wp.image, flat]), 5)
+    sT, sS = sT.double(), sS.double()
+    eye = torch.eye(3, dtype=torch.float64).repeat(len(sT), 1, 1)
+    for motion, safeguards in ((0, False), (1, True), (3, True)):
+        out.append(Case(f"ecc_solve_m{motion}", P.ecc_solve, E.ecc_solve,
+                        [sS, sT, eye, motion, 2, 50, 1e-3, safeguards, True], atol=1e-8, rtol=1e-8))
     return out
 
 
