@@ -22,12 +22,33 @@ constexpr unsigned kWarps = kThreads / 32;
 // shared partials take only the motion's K columns. Block t works on pair t / split, pixels
 // tid + blockDim (t % split + split j): with split == 1 a block per pair, writing out [N, K];
 // with more, `split` blocks per pair writing [N, split, K] for reduce_kernel.
+// out [K] = the block's threads' acc [K] added in a fixed order: warp shuffles, then the warps'
+// partials in index order. Every thread calls it; out may be shared or global memory, and is
+// complete when it returns.
+template <int K, int Cols>
+__device__ void block_reduce(const double* acc, double (*partial)[Cols], double* out) {
+  const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
+#pragma unroll
+  for (int k = 0; k < K; ++k) {
+    double v = acc[k];
+    for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_down_sync(0xFFFFFFFFu, v, offset);
+    if (lane == 0) partial[warp][k] = v;
+  }
+  __syncthreads();
+  for (int k = tid; k < K; k += blockDim.x) {
+    double s = 0.0;
+    for (unsigned w = 0; w < kWarps; ++w) s += partial[w][k];
+    out[k] = s;
+  }
+  __syncthreads();  // partial is reused by the next call; out is complete
+}
+
 template <typename T, int Motion>
 __global__ void moments_kernel(const T* img, const T* tmpl, const double* M, const int64_t* ids, int64_t N, int64_t H,
                                int64_t W, int64_t margin, int64_t split, double* dst) {
   constexpr int K = em::n_stats(Motion);
   __shared__ double partial[kWarps][K];
-  const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
+  const int tid = threadIdx.x;
   const int64_t P = H * W;
   for (int64_t t = blockIdx.x; t < N * split; t += gridDim.x) {
     const int64_t b = t / split, part = t % split;
@@ -41,19 +62,7 @@ __global__ void moments_kernel(const T* img, const T* tmpl, const double* M, con
       if (em::inside_margin(x, y, H, W, margin))
         em::add_pixel(ib, ib + P, ib + 2 * P, H, W, x, y, double(tmpl[pair * P + e]), M + 9 * b, Motion, acc);
     }
-#pragma unroll
-    for (int k = 0; k < K; ++k) {
-      double v = acc[k];
-      for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_down_sync(0xFFFFFFFFu, v, offset);
-      if (lane == 0) partial[warp][k] = v;
-    }
-    __syncthreads();
-    for (int k = tid; k < K; k += blockDim.x) {
-      double s = 0.0;
-      for (unsigned w = 0; w < kWarps; ++w) s += partial[w][k];
-      dst[t * K + k] = s;
-    }
-    __syncthreads();  // partial is reused by the next pair
+    block_reduce<K>(acc, partial, dst + t * K);
   }
 }
 
@@ -73,31 +82,18 @@ template <typename T, int Motion>
 __device__ void block_sums(const T* ib, const T* tb, int64_t H, int64_t W, int64_t margin, const double* M,
                            double (*partial)[em::kMaxStats], double* shared_sums, double* S) {
   constexpr int K = em::n_stats(Motion);
-  const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
   const int64_t P = H * W;
   double acc[K];
 #pragma unroll
   for (int k = 0; k < K; ++k) acc[k] = 0.0;
-  for (int64_t e = tid; e < P; e += blockDim.x) {
+  for (int64_t e = threadIdx.x; e < P; e += blockDim.x) {
     const int64_t x = e % W, y = e / W;
     if (em::inside_margin(x, y, H, W, margin))
       em::add_pixel(ib, ib + P, ib + 2 * P, H, W, x, y, double(tb[e]), M, Motion, acc);
   }
-#pragma unroll
-  for (int k = 0; k < K; ++k) {
-    double v = acc[k];
-    for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_down_sync(0xFFFFFFFFu, v, offset);
-    if (lane == 0) partial[warp][k] = v;
-  }
-  __syncthreads();
-  for (int k = tid; k < K; k += blockDim.x) {
-    double s = 0.0;
-    for (unsigned w = 0; w < kWarps; ++w) s += partial[w][k];
-    shared_sums[k] = s;
-  }
-  __syncthreads();
+  block_reduce<K>(acc, partial, shared_sums);
   for (int k = 0; k < K; ++k) S[k] = shared_sums[k];
-  __syncthreads();  // partial and shared_sums are reused by the next call
+  __syncthreads();  // shared_sums is reused by the next call
 }
 
 template <typename T, int Motion>
@@ -118,14 +114,7 @@ __global__ void solve_kernel(const T* img, const T* tmpl, const double* M0, int6
     };
     ::pyadv::ecc_solve::PairResult r;
     ::pyadv::ecc_solve::align_pair(sums_at, Motion, M0 + 9 * b, from_identity, iters, eps, safeguards, &r);
-    if (threadIdx.x == 0) {
-      for (int i = 0; i < 9; ++i) W_out[9 * b + i] = r.W[i];
-      rho[b] = r.rho;
-      its[b] = r.iterations;
-      converged[b] = r.converged;
-      failed[b] = r.failed;
-      rejected[b] = r.rejected;
-    }
+    if (threadIdx.x == 0) ::pyadv::ecc_solve::store(r, b, W_out, rho, its, converged, failed, rejected);
   }
 }
 

@@ -70,6 +70,13 @@ EccArgs check_ecc(const at::Tensor& img, const at::Tensor& tmpl, const at::Tenso
           img.size(3), ecc_math::n_stats(static_cast<int>(motion))};
 }
 
+SolveOutputs empty_solve_outputs(const EccArgs& a) {
+  const auto f64 = a.img.options().dtype(at::kDouble);
+  at::Tensor converged = at::empty({a.N}, f64.dtype(at::kBool));
+  return {at::empty({a.N, 3, 3}, f64), at::empty({a.N}, f64), at::empty({a.N}, f64.dtype(at::kLong)), converged,
+          at::empty_like(converged), at::empty_like(converged)};
+}
+
 void check_solve_args(const EccArgs& a, int64_t iters, double eps) {
   TORCH_CHECK_VALUE(iters >= 1, "iters must be >= 1, got ", iters);
   TORCH_CHECK_VALUE(eps >= 0, "eps must be >= 0, got ", eps);
@@ -125,18 +132,15 @@ at::Tensor ecc_moments_cpu(const at::Tensor& img_in, const at::Tensor& tmpl_in, 
 // align_pair in one call, in parallel over the pairs. A pair's sums are ecc_moments' own (the
 // same bands, added in the same order), so each iteration sees what the torch loop in ecc.py
 // would; only the small solves differ in rounding (LU here, LAPACK's inverse there).
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> ecc_solve_cpu(
+SolveOutputs ecc_solve_cpu(
     const at::Tensor& img_in, const at::Tensor& tmpl_in, const at::Tensor& M_in, int64_t motion, int64_t margin,
     int64_t iters, double eps, bool safeguards, bool from_identity) {
   const EccArgs a = check_ecc(img_in, tmpl_in, M_in, motion, margin, std::nullopt, /*keep_channels_last=*/true);
   check_solve_args(a, iters, eps);
   const bool interleaved = !a.img.is_contiguous();
   const int64_t bands = bands_for(a.H, a.W), rows = (a.H + bands - 1) / bands;
-  const auto f64 = a.img.options().dtype(at::kDouble);
-  at::Tensor W = at::empty({a.N, 3, 3}, f64), rho = at::empty({a.N}, f64);
-  at::Tensor its = at::empty({a.N}, f64.dtype(at::kLong));
-  at::Tensor converged = at::empty({a.N}, f64.dtype(at::kBool)), failed = at::empty_like(converged),
-             rejected = at::empty_like(converged);
+  SolveOutputs outs = empty_solve_outputs(a);
+  auto& [W, rho, its, converged, failed, rejected] = outs;
   AT_DISPATCH_FLOATING_TYPES(a.img.scalar_type(), "ecc_solve_cpu", [&] {
     const scalar_t* img = a.img.const_data_ptr<scalar_t>();
     const scalar_t* tmpl = a.tmpl.const_data_ptr<scalar_t>();
@@ -164,16 +168,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
         };
         ecc_solve::PairResult r;
         ecc_solve::align_pair(sums_at, static_cast<int>(motion), M + 9 * b, from_identity, iters, eps, safeguards, &r);
-        for (int i = 0; i < 9; ++i) Wo[9 * b + i] = r.W[i];
-        ro[b] = r.rho;
-        io[b] = r.iterations;
-        co[b] = r.converged;
-        fo[b] = r.failed;
-        jo[b] = r.rejected;
+        ecc_solve::store(r, b, Wo, ro, io, co, fo, jo);
       }
     });
   });
-  return {W, rho, its, converged, failed, rejected};
+  return outs;
 }
 
 // The pre-filtering of ECC (as cv::findTransformECC): both images through the separable

@@ -26,6 +26,11 @@ EccArgs check_ecc(const at::Tensor& img, const at::Tensor& tmpl, const at::Tenso
 // ecc_solve's own arguments: iters >= 1, eps >= 0, a warp per pair.
 void check_solve_args(const EccArgs& a, int64_t iters, double eps);
 
+// ecc_solve's outputs for a.N pairs, uninitialised: W [N, 3, 3] and rho [N] (float64), iterations
+// [N] (int64), converged, failed, rejected [N] (bool).
+using SolveOutputs = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
+SolveOutputs empty_solve_outputs(const EccArgs& a);
+
 // Launch(T*...) forwards to pyadv::cuda::ecc::moments or pyadv::emulated::ecc::moments.
 template <typename Launch>
 at::Tensor ecc_moments_gpu(const at::Tensor& img, const at::Tensor& tmpl, const at::Tensor& M, int64_t motion,
@@ -45,8 +50,6 @@ at::Tensor ecc_moments_gpu(const at::Tensor& img, const at::Tensor& tmpl, const 
   return out;
 }
 
-using SolveOutputs = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
-
 // Launch(T*...) forwards to pyadv::cuda::ecc::solve or pyadv::emulated::ecc::solve.
 template <typename Launch>
 SolveOutputs ecc_solve_gpu(const at::Tensor& img, const at::Tensor& tmpl, const at::Tensor& M, int64_t motion,
@@ -54,11 +57,8 @@ SolveOutputs ecc_solve_gpu(const at::Tensor& img, const at::Tensor& tmpl, const 
                            Launch launch) {
   const EccArgs a = check_ecc(img, tmpl, M, motion, margin, std::nullopt);
   check_solve_args(a, iters, eps);
-  const auto f64 = a.img.options().dtype(at::kDouble);
-  at::Tensor W = at::empty({a.N, 3, 3}, f64), rho = at::empty({a.N}, f64);
-  at::Tensor its = at::empty({a.N}, f64.dtype(at::kLong));
-  at::Tensor converged = at::empty({a.N}, f64.dtype(at::kBool)), failed = at::empty_like(converged),
-             rejected = at::empty_like(converged);
+  SolveOutputs outs = empty_solve_outputs(a);
+  auto& [W, rho, its, converged, failed, rejected] = outs;
   AT_DISPATCH_FLOATING_TYPES(a.img.scalar_type(), "ecc_solve_gpu", [&] {
     const int err = launch(a.img.const_data_ptr<scalar_t>(), a.tmpl.const_data_ptr<scalar_t>(),
                            a.M.const_data_ptr<double>(), a.N, a.H, a.W, static_cast<int>(motion), margin, iters, eps,
@@ -67,7 +67,7 @@ SolveOutputs ecc_solve_gpu(const at::Tensor& img, const at::Tensor& tmpl, const 
                            failed.mutable_data_ptr<bool>(), rejected.mutable_data_ptr<bool>(), stream);
     TORCH_CHECK(err == 0, "ecc_solve failed to launch (error ", err, ")");
   });
-  return {W, rho, its, converged, failed, rejected};
+  return outs;
 }
 
 }  // namespace ecc

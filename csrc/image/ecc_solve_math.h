@@ -162,19 +162,10 @@ PYADV_HD inline void sym_pinv(const double* A, int n, double* P) {
   }
 }
 
-// OpenCV's parameter update of warp W (row-major 3 x 3) by dp, per motion (ecc.py's _update).
+// OpenCV's parameter update of warp W (row-major 3 x 3) by dp, per motion (ecc.py's _update):
+// each parameter adds to one entry of W, in OpenCV's order, but the euclidean angle.
 PYADV_HD inline void update_warp(int motion, double* W, const double* dp) {
-  if (motion == em::kTranslation) {
-    W[2] += dp[0];
-    W[5] += dp[1];
-  } else if (motion == em::kAffine) {
-    W[0] += dp[0];
-    W[3] += dp[1];
-    W[1] += dp[2];
-    W[4] += dp[3];
-    W[2] += dp[4];
-    W[5] += dp[5];
-  } else if (motion == em::kEuclidean) {
+  if (motion == em::kEuclidean) {
     const double s = W[3] < -1.0 ? -1.0 : W[3] > 1.0 ? 1.0 : W[3];
     const double theta = hd_asin_d(s) + dp[0];
     W[2] += dp[1];
@@ -183,15 +174,18 @@ PYADV_HD inline void update_warp(int motion, double* W, const double* dp) {
     W[1] = -hd_sin_d(theta);
     W[3] = hd_sin_d(theta);
     W[4] = hd_cos_d(theta);
-  } else {
-    W[0] += dp[0];
-    W[3] += dp[1];
-    W[6] += dp[2];
-    W[1] += dp[3];
-    W[4] += dp[4];
-    W[7] += dp[5];
-    W[2] += dp[6];
-    W[5] += dp[7];
+    return;
+  }
+  const int translation[2] = {2, 5}, affine[6] = {0, 3, 1, 4, 2, 5}, homography[8] = {0, 3, 6, 1, 4, 7, 2, 5};
+  const int* entry = motion == em::kTranslation ? translation : motion == em::kAffine ? affine : homography;
+  for (int i = 0; i < em::n_params(motion); ++i) W[entry[i]] += dp[i];
+}
+
+// y = A x for A [n, n].
+PYADV_HD inline void matvec(const double* A, int n, const double* x, double* y) {
+  for (int i = 0; i < n; ++i) {
+    y[i] = 0.0;
+    for (int j = 0; j < n; ++j) y[i] += A[i * n + j] * x[j];
   }
 }
 
@@ -219,10 +213,7 @@ PYADV_HD inline bool gauss_newton(const double* S, int motion, const double* W, 
   double P[kN * kN];
   if (!ok) {
     sym_pinv(c.H, n, P);
-    for (int i = 0; i < n; ++i) {
-      iph[i] = 0.0;
-      for (int j = 0; j < n; ++j) iph[i] += P[i * n + j] * c.ip[j];
-    }
+    matvec(P, n, c.ip, iph);
   }
   double ip_iph = 0.0, tp_iph = 0.0;
   for (int i = 0; i < n; ++i) ip_iph += c.ip[i] * iph[i], tp_iph += c.tp[i] * iph[i];
@@ -231,14 +222,10 @@ PYADV_HD inline bool gauss_newton(const double* S, int motion, const double* W, 
   const bool bad = !(lam_d > 0) || !(c.rho == c.rho);
   const double lam = lam_n / (bad ? 1.0 : lam_d);
   for (int i = 0; i < n; ++i) rhs[i] = lam * c.tp[i] - c.ip[i];
-  if (ok) {
+  if (ok)
     lu_solve(LU, piv, n, rhs, dp);
-  } else {
-    for (int i = 0; i < n; ++i) {
-      dp[i] = 0.0;
-      for (int j = 0; j < n; ++j) dp[i] += P[i * n + j] * rhs[j];
-    }
-  }
+  else
+    matvec(P, n, rhs, dp);
   for (int i = 0; i < 9; ++i) W_new[i] = W[i];
   update_warp(motion, W_new, dp);
   bool good = !bad;
@@ -253,6 +240,17 @@ struct PairResult {
   int64_t iterations;
   bool converged, failed, rejected;
 };
+
+// Row b of the op's outputs: W [N, 3, 3], rho, iterations and the three flags [N].
+PYADV_HD inline void store(const PairResult& r, int64_t b, double* W, double* rho, int64_t* its, bool* converged,
+                           bool* failed, bool* rejected) {
+  for (int i = 0; i < 9; ++i) W[9 * b + i] = r.W[i];
+  rho[b] = r.rho;
+  its[b] = r.iterations;
+  converged[b] = r.converged;
+  failed[b] = r.failed;
+  rejected[b] = r.rejected;
+}
 
 // One pair's whole alignment, ecc.py's _ecc_loop for one row: Gauss-Newton steps from W0 until
 // the correlation changes by less than eps, `iters` steps, or a step fails; then, with
