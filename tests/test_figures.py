@@ -64,3 +64,21 @@ def test_card_histogram_png():
     assert (img[T + (B - T) // 2, (L + R) // 2] == 255).all()       # nothing between the two
     one = np.asarray(histogram_png({"one value": [0.5] * 3}, "x"))  # a single value still draws
     assert (one != 255).any(-1).sum() > 500
+
+
+def test_card_png_writer_round_trips():
+    """png_bytes writes a PNG that Pillow reads back pixel for pixel; bad shapes are refused."""
+    import io
+
+    import numpy as np
+    import pytest
+    from PIL import Image
+
+    from pyadv.data.histogram_png import histogram_png, png_bytes
+
+    rng = np.random.default_rng(0)
+    for a in (rng.integers(0, 256, (7, 5, 3), dtype=np.uint8), np.asarray(histogram_png({"a": [0.1, 0.5]}, "x"))):
+        back = Image.open(io.BytesIO(png_bytes(a)))
+        assert back.mode == "RGB" and np.array_equal(np.asarray(back), a)
+    with pytest.raises(ValueError, match="img must be RGB"):
+        png_bytes(np.zeros((4, 4), dtype=np.uint8))

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Optional
 
 from .._io import atomic_write, write_text_atomic
-from .histogram_png import histogram_png
+from .histogram_png import histogram_png, png_bytes
 
 
 def _histogram(path: Path, series: dict, xlabel: str) -> bool:
@@ -15,9 +15,8 @@ def _histogram(path: Path, series: dict, xlabel: str) -> bool:
     series = {k: v for k, v in series.items() if v}
     if not series:
         return False
-    img = histogram_png(series, xlabel)
-    # zlib's fastest level: 2.4 ms instead of 3.8 per 600 x 350 histogram, 8 KB instead of 5.5
-    atomic_write(path, lambda tmp: img.save(tmp, format="png", compress_level=1))
+    data = png_bytes(histogram_png(series, xlabel))
+    atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
     return True
 
 

@@ -1,12 +1,17 @@
-"""Overlaid histograms drawn straight into a PNG with Pillow, for the dataset card.
+"""Overlaid histograms drawn straight into a PNG with Pillow and NumPy, for the dataset card.
 
 The card is written once per job, but on a fast attack a job is a fraction of a second and
 matplotlib's text layout alone took 0.13 s of it (40 % of a 256-image FGS job). Bars, axes,
-ticks and a legend need no layout engine: this draws them in a few milliseconds.
+ticks and a legend need no layout engine: Pillow draws them, the translucent bars blended
+straight onto the RGB image (a layer per series and its alpha compositing took a third of the
+drawing), and ``png_bytes`` writes the PNG itself (rows unfiltered, zlib level 1: 0.8 ms
+against Pillow's 2.2 ms at level 1, for 11 KB instead of 8 on these mostly white images).
 """
 from __future__ import annotations
 
 import math
+import struct
+import zlib
 from typing import Sequence
 
 import numpy as np
@@ -58,17 +63,24 @@ def histogram_png(series: dict[str, Sequence[float]], xlabel: str, bins: int = 3
     sx = lambda v: L + (v - lo) / (hi - lo) * (R - L)
     sy = lambda c: B - c / ymax * (B - T)
 
-    img = Image.new("RGBA", SIZE, "white")
-    font = ImageFont.load_default(size=11)
-    for i, (name, c) in enumerate(counts.items()):
-        layer = Image.new("RGBA", SIZE, (0, 0, 0, 0))
-        d = ImageDraw.Draw(layer)
+    # Each series' bars blended over what is below them at alpha 140/255 (Pillow's RGBA drawing
+    # on an RGB image), covering what its rectangles, both ends included, would: per column of
+    # the plot box the top of the series' tallest bar there, drawn as one rectangle per run of
+    # columns with the same top, so that no pixel is blended twice by one series.
+    img = Image.new("RGB", SIZE, "white")
+    d = ImageDraw.Draw(img, "RGBA")
+    for i, c in enumerate(counts.values()):
         colour = COLOURS[i % len(COLOURS)]
-        rgb = tuple(int(colour[j:j + 2], 16) for j in (1, 3, 5))
-        for k, n in enumerate(c):
-            if n:
-                d.rectangle([sx(edges[k]), sy(n), sx(edges[k + 1]), B], fill=rgb + (140,))
-        img = Image.alpha_composite(img, layer)
+        rgba = tuple(int(colour[j:j + 2], 16) for j in (1, 3, 5)) + (140,)
+        top = np.full(R - L + 1, B + 1)
+        for k in np.flatnonzero(c):
+            x0, x1 = int(round(sx(edges[k]))) - L, int(round(sx(edges[k + 1]))) - L
+            top[x0:x1 + 1] = np.minimum(top[x0:x1 + 1], int(round(sy(c[k]))))
+        starts = np.flatnonzero(np.diff(top, prepend=-1))
+        for a, b in zip(starts, [*starts[1:], len(top)]):
+            if top[a] <= B:
+                d.rectangle([L + a, int(top[a]), L + b - 1, B], fill=rgba)
+    font = ImageFont.load_default(size=11)
     d = ImageDraw.Draw(img)
     d.rectangle([L, T, R, B], outline="black")
     for t in nice_ticks(lo, hi, 6):
@@ -93,4 +105,20 @@ def histogram_png(series: dict[str, Sequence[float]], xlabel: str, bins: int = 3
         d.rectangle([x0, y, x0 + 10, y + 10], fill=COLOURS[i % len(COLOURS)])
         d.text((x0 + 16, y + 5), entry, fill="black", font=font, anchor="lm")
         y += 16
-    return img.convert("RGB")
+    return img
+
+
+def png_bytes(img) -> bytes:
+    """An RGB image (PIL or [H, W, 3] uint8) as PNG bytes: 8-bit RGB, rows unfiltered, zlib level 1."""
+    a = np.ascontiguousarray(np.asarray(img), dtype=np.uint8)
+    if a.ndim != 3 or a.shape[2] != 3:
+        raise ValueError(f"img must be RGB, [H, W, 3], got shape {a.shape}")
+    h, w, _ = a.shape
+    raw = np.zeros((h, 1 + 3 * w), dtype=np.uint8)  # a filter byte (0: none) before each row
+    raw[:, 1:] = a.reshape(h, 3 * w)
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(raw.tobytes(), 1)) + chunk(b"IEND", b""))
