@@ -17,5 +17,19 @@ PYADV_HD PYADV_FORCEINLINE T hd_sqrt(T x) {
 #endif
 }
 
+// fabs, asin, sin and cos of a double, the same way (the ECC solver's warp update).
+#if defined(__CUDA_ARCH__)
+#define PYADV_HD_UNARY(NAME, FN) \
+  PYADV_HD PYADV_FORCEINLINE double NAME(double x) { return ::FN(x); }
+#else
+#define PYADV_HD_UNARY(NAME, FN) \
+  PYADV_HD PYADV_FORCEINLINE double NAME(double x) { return std::FN(x); }
+#endif
+PYADV_HD_UNARY(hd_fabs, fabs)
+PYADV_HD_UNARY(hd_asin, asin)
+PYADV_HD_UNARY(hd_sin, sin)
+PYADV_HD_UNARY(hd_cos, cos)
+#undef PYADV_HD_UNARY
+
 }  // namespace PYADV_ISA_TAG
 }  // namespace pyadv

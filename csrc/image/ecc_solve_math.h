@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "../common/hd_math.h"
 #include "../common/macros.h"
 #include "ecc_math.h"
 
@@ -23,44 +24,37 @@ constexpr double kSafety = 1e-3;
 
 PYADV_HD inline bool finite(double x) { return x == x && x <= DBL_MAX && x >= -DBL_MAX; }
 
-#if defined(__CUDA_ARCH__)
-PYADV_HD inline double hd_sqrt_d(double x) { return ::sqrt(x); }
-PYADV_HD inline double hd_abs_d(double x) { return ::fabs(x); }
-PYADV_HD inline double hd_asin_d(double x) { return ::asin(x); }
-PYADV_HD inline double hd_sin_d(double x) { return ::sin(x); }
-PYADV_HD inline double hd_cos_d(double x) { return ::cos(x); }
-#else
-PYADV_HD inline double hd_sqrt_d(double x) { return std::sqrt(x); }
-PYADV_HD inline double hd_abs_d(double x) { return std::fabs(x); }
-PYADV_HD inline double hd_asin_d(double x) { return std::asin(x); }
-PYADV_HD inline double hd_sin_d(double x) { return std::sin(x); }
-PYADV_HD inline double hd_cos_d(double x) { return std::cos(x); }
-#endif
-
 // NaN stays NaN (torch's clamp_min), unlike fmax.
 PYADV_HD inline double clamp_min(double x, double lo) { return x < lo ? lo : x; }
 
-// The centred quantities of one iteration from its sums S (ecc_math.h's order), as ecc.py's _Sums.
-struct Centred {
+// The correlation coefficient of one iteration's sums S (ecc_math.h's order) and the norms and
+// covariance it comes from, as ecc.py's _Sums.
+struct Correlation {
   double tnorm, inorm, corr, rho;
-  double tp[kN], ip[kN];  // J (T - mean T), J (I - mean I)
-  double H[kN * kN];      // J J^T, full
 };
 
-PYADV_HD inline double rho_of(const double* S) {
+PYADV_HD inline Correlation correlation(const double* S) {
   const double count = clamp_min(S[0], 1.0), mt = S[1] / count, mi = S[2] / count;
-  const double tnorm = hd_sqrt_d(clamp_min(S[3] - count * mt * mt, 0.0));
-  const double inorm = hd_sqrt_d(clamp_min(S[4] - count * mi * mi, 0.0));
-  const double corr = S[5] - count * mt * mi;
-  return corr / clamp_min(inorm * tnorm, 1e-30);
+  Correlation c;
+  c.tnorm = hd_sqrt(clamp_min(S[3] - count * mt * mt, 0.0));
+  c.inorm = hd_sqrt(clamp_min(S[4] - count * mi * mi, 0.0));
+  c.corr = S[5] - count * mt * mi;
+  c.rho = c.corr / clamp_min(c.inorm * c.tnorm, 1e-30);
+  return c;
 }
 
+PYADV_HD inline double rho_of(const double* S) { return correlation(S).rho; }
+
+// The centred quantities of one Gauss-Newton step: the correlation, and from the sums over the
+// Jacobian J (T - mean T), J (I - mean I) and the Hessian J J^T.
+struct Centred : Correlation {
+  double tp[kN], ip[kN];
+  double H[kN * kN];  // full
+};
+
 PYADV_HD inline void centre(const double* S, int n, Centred* c) {
+  static_cast<Correlation&>(*c) = correlation(S);
   const double count = clamp_min(S[0], 1.0), mt = S[1] / count, mi = S[2] / count;
-  c->tnorm = hd_sqrt_d(clamp_min(S[3] - count * mt * mt, 0.0));
-  c->inorm = hd_sqrt_d(clamp_min(S[4] - count * mi * mi, 0.0));
-  c->corr = S[5] - count * mt * mi;
-  c->rho = c->corr / clamp_min(c->inorm * c->tnorm, 1e-30);
   const double* sj = S + 6;
   for (int i = 0; i < n; ++i) {
     c->tp[i] = S[6 + n + i] - mt * sj[i];
@@ -76,9 +70,9 @@ PYADV_HD inline void centre(const double* S, int n, Centred* c) {
 PYADV_HD inline bool lu_factor(double* A, int n, int* piv) {
   for (int k = 0; k < n; ++k) {
     int p = k;
-    double best = hd_abs_d(A[k * n + k]);
+    double best = hd_fabs(A[k * n + k]);
     for (int i = k + 1; i < n; ++i) {
-      const double v = hd_abs_d(A[i * n + k]);
+      const double v = hd_fabs(A[i * n + k]);
       if (v > best) best = v, p = i;
     }
     piv[k] = p;
@@ -131,8 +125,8 @@ PYADV_HD inline void sym_pinv(const double* A, int n, double* P) {
         const double apq = a[p * n + q];
         if (apq == 0.0) continue;
         const double theta = (a[q * n + q] - a[p * n + p]) / (2.0 * apq);
-        const double t = (theta >= 0 ? 1.0 : -1.0) / (hd_abs_d(theta) + hd_sqrt_d(theta * theta + 1.0));
-        const double c = 1.0 / hd_sqrt_d(t * t + 1.0), s = t * c;
+        const double t = (theta >= 0 ? 1.0 : -1.0) / (hd_fabs(theta) + hd_sqrt(theta * theta + 1.0));
+        const double c = 1.0 / hd_sqrt(t * t + 1.0), s = t * c;
         for (int k = 0; k < n; ++k) {  // columns p, q
           const double akp = a[k * n + p], akq = a[k * n + q];
           a[k * n + p] = c * akp - s * akq;
@@ -151,12 +145,12 @@ PYADV_HD inline void sym_pinv(const double* A, int n, double* P) {
       }
   }
   double top = 0.0;
-  for (int i = 0; i < n; ++i) top = hd_abs_d(a[i * n + i]) > top ? hd_abs_d(a[i * n + i]) : top;
+  for (int i = 0; i < n; ++i) top = hd_fabs(a[i * n + i]) > top ? hd_fabs(a[i * n + i]) : top;
   const double cut = n * DBL_EPSILON * top;
   for (int i = 0; i < n * n; ++i) P[i] = 0.0;
   for (int k = 0; k < n; ++k) {
     const double lam = a[k * n + k];
-    if (!(hd_abs_d(lam) > cut)) continue;
+    if (!(hd_fabs(lam) > cut)) continue;
     for (int i = 0; i < n; ++i)
       for (int j = 0; j < n; ++j) P[i * n + j] += v[i * n + k] * v[j * n + k] / lam;
   }
@@ -167,13 +161,13 @@ PYADV_HD inline void sym_pinv(const double* A, int n, double* P) {
 PYADV_HD inline void update_warp(int motion, double* W, const double* dp) {
   if (motion == em::kEuclidean) {
     const double s = W[3] < -1.0 ? -1.0 : W[3] > 1.0 ? 1.0 : W[3];
-    const double theta = hd_asin_d(s) + dp[0];
+    const double theta = hd_asin(s) + dp[0];
     W[2] += dp[1];
     W[5] += dp[2];
-    W[0] = hd_cos_d(theta);
-    W[1] = -hd_sin_d(theta);
-    W[3] = hd_sin_d(theta);
-    W[4] = hd_cos_d(theta);
+    W[0] = hd_cos(theta);
+    W[1] = -hd_sin(theta);
+    W[3] = hd_sin(theta);
+    W[4] = hd_cos(theta);
     return;
   }
   const int translation[2] = {2, 5}, affine[6] = {0, 3, 1, 4, 2, 5}, homography[8] = {0, 3, 6, 1, 4, 7, 2, 5};
@@ -271,7 +265,7 @@ PYADV_HD inline void align_pair(SumsAt& sums_at, int motion, const double* W0, b
   bool have_first = false, failed = false;
   int64_t its = 0;
   for (int64_t it = 0; it < iters; ++it) {
-    if (failed || !(hd_abs_d(rho - last) >= eps)) break;
+    if (failed || !(hd_fabs(rho - last) >= eps)) break;
     sums_at(W, motion, S);
     double r;
     const bool good = gauss_newton(S, motion, W, Wn, &r);
@@ -283,7 +277,7 @@ PYADV_HD inline void align_pair(SumsAt& sums_at, int motion, const double* W0, b
     ++its;
     failed = failed || !good;
   }
-  const bool converged = !failed && hd_abs_d(rho - last) < eps;
+  const bool converged = !failed && hd_fabs(rho - last) < eps;
   bool rejected = false;
   if (safeguards) {
     const double eye[9] = {1, 0, 0, 0, 1, 0, 0, 0, 1};
