@@ -288,3 +288,6 @@ def test_flat_adam_bad_input():
         FlatAdam([torch.nn.Parameter(torch.zeros(2)), torch.nn.Parameter(torch.zeros(2, dtype=torch.float64))])
     with pytest.raises(ValueError, match="lr must be"):
         FlatAdam(_mlp().parameters(), lr=0)
+    w = torch.zeros(4, 3)
+    with pytest.raises(ValueError, match="must not share storage"):
+        FlatAdam([torch.nn.Parameter(w), torch.nn.Parameter(w[1:])])

@@ -32,6 +32,10 @@ class FlatAdam:
             if p.device != first.device or p.dtype != first.dtype or not p.dtype.is_floating_point:
                 raise ValueError(f"params must share one device and floating-point dtype, got {p.dtype} on "
                                  f"{p.device} next to {first.dtype} on {first.device}")
+        storages = [p.untyped_storage().data_ptr() for p in self.params]
+        if len(set(storages)) != len(storages):  # moving them apart would untie them
+            raise ValueError("params must not share storage (tied weights as separate parameters); "
+                             "pass each tensor once")
         if not (lr > 0 and eps >= 0 and 0 <= betas[0] < 1 and 0 <= betas[1] < 1):
             raise ValueError(f"lr must be > 0, eps >= 0 and betas in [0, 1), got {lr}, {eps}, {betas}")
         self.lr, self.betas, self.eps = float(lr), (float(betas[0]), float(betas[1])), float(eps)
