@@ -33,7 +33,7 @@ TORCH_LIBRARY(pyadv, m) {
   m.def("ecc_prefilter(Tensor tmpl, Tensor img, Tensor kernel) -> (Tensor, Tensor)");
   m.def("ecc_moments(Tensor img, Tensor tmpl, Tensor M, int motion, int margin, Tensor? ids=None) -> Tensor");
   m.def("ecc_solve(Tensor img, Tensor tmpl, Tensor M, int motion, int margin, int iters, float eps, bool safeguards, "
-        "bool from_identity) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
+        "bool from_identity, bool coarse=False) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
   m.def("sparse_perturb_out(Tensor base, Tensor idx, Tensor values, int n_begin, int n_end, Tensor(a!) out) -> ()");
   m.def("pixel_replace_out(Tensor base, Tensor candidates, int n_begin, int n_end, Tensor(a!) out) -> ()");
   m.def("sparse_conv_stage(Tensor delta, Tensor slots, Tensor outpos, Tensor base, Tensor weight, int in_w, "

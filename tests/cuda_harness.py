@@ -221,6 +221,8 @@ def cases() -> list[Case]:
     for motion, safeguards in ((0, False), (1, True), (3, True)):
         out.append(Case(f"ecc_solve_m{motion}", P.ecc_solve, E.ecc_solve,
                         [sS, sT, eye, motion, 2, 50, 1e-3, safeguards, True], atol=1e-8, rtol=1e-8))
+    out.append(Case("ecc_solve_coarse_m3", P.ecc_solve, E.ecc_solve, [sS, sT, eye, 3, 2, 50, 1e-3, True, True, True],
+                    atol=1e-8, rtol=1e-8))
     return out
 
 

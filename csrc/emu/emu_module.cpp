@@ -212,10 +212,11 @@ void register_emulated(py::module_& parent) {
       py::arg("img"), py::arg("tmpl"), py::arg("M"), py::arg("motion"), py::arg("margin"), py::arg("ids") = py::none());
 
   m.def("ecc_solve", [](const at::Tensor& img, const at::Tensor& tmpl, const at::Tensor& M, int64_t motion,
-                        int64_t margin, int64_t iters, double eps, bool safeguards, bool from_identity) {
+                        int64_t margin, int64_t iters, double eps, bool safeguards, bool from_identity, bool coarse) {
     return ecc::ecc_solve_gpu(cpu_contiguous(img, "img"), tmpl, M, motion, margin, iters, eps, safeguards,
-                              from_identity, nullptr, [](auto... a) { return emulated::ecc::solve(a...); });
-  });
+                              from_identity, coarse, nullptr, [](auto... a) { return emulated::ecc::solve(a...); });
+  }, py::arg("img"), py::arg("tmpl"), py::arg("M"), py::arg("motion"), py::arg("margin"), py::arg("iters"),
+     py::arg("eps"), py::arg("safeguards"), py::arg("from_identity"), py::arg("coarse") = false);
 
   m.def("selftest_block_sum", [](const at::Tensor& x_in, int variant) {
     const at::Tensor x = float_input(x_in);

@@ -98,7 +98,7 @@ __device__ void block_sums(const T* ib, const T* tb, int64_t H, int64_t W, int64
 
 template <typename T, int Motion>
 __global__ void solve_kernel(const T* img, const T* tmpl, const double* M0, int64_t N, int64_t H, int64_t W,
-                             int64_t margin, int64_t iters, double eps, bool safeguards, bool from_identity,
+                             int64_t margin, int64_t iters, double eps, bool safeguards, bool from_identity, bool coarse,
                              double* W_out, double* rho, int64_t* its, bool* converged, bool* failed, bool* rejected) {
   __shared__ double partial[kWarps][em::kMaxStats];
   __shared__ double shared_sums[em::kMaxStats];
@@ -113,19 +113,20 @@ __global__ void solve_kernel(const T* img, const T* tmpl, const double* M0, int6
         block_sums<T, Motion>(ib, tb, H, W, margin, M, partial, shared_sums, S);
     };
     ::pyadv::ecc_solve::PairResult r;
-    ::pyadv::ecc_solve::align_pair(sums_at, Motion, M0 + 9 * b, from_identity, iters, eps, safeguards, &r);
+    ::pyadv::ecc_solve::solve_pair(sums_at, Motion, M0 + 9 * b, from_identity, iters, eps, safeguards, coarse, &r);
     if (threadIdx.x == 0) ::pyadv::ecc_solve::store(r, b, W_out, rho, its, converged, failed, rejected);
   }
 }
 
 template <typename T>
 int solve(const T* img, const T* tmpl, const double* M0, int64_t N, int64_t H, int64_t W, int motion, int64_t margin,
-          int64_t iters, double eps, bool safeguards, bool from_identity, double* W_out, double* rho, int64_t* its,
+          int64_t iters, double eps, bool safeguards, bool from_identity, bool coarse, double* W_out, double* rho,
+          int64_t* its,
           bool* converged, bool* failed, bool* rejected, void* stream) {
   if (N <= 0) return 0;
 #define PYADV_ECC_SOLVE(MOTION)                                                                                    \
   return launch_kernel(solve_kernel<T, MOTION>, loop_blocks(N), kThreads, 0, stream, img, tmpl, M0, N, H, W, margin, \
-                       iters, eps, safeguards, from_identity, W_out, rho, its, converged, failed, rejected)
+                       iters, eps, safeguards, from_identity, coarse, W_out, rho, its, converged, failed, rejected)
   switch (motion) {
     case em::kTranslation: PYADV_ECC_SOLVE(em::kTranslation);
     case em::kEuclidean: PYADV_ECC_SOLVE(em::kEuclidean);
@@ -136,9 +137,9 @@ int solve(const T* img, const T* tmpl, const double* M0, int64_t N, int64_t H, i
 }
 
 template int solve<float>(const float*, const float*, const double*, int64_t, int64_t, int64_t, int, int64_t, int64_t,
-                          double, bool, bool, double*, double*, int64_t*, bool*, bool*, bool*, void*);
+                          double, bool, bool, bool, double*, double*, int64_t*, bool*, bool*, bool*, void*);
 template int solve<double>(const double*, const double*, const double*, int64_t, int64_t, int64_t, int, int64_t,
-                           int64_t, double, bool, bool, double*, double*, int64_t*, bool*, bool*, bool*, void*);
+                           int64_t, double, bool, bool, bool, double*, double*, int64_t*, bool*, bool*, bool*, void*);
 
 template <typename T, int Motion>
 int launch_moments(const T* img, const T* tmpl, const double* M, const int64_t* ids, int64_t N, int64_t H, int64_t W,

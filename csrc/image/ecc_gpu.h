@@ -32,10 +32,11 @@ inline int64_t blocks_per_pair(int64_t N, int64_t pixels) {
   template <typename T>                                                                                           \
   int moments(const T* img, const T* tmpl, const double* M, const int64_t* ids, int64_t N, int64_t H, int64_t W,   \
               int motion, int64_t margin, int64_t split, double* scratch, double* out, void* stream);             \
-  /* The whole alignment of pair b from warp M0[b] (ecc_solve_math.h's align_pair), a block per pair. */          \
+  /* The whole alignment of pair b from warp M0[b] (ecc_solve_math.h's solve_pair), a block per pair. */          \
   template <typename T>                                                                                           \
   int solve(const T* img, const T* tmpl, const double* M0, int64_t N, int64_t H, int64_t W, int motion,          \
-            int64_t margin, int64_t iters, double eps, bool safeguards, bool from_identity, double* W_out,        \
+            int64_t margin, int64_t iters, double eps, bool safeguards, bool from_identity, bool coarse,           \
+            double* W_out,                                                                                        \
             double* rho, int64_t* its, bool* converged, bool* failed, bool* rejected, void* stream);              \
   }                                                                                                               \
   }                                                                                                               \

@@ -129,12 +129,12 @@ at::Tensor ecc_moments_cpu(const at::Tensor& img_in, const at::Tensor& tmpl_in, 
 }
 
 // ECC alignment of every pair, the iterations and the safeguards of ecc_solve_math.h's
-// align_pair in one call, in parallel over the pairs. A pair's sums are ecc_moments' own (the
+// solve_pair in one call, in parallel over the pairs. A pair's sums are ecc_moments' own (the
 // same bands, added in the same order), so each iteration sees what the torch loop in ecc.py
 // would; only the small solves differ in rounding (LU here, LAPACK's inverse there).
 SolveOutputs ecc_solve_cpu(
     const at::Tensor& img_in, const at::Tensor& tmpl_in, const at::Tensor& M_in, int64_t motion, int64_t margin,
-    int64_t iters, double eps, bool safeguards, bool from_identity) {
+    int64_t iters, double eps, bool safeguards, bool from_identity, bool coarse) {
   const EccArgs a = check_ecc(img_in, tmpl_in, M_in, motion, margin, std::nullopt, /*keep_channels_last=*/true);
   check_solve_args(a, iters, eps);
   const bool interleaved = !a.img.is_contiguous();
@@ -167,7 +167,8 @@ SolveOutputs ecc_solve_cpu(
           }
         };
         ecc_solve::PairResult r;
-        ecc_solve::align_pair(sums_at, static_cast<int>(motion), M + 9 * b, from_identity, iters, eps, safeguards, &r);
+        ecc_solve::solve_pair(sums_at, static_cast<int>(motion), M + 9 * b, from_identity, iters, eps, safeguards,
+                              coarse, &r);
         ecc_solve::store(r, b, Wo, ro, io, co, fo, jo);
       }
     });

@@ -53,8 +53,8 @@ at::Tensor ecc_moments_gpu(const at::Tensor& img, const at::Tensor& tmpl, const 
 // Launch(T*...) forwards to pyadv::cuda::ecc::solve or pyadv::emulated::ecc::solve.
 template <typename Launch>
 SolveOutputs ecc_solve_gpu(const at::Tensor& img, const at::Tensor& tmpl, const at::Tensor& M, int64_t motion,
-                           int64_t margin, int64_t iters, double eps, bool safeguards, bool from_identity, void* stream,
-                           Launch launch) {
+                           int64_t margin, int64_t iters, double eps, bool safeguards, bool from_identity, bool coarse,
+                           void* stream, Launch launch) {
   const EccArgs a = check_ecc(img, tmpl, M, motion, margin, std::nullopt);
   check_solve_args(a, iters, eps);
   SolveOutputs outs = empty_solve_outputs(a);
@@ -62,7 +62,7 @@ SolveOutputs ecc_solve_gpu(const at::Tensor& img, const at::Tensor& tmpl, const 
   AT_DISPATCH_FLOATING_TYPES(a.img.scalar_type(), "ecc_solve_gpu", [&] {
     const int err = launch(a.img.const_data_ptr<scalar_t>(), a.tmpl.const_data_ptr<scalar_t>(),
                            a.M.const_data_ptr<double>(), a.N, a.H, a.W, static_cast<int>(motion), margin, iters, eps,
-                           safeguards, from_identity, W.mutable_data_ptr<double>(), rho.mutable_data_ptr<double>(),
+                           safeguards, from_identity, coarse, W.mutable_data_ptr<double>(), rho.mutable_data_ptr<double>(),
                            its.mutable_data_ptr<int64_t>(), converged.mutable_data_ptr<bool>(),
                            failed.mutable_data_ptr<bool>(), rejected.mutable_data_ptr<bool>(), stream);
     TORCH_CHECK(err == 0, "ecc_solve failed to launch (error ", err, ")");

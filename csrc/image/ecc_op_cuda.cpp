@@ -19,9 +19,10 @@ at::Tensor ecc_moments_cuda(const at::Tensor& img, const at::Tensor& tmpl, const
 }
 
 SolveOutputs ecc_solve_cuda(const at::Tensor& img, const at::Tensor& tmpl, const at::Tensor& M, int64_t motion,
-                            int64_t margin, int64_t iters, double eps, bool safeguards, bool from_identity) {
+                            int64_t margin, int64_t iters, double eps, bool safeguards, bool from_identity,
+                            bool coarse) {
   const c10::cuda::CUDAGuard guard(img.device());
-  return ecc_solve_gpu(img, tmpl, M, motion, margin, iters, eps, safeguards, from_identity,
+  return ecc_solve_gpu(img, tmpl, M, motion, margin, iters, eps, safeguards, from_identity, coarse,
                        c10::cuda::getCurrentCUDAStream(img.device().index()).stream(),
                        [](auto... a) { return ::pyadv::cuda::ecc::solve(a...); });
 }

@@ -233,6 +233,8 @@ struct PairResult {
   double rho;
   int64_t iterations;
   bool converged, failed, rejected;
+  bool stepped;      // at least one step was taken
+  double first_rho;  // the correlation the first step measured, at W0
 };
 
 // Row b of the op's outputs: W [N, 3, 3], rho, iterations and the three flags [N].
@@ -249,7 +251,8 @@ PYADV_HD inline void store(const PairResult& r, int64_t b, double* W, double* rh
 // One pair's whole alignment, ecc.py's _ecc_loop for one row: Gauss-Newton steps from W0 until
 // the correlation changes by less than eps, `iters` steps, or a step fails; then, with
 // `safeguards`, a final warp that correlates worse than the identity is replaced by it.
-// from_identity: W0 is the identity, so the first step's correlation is the identity's.
+// from_identity: W0 is the identity, so the first step's correlation is the identity's;
+// identity_rho, when not null, is the identity's correlation measured already.
 // sums_at(W, motion, S) writes the sums of ecc_math.h at warp W to S; on a GPU it is a block's
 // collective call, and every thread runs this same scalar code on the same sums, so the
 // control flow stays uniform across the block.
@@ -258,7 +261,7 @@ PYADV_HD inline void store(const PairResult& r, int64_t b, double* W, double* rh
 #endif
 template <typename SumsAt>
 PYADV_HD inline void align_pair(SumsAt& sums_at, int motion, const double* W0, bool from_identity, int64_t iters,
-                                double eps, bool safeguards, PairResult* out) {
+                                double eps, bool safeguards, const double* identity_rho, PairResult* out) {
   double W[9], S[em::kMaxStats], Wn[9];
   for (int i = 0; i < 9; ++i) W[i] = W0[i];
   double rho = -1.0, last = -eps, first_rho = 0.0;
@@ -286,6 +289,8 @@ PYADV_HD inline void align_pair(SumsAt& sums_at, int motion, const double* W0, b
     double ident;
     if (from_identity && have_first) {
       ident = first_rho;
+    } else if (identity_rho) {
+      ident = *identity_rho;
     } else {
       sums_at(eye, em::kTranslation, S);
       ident = rho_of(S);
@@ -309,6 +314,25 @@ PYADV_HD inline void align_pair(SumsAt& sums_at, int motion, const double* W0, b
   out->converged = converged;
   out->failed = failed;
   out->rejected = rejected;
+  out->stepped = have_first;
+  out->first_rho = first_rho;
+}
+
+// align_pair, or with `coarse` (from the identity) ecc.py's coarse-to-fine path for small
+// images in one go: a translation fit first, without safeguards, then the motion from it,
+// whose identity check takes the correlation the translation fit's first step measured at the
+// identity (the same sums a separate measurement would add up).
+#if defined(__CUDACC__)
+#pragma nv_exec_check_disable
+#endif
+template <typename SumsAt>
+PYADV_HD inline void solve_pair(SumsAt& sums_at, int motion, const double* W0, bool from_identity, int64_t iters,
+                                double eps, bool safeguards, bool coarse, PairResult* out) {
+  if (!coarse) return align_pair(sums_at, motion, W0, from_identity, iters, eps, safeguards, nullptr, out);
+  PairResult t;
+  align_pair(sums_at, em::kTranslation, W0, from_identity, iters, eps, false, nullptr, &t);
+  const bool known = from_identity && t.stepped;
+  align_pair(sums_at, motion, t.W, false, iters, eps, safeguards, known ? &t.first_rho : nullptr, out);
 }
 
 }  // namespace ecc_solve

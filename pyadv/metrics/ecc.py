@@ -206,6 +206,8 @@ def ecc_align(template: torch.Tensor, image: torch.Tensor, motion: str = "homogr
         # motion from it. There the 8-parameter fit from the identity runs off on a few percent of
         # pairs (OpenCV too); from the translation it does far less often. Larger images follow
         # OpenCV's path exactly.
+        if _solve_op_on(T.device):  # both fits in one call, the identity measured once
+            return _ecc(T, stack, motion, iters, eps, None, safeguards, margin, coarse=True)
         init = _ecc(T, stack, "translation", iters, eps, None, False, margin).warp
     return _ecc(T, stack, motion, iters, eps, init, safeguards, margin)
 
@@ -248,18 +250,24 @@ def _solve_op_on(device: torch.device) -> bool:
     return key is not None and torch._C._dispatch_has_kernel_for_dispatch_key("pyadv::ecc_solve", key)
 
 
-def _ecc(T, stack, motion, iters, eps, init, safeguards, margin) -> ECCResult:
+def _ecc(T, stack, motion, iters, eps, init, safeguards, margin, coarse: bool = False) -> ECCResult:
+    """The alignment from ``init`` (None: the identity) by the compiled op where the build has
+    one for the device, else by the torch loop. ``coarse`` (from the identity, compiled op
+    only): a translation fit first, then the motion from it, the identity's correlation taken
+    from the first fit's first step instead of measured again."""
     if not _solve_op_on(T.device):
+        if coarse:
+            raise ValueError("coarse needs the compiled ecc_solve op on this device")
         return _ecc_loop(T, stack, motion, iters, eps, init, safeguards, margin)
     B = T.shape[0]
     W0 = (torch.eye(3, dtype=torch.float64, device=T.device).expand(B, 3, 3) if init is None
           else torch.as_tensor(init, dtype=torch.float64, device=T.device).expand(B, 3, 3)).contiguous()
     return ECCResult(*torch.ops.pyadv.ecc_solve(stack, T, W0, MOTION_CODES[motion], margin, iters, float(eps),
-                                                safeguards, init is None))
+                                                safeguards, init is None, coarse))
 
 
 @torch.library.register_fake("pyadv::ecc_solve")
-def _ecc_solve_fake(img, tmpl, M, motion, margin, iters, eps, safeguards, from_identity):
+def _ecc_solve_fake(img, tmpl, M, motion, margin, iters, eps, safeguards, from_identity, coarse=False):
     B = M.shape[0]
     f = img.new_empty((B,), dtype=torch.bool)
     return (img.new_empty((B, 3, 3), dtype=torch.float64), img.new_empty((B,), dtype=torch.float64),
