@@ -21,11 +21,12 @@ def lp_norms(x_adv: torch.Tensor, x: torch.Tensor, *, eps: float = 0.0) -> dict[
     a = d.abs()
     changed = a > eps
     B, C, P = d.shape
-    l2 = torch.linalg.vector_norm(d.flatten(1), dim=1) if P else torch.zeros(B, dtype=torch.float64, device=d.device)
+    none = torch.zeros(B, dtype=torch.float64, device=d.device)  # no pixels: no perturbation
+    l2 = torch.linalg.vector_norm(d.flatten(1), dim=1) if P else none
     return {
         "l0": changed.any(1).sum(1),
         "l0_components": changed.sum((1, 2)),
         "l2": l2,
         "l2_per_pixel": l2 / (C * P) ** 0.5,
-        "linf": a.amax((1, 2)) if P else torch.zeros(B, dtype=torch.float64, device=d.device),
+        "linf": a.amax((1, 2)) if P else none,
     }

@@ -60,13 +60,12 @@ class FlatAdam:
     @torch.no_grad()
     def step(self) -> None:
         self.step_count += 1
+        if not self.fused:
+            return self._reference_step()
         b1, b2 = self.betas
-        if self.fused:
-            torch._fused_adam_([self.flat], [self.grad], [self.exp_avg], [self.exp_avg_sq], [], [self.step_count],
-                               lr=self.lr, beta1=b1, beta2=b2, weight_decay=0.0, eps=self.eps, amsgrad=False,
-                               maximize=False)
-            return
-        self._reference_step()
+        torch._fused_adam_([self.flat], [self.grad], [self.exp_avg], [self.exp_avg_sq], [], [self.step_count],
+                           lr=self.lr, beta1=b1, beta2=b2, weight_decay=0.0, eps=self.eps, amsgrad=False,
+                           maximize=False)
 
     def _reference_step(self) -> None:
         """torch.optim.Adam's single-tensor update, where the fused kernel is missing."""
