@@ -7,6 +7,7 @@
 #include "common/cpu_isa.h"
 #include "common/value_checks.h"
 #include "emu/emu_module.h"
+#include "optim/lbfgsb_op.h"
 
 TORCH_LIBRARY(pyadv, m) {
   m.def("pixel_fi(Tensor jac, Tensor probs, Tensor target, float eps=0., float rank_tol=0.) -> Tensor");
@@ -36,6 +37,10 @@ TORCH_LIBRARY(pyadv, m) {
         "bool from_identity, bool coarse=False) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
   m.def("sparse_perturb_out(Tensor base, Tensor idx, Tensor values, int n_begin, int n_end, Tensor(a!) out) -> ()");
   m.def("pixel_replace_out(Tensor base, Tensor candidates, int n_begin, int n_end, Tensor(a!) out) -> ()");
+  m.def("lbfgsb_start(Tensor(a!) x, Tensor(b!) ws, Tensor(c!) iws, Tensor lower, Tensor upper, Tensor rows, "
+        "Tensor x0, int m) -> ()");
+  m.def("lbfgsb_step(Tensor(a!) x, Tensor(b!) ws, Tensor(c!) iws, Tensor lower, Tensor upper, Tensor rows, Tensor f, "
+        "Tensor g, int m, int max_iter, int max_eval, int max_ls, float factr, float pgtol) -> ()");
   m.def("sparse_conv_stage(Tensor delta, Tensor slots, Tensor outpos, Tensor base, Tensor weight, int in_w, "
         "int pad_h, int pad_w, int pool, bool relu) -> Tensor");
 }
@@ -72,5 +77,7 @@ PYBIND11_MODULE(_C, m) {
   m.def("set_check_inputs", [](bool on) { return pyadv::cuda_value_checks().exchange(on); }, py::arg("on"),
         "Whether ops check the values of CUDA inputs (a host sync per call); returns the previous setting.");
   m.def("check_inputs", [] { return pyadv::cuda_value_checks().load(); });
+  m.def("lbfgsb_workspace", &pyadv::lbfgsb_workspace, py::arg("n"), py::arg("m"),
+        "(float64, int32) entries per problem of the batched L-BFGS-B's ws and iws.");
   pyadv::register_emulated(m);
 }

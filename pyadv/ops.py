@@ -339,3 +339,13 @@ def _sparse_perturb_out_fake(base, idx, values, n_begin, n_end, out):
 @torch.library.register_fake("pyadv::pixel_replace_out")
 def _pixel_replace_out_fake(base, candidates, n_begin, n_end, out):
     return None
+
+
+@torch.library.register_fake("pyadv::lbfgsb_start")
+def _lbfgsb_start_fake(x, ws, iws, lower, upper, rows, x0, m):
+    return None
+
+
+@torch.library.register_fake("pyadv::lbfgsb_step")
+def _lbfgsb_step_fake(x, ws, iws, lower, upper, rows, f, g, m, max_iter, max_eval, max_ls, factr, pgtol):
+    return None

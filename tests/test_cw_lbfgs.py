@@ -86,6 +86,7 @@ def test_lbfgs_direct_driver_matches_scipy_minimize(digits_cnn, monkeypatch):
         pytest.skip("this scipy has no 1.15-style setulb: every call takes the minimize path")
     x, y = digits("test", 28)
     x, y = x[:3], y[:3]
+    monkeypatch.setattr(LBFGS, "_solver", "scipy")
     direct = LBFGS(digits_cnn, search_steps=2, max_iter=15)(x, y)
     monkeypatch.setattr(LBFGS, "_direct", False)
     threaded = LBFGS(digits_cnn, search_steps=2, max_iter=15)(x, y)
