@@ -133,16 +133,22 @@ class LBFGS(Attack):
         clean = None  # (cross-entropy, gradient, hit) at x0
 
         def answer(rows, ce, g):
-            r = opt.x[rows] - x0[rows]
-            norm = torch.sqrt((r * r).sum(1) + 1e-12)
-            opt.step(rows, c[rows] * norm + ce, c[rows, None] * r / norm[:, None] + g)
+            every = len(rows) == B  # rows are sorted and distinct: then all of them, in order
+            r = (opt.x if every else opt.x[rows]) - (x0 if every else x0[rows])
+            cr = c if every else c[rows]
+            norm = (torch.linalg.vecdot(r, r) + 1e-12).sqrt_()
+            f, gg = cr * norm + ce, r.mul_((cr / norm)[:, None]).add_(g)
+            opt.step(rows, f, gg)
 
         opt.start(torch.arange(B), x0)
         while True:
             rows, check = opt.waiting(), torch.nonzero(verify).flatten()
             if not len(rows) and not len(check):
                 break
-            ce, g, ok = evaluate(torch.cat([rows, check]), torch.cat([opt.x[rows], opt.x[check]]))
+            if len(check):
+                ce, g, ok = evaluate(torch.cat([rows, check]), torch.cat([opt.x[rows], opt.x[check]]))
+            else:
+                ce, g, ok = evaluate(rows, opt.x if len(rows) == B else opt.x[rows])
             R = len(rows)
             if clean is None:  # the first round: every image at x0
                 clean = (ce.clone(), g.clone(), ok.clone())
@@ -167,7 +173,7 @@ class LBFGS(Attack):
                 nit[ended] += opt.iterations[ended].long()
                 solves[ended] += 1
                 c[ended], lo[ended], hi[ended] = next_constants(c[ended], ok_e, lo[ended], hi[ended])
-                again = ended[solves[ended] < o.search_steps]
+                again = ended[solves[ended] < o.search_steps].sort().values
                 if not len(again):
                     break
                 opt.start(again, x0[again])
