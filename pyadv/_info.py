@@ -9,7 +9,8 @@ from . import _C
 
 OPS = ("pixel_fi", "fi_accumulate", "fi_finish", "fi_group_accumulate", "fi_group_finish", "pso_step", "swarm_best",
        "de_trial", "de_select", "sparse_perturb", "pixel_replace", "sparse_perturb_out", "pixel_replace_out",
-       "ssim_forward", "ssim_backward", "warp_perspective", "ecc_moments", "ecc_solve", "ecc_prefilter", "sparse_conv_stage")
+       "ssim_forward", "ssim_backward", "warp_perspective", "ecc_moments", "ecc_solve", "ecc_prefilter", "sparse_conv_stage",
+       "lbfgsb_start", "lbfgsb_step")
 
 
 def info() -> dict:

@@ -16,7 +16,7 @@ import time
 
 #: suite -> families, in the order they run (cheapest first)
 SUITES = {
-    "kernels": ("fi", "swarm", "image", "fi_model"),
+    "kernels": ("fi", "swarm", "lbfgsb", "image", "fi_model"),
     "attacks": ("attacks_gradient", "attacks_optim", "attacks_onepixel", "attacks_sparse", "generate", "precision"),
 }
 SUITES["all"] = SUITES["kernels"] + SUITES["attacks"]
