@@ -736,38 +736,18 @@ class Problem {
     if (!(dd_p > 0.0)) return 0;
     // not a descent direction: from the Cauchy point along the Newton step, cut at the box
     std::memcpy(z_, xp_, sizeof(double) * n);
-    double alpha = 1.0, temp1 = alpha;
-    int64_t ibd = 0;
-    for (int64_t i = 1; i <= nsub; ++i) {
-      const int64_t k = index_[i - 1] - 1;
-      const double dk = dd[i - 1];
-      if (dk < 0.0) {
-        const double temp2 = l_[k] - z_[k];
-        if (temp2 >= 0.0)
-          temp1 = 0.0;
-        else if (dk * alpha < temp2)
-          temp1 = temp2 / dk;
-      } else if (dk > 0.0) {
-        const double temp2 = u_[k] - z_[k];
-        if (temp2 <= 0.0)
-          temp1 = 0.0;
-        else if (dk * alpha > temp2)
-          temp1 = temp2 / dk;
-      }
-      if (temp1 < alpha) {
-        alpha = temp1;
-        ibd = i;
-      }
-    }
+    int64_t ibd;
+    const double alpha = largest_step(
+        nsub, [&](int64_t i) { return index_[i] - 1; }, dd, z_, 1.0, &ibd);
     if (alpha < 1.0) {
-      const double dk = dd[ibd - 1];
-      const int64_t k = index_[ibd - 1] - 1;
+      const double dk = dd[ibd];
+      const int64_t k = index_[ibd] - 1;
       if (dk > 0.0) {
         z_[k] = u_[k];
-        dd[ibd - 1] = 0.0;
+        dd[ibd] = 0.0;
       } else if (dk < 0.0) {
         z_[k] = l_[k];
-        dd[ibd - 1] = 0.0;
+        dd[ibd] = 0.0;
       }
     }
     for (int64_t i = 0; i < nsub; ++i) {
@@ -775,6 +755,37 @@ class Problem {
       z_[k] += alpha * dd[i];
     }
     return 0;
+  }
+
+  // The largest step s <= s0 along dir from p that keeps variables var(k), k < cnt, in the box
+  // (0 where one at its bound would leave it), each bound tested as a product with the step so
+  // far, as the published code does; *limit: the k that set it, or -1.
+  template <typename Var>
+  double largest_step(int64_t cnt, Var var, const double* dir, const double* p, double s0, int64_t* limit) const {
+    double s = s0, cand = s0;
+    *limit = -1;
+    for (int64_t k = 0; k < cnt; ++k) {
+      const int64_t i = var(k);
+      const double a1 = dir[k];
+      if (a1 < 0.0) {
+        const double a2 = l_[i] - p[i];
+        if (a2 >= 0.0)
+          cand = 0.0;
+        else if (a1 * s < a2)
+          cand = a2 / a1;
+      } else if (a1 > 0.0) {
+        const double a2 = u_[i] - p[i];
+        if (a2 <= 0.0)
+          cand = 0.0;
+        else if (a1 * s > a2)
+          cand = a2 / a1;
+      }
+      if (cand < s) {
+        s = cand;
+        *limit = k;
+      }
+    }
+    return s;
   }
 
   // ---- the BFGS memory ----------------------------------------------------------------------
@@ -836,28 +847,8 @@ class Problem {
     const double dtd = dot(n, d_, d_);
     s_[kDtd] = dtd;
     s_[kDnorm] = std::sqrt(dtd);
-    double stpmx = 1e10;
-    if (i_[kIterations] == 0) {
-      stpmx = 1.0;
-    } else {  // the largest step that stays in the box
-      for (int64_t i = 0; i < n; ++i) {
-        const double a1 = d_[i];
-        if (a1 < 0.0) {
-          const double a2 = l_[i] - x_[i];
-          if (a2 >= 0.0)
-            stpmx = 0.0;
-          else if (a1 * stpmx < a2)
-            stpmx = a2 / a1;
-        } else if (a1 > 0.0) {
-          const double a2 = u_[i] - x_[i];
-          if (a2 <= 0.0)
-            stpmx = 0.0;
-          else if (a1 * stpmx > a2)
-            stpmx = a2 / a1;
-        }
-      }
-    }
-    s_[kStpmx] = stpmx;
+    int64_t limit;
+    s_[kStpmx] = i_[kIterations] == 0 ? 1.0 : largest_step(n, [](int64_t i) { return i; }, d_, x_, 1e10, &limit);
     s_[kStp] = 1.0;  // every variable is boxed: the unit step first, even on the first iteration
     std::memcpy(t_, x_, sizeof(double) * n);
     std::memcpy(r_, g_, sizeof(double) * n);
