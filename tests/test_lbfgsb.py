@@ -259,3 +259,19 @@ def test_lbfgs_attack_on_the_compiled_solver_matches_the_scipy_solver(digits_cnn
     assert torch.allclose(compiled.extras["last_l2"], reference.extras["last_l2"], atol=1e-4)
     assert torch.equal(compiled.extras["const"].isnan(), reference.extras["const"].isnan())
     assert (compiled.queries == reference.queries - 1).all()
+
+
+def test_the_benchmark_problems_at_n_784_equal_scipy_for_ten_iterations():
+    """The benchmark's problems (pyadv/bench/lbfgsb.py: n = 784 on [0, 1], minimisers partly
+    outside, many variables entering and leaving the free set): ten iterates as scipy's."""
+    from pyadv.bench.lbfgsb import objective_numpy, problems
+
+    d, c, e, U, x0 = problems(3, 784, seed=5)
+    fn = lambda b, x: objective_numpy(d[b], c[b], e[b], U[b], x)
+    opt, _ = run_compiled(fn, x0, 0.0, 1.0, max_iter=10)
+    for b in range(3):
+        ref = run_scipy(fn, b, x0[b], 0.0, 1.0, max_iter=10)
+        assert int(opt.iterations[b]) == ref.nit and int(opt.evaluations[b]) == ref.nfev
+        np.testing.assert_allclose(opt.x[b].numpy(), ref.x, rtol=0, atol=1e-10)
+        at_bound = ((ref.x == 0) | (ref.x == 1)).mean()
+        assert 0.01 < at_bound < 0.99  # the bounds matter
