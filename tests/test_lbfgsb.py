@@ -275,3 +275,30 @@ def test_the_benchmark_problems_at_n_784_equal_scipy_for_ten_iterations():
         np.testing.assert_allclose(opt.x[b].numpy(), ref.x, rtol=0, atol=1e-10)
         at_bound = ((ref.x == 0) | (ref.x == 1)).mean()
         assert 0.01 < at_bound < 0.99  # the bounds matter
+
+
+def test_lbfgs_attack_in_groups_when_the_state_exceeds_the_memory_budget(digits_cnn, monkeypatch):
+    """A memory budget that holds two images' L-BFGS-B state: the images go through two at a
+    time, with the same results as all at once (to the model's float32 rounding across batch
+    sizes)."""
+    from pyadv.attacks import LBFGS
+    from pyadv.data import digits
+
+    x, y = digits("test", 28)
+    x, y = x[:5], y[:5]
+    seen = []
+    real = LBFGSB.__init__
+
+    def spy(self, batch, n, *a, **k):
+        seen.append(batch)
+        real(self, batch, n, *a, **k)
+
+    monkeypatch.setattr(LBFGSB, "__init__", spy)
+    whole = LBFGS(digits_cnn, search_steps=2, max_iter=8)(x, y)
+    assert seen == [5]
+    budget = 2 * LBFGSB.state_bytes(28 * 28) + 100
+    grouped = LBFGS(digits_cnn, search_steps=2, max_iter=8, memory_budget=budget)(x, y)
+    assert seen == [5, 2, 2, 1]
+    assert torch.equal(whole.success, grouped.success)
+    assert (whole.adv - grouped.adv).abs().max() < 1e-3
+    assert torch.allclose(whole.extras["last_l2"], grouped.extras["last_l2"], rtol=1e-3)

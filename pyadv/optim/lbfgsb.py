@@ -85,6 +85,13 @@ class LBFGSB:
         self._iws[:, _STATUS] = IDLE
         self.batch, self.n = batch, n
 
+    @staticmethod
+    def state_bytes(n: int, m: int = 10) -> int:
+        """Bytes of state one problem of n variables with m corrections keeps (its point,
+        bounds and workspace): about 8 (2m + 10) n."""
+        nd, ni = _C.lbfgsb_workspace(n, m)
+        return 8 * (nd + 3 * n) + 4 * ni
+
     status = property(lambda self: self._iws[:, _STATUS])
     iterations = property(lambda self: self._iws[:, _ITERATIONS])
     evaluations = property(lambda self: self._iws[:, _EVALUATIONS])
