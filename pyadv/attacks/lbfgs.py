@@ -106,7 +106,7 @@ class LBFGS(Attack):
 
         run = self._searches_compiled if self._solver == "compiled" else self._searches_scipy
         x0 = x.detach().double().flatten(1).cpu()
-        # L-BFGS-B keeps 2m corrections of n values per image (about 0.2 MB at 28 x 28, 32 MB at
+        # L-BFGS-B keeps 2m corrections of n values per image (about 0.2 MB at 28 x 28, 36 MB at
         # 3 x 224 x 224): images go through in groups whose state fits the memory budget
         group = max(1, runner.budget // LBFGSB.state_bytes(x0.shape[1]))
         parts = []
