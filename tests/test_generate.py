@@ -329,3 +329,20 @@ def test_atomic_write_flushes_the_file_and_its_folder(tmp_path, monkeypatch):
     assert (tmp_path / "a.txt").read_text() == "hello"
     assert len(synced) == 2 and synced[0].startswith(str(tmp_path / ".a.txt.")) and synced[1] == str(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt"]
+
+
+def test_rounded_json_is_the_json_of_the_rounded_value():
+    """The manifest's float columns, written by "%.7g": the same text as json.dumps of the value
+    rounded to 7 significant digits, on random values of every magnitude and the edge cases."""
+    import random
+
+    from pyadv.data.generate import _round, rounded_json
+
+    rng = random.Random(0)
+    values = [0.0, -0.0, 1.0, -1.0, 0.5, 1e-5, 1.5e-7, 1e-4, 0.0001234567, 123456.7, 1234567.0, 9999999.4,
+              9999999.6, 1e7, 12345678.9, 1e16, 1e300, 5e-324, float("nan"), float("inf"), float("-inf"), 784.0,
+              0.99999995, 0.123456749999, 0.12345675]
+    values += [rng.uniform(-1, 1) * 10 ** rng.uniform(-12, 20) for _ in range(5000)]
+    values += [float(rng.randint(0, 10 ** 8)) for _ in range(500)]
+    got = rounded_json(values)
+    assert list(got) == [json.dumps(_round(v)) for v in values]

@@ -235,6 +235,27 @@ def _json_value(v) -> str:
 _BOOL_TEXT = {True: "true", False: "false"}.__getitem__
 
 
+class _Encoded(list):
+    """A manifest column whose values are already JSON text."""
+
+
+def rounded_json(values: list[float]) -> _Encoded:
+    """The JSON of each value rounded to 7 significant digits, ``_json_value(_round(v))``, as
+    "%.7g" writes it: the same digits (repr of a double read from at most 15 digits gives those
+    digits back), with the ".0" repr puts on whole numbers; where the two forms may part
+    (exponents above 6, subnormals, NaN, infinities) the value goes the long way. A third of the
+    time per value."""
+    out = _Encoded()
+    for v in values:
+        t = "%.7g" % v
+        if "e+" in t or "n" in t or "e-3" in t:  # 1e+07; nan, inf; 1e-3xx (and 1e-3x) for subnormals
+            t = _json_value(_round(v))
+        elif "." not in t and "e" not in t:
+            t += ".0"
+        out.append(t)
+    return out
+
+
 def _json_column(values: list) -> list[str]:
     """_json_value of every value of a column, by the column's one type where it has one (the
     columns of a shard are ints, finite floats, bools or None: mapped in C, not value by value)."""
@@ -258,7 +279,9 @@ def manifest_lines(columns: dict[str, list], constant: dict) -> list[str]:
     fields = []
     for k in sorted({*columns, *constant}):
         if k in columns:
-            fields.append(list(map(f"{json.dumps(k)}: ".__add__, _json_column(columns[k]))))
+            col = columns[k]
+            texts = col if isinstance(col, _Encoded) else _json_column(col)
+            fields.append(list(map(f"{json.dumps(k)}: ".__add__, texts)))
         else:
             fields.append([f"{json.dumps(k)}: {json.dumps(constant[k], sort_keys=True)}"] * n)
     return ["{" + ", ".join(row) + "}" for row in zip(*fields)]
@@ -276,7 +299,7 @@ def _write_shard(out: Path, part: Part, k: int, rows: dict, metrics: dict, quant
     atomic_write(shard, lambda tmp: save_file(tensors, tmp, metadata={"format": FORMAT}))
     n = len(imgs)
     as_list = lambda v: v.detach().cpu().tolist() if isinstance(v, torch.Tensor) else list(v)
-    rounded = lambda v: [None] * n if v is None else [_round(a) for a in as_list(v)]
+    rounded = lambda v: [None] * n if v is None else rounded_json(as_list(v))
     columns = {"row": list(range(n)), "source_index": as_list(rows["index"]), "label": as_list(rows["label"]),
                "target": [t if t >= 0 else None for t in as_list(rows["target"])], "pred": as_list(rows["pred"]),
                "prob": rounded(rows["prob"]), "success": [bool(v) for v in as_list(rows["success"])],
