@@ -72,6 +72,7 @@ bench: build
 	$(PY) benchmarks/fi.py
 	$(PY) benchmarks/fi_model.py
 	$(PY) benchmarks/swarm.py
+	$(PY) benchmarks/lbfgsb.py
 	$(PY) benchmarks/image.py
 	$(PY) benchmarks/attacks_sparse.py
 	$(PY) benchmarks/attacks_gradient.py
