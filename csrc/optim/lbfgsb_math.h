@@ -44,7 +44,6 @@ enum Status : int32_t {
 enum IntSlot : int {
   kStatus = 0, kIterations, kEvaluations, kAtEvaluated,  // public
   kPhase, kCol, kHead, kItail, kIupdat, kUpdatd, kNfree, kNenter, kIleave, kIfun, kIback, kWrk, kBrackt, kStage,
-  kSegments,
   kNumIntSlots
 };
 
@@ -403,7 +402,6 @@ class Problem {
         const double dt = tj - tj0;
         if (dtm < dt) break;  // the minimiser lies in this segment
         tsum += dt;
-        ++i_[kSegments];
         --nleft;
         ++iter;
         const double dibp = d_[ibp - 1];
