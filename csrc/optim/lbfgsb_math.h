@@ -323,8 +323,7 @@ class Problem {
       std::memcpy(z_, x_, sizeof(double) * n);
       return 0;
     }
-    bool bnded = true;
-    int64_t nfree = n + 1, nbreak = 0, ibkmin = 0;
+    int64_t nbreak = 0, ibkmin = 0;
     double bkmin = 0.0, f1 = 0.0;
     for (int64_t i = 1; i <= n; ++i) {
       const double neggi = -g_[i - 1];
@@ -346,23 +345,14 @@ class Problem {
         d_[i - 1] = 0.0;
         continue;
       }
+      // a moving variable (neggi != 0: a zero one is -3 above) meets one of its bounds: every
+      // variable is boxed, so the published code's unbounded branch has no case here
       d_[i - 1] = neggi;
       f1 -= neggi * neggi;
-      if (neggi < 0.0) {
-        ++nbreak;
-        indx2_[nbreak - 1] = static_cast<int32_t>(i);
-        brk_[nbreak - 1] = tl / (-neggi);
-        if (nbreak == 1 || brk_[nbreak - 1] < bkmin) bkmin = brk_[nbreak - 1], ibkmin = nbreak;
-      } else if (neggi > 0.0) {
-        ++nbreak;
-        indx2_[nbreak - 1] = static_cast<int32_t>(i);
-        brk_[nbreak - 1] = tu / neggi;
-        if (nbreak == 1 || brk_[nbreak - 1] < bkmin) bkmin = brk_[nbreak - 1], ibkmin = nbreak;
-      } else {
-        --nfree;
-        indx2_[nfree - 1] = static_cast<int32_t>(i);
-        if (std::abs(neggi) > 0.0) bnded = false;
-      }
+      ++nbreak;
+      indx2_[nbreak - 1] = static_cast<int32_t>(i);
+      brk_[nbreak - 1] = neggi < 0.0 ? tl / (-neggi) : tu / neggi;
+      if (nbreak == 1 || brk_[nbreak - 1] < bkmin) bkmin = brk_[nbreak - 1], ibkmin = nbreak;
     }
     // p = W'd (d is 0 where a variable does not move)
     for (int64_t j = 1, pointr = i_[kHead]; j <= col; ++j, pointr = pointr % m + 1) {
@@ -372,7 +362,7 @@ class Problem {
     if (theta != 1.0)
       for (int64_t j = 0; j < col; ++j) p[col + j] *= theta;
     std::memcpy(z_, x_, sizeof(double) * n);
-    if (nbreak == 0 && nfree == n + 1) return 0;  // d = 0: x is the Cauchy point
+    if (nbreak == 0) return 0;  // d = 0: x is the Cauchy point
     for (int64_t j = 0; j < col2; ++j) c[j] = 0.0;
     double f2 = -theta * f1;
     const double f2_org = f2;
@@ -381,72 +371,70 @@ class Problem {
       f2 -= dot(col2, v, p);
     }
     double dtm = -f1 / f2, tsum = 0.0;
-    if (nbreak > 0) {
-      int64_t nleft = nbreak, iter = 1;
-      double tj = 0.0;
-      for (;;) {
-        const double tj0 = tj;
-        int64_t ibp;
-        if (iter == 1) {  // the smallest breakpoint is known: no heap yet (often the only one used)
-          tj = bkmin;
-          ibp = indx2_[ibkmin - 1];
-        } else {
-          if (iter == 2 && ibkmin != nbreak) {  // the used smallest replaced by the last, then the heap built
-            brk_[ibkmin - 1] = brk_[nbreak - 1];
-            indx2_[ibkmin - 1] = indx2_[nbreak - 1];
-          }
-          heap_pop(nleft, iter == 2);
-          tj = brk_[nleft - 1];
-          ibp = indx2_[nleft - 1];
+    int64_t nleft = nbreak, iter = 1;
+    double tj = 0.0;
+    for (;;) {
+      const double tj0 = tj;
+      int64_t ibp;
+      if (iter == 1) {  // the smallest breakpoint is known: no heap yet (often the only one used)
+        tj = bkmin;
+        ibp = indx2_[ibkmin - 1];
+      } else {
+        if (iter == 2 && ibkmin != nbreak) {  // the used smallest replaced by the last, then the heap built
+          brk_[ibkmin - 1] = brk_[nbreak - 1];
+          indx2_[ibkmin - 1] = indx2_[nbreak - 1];
         }
-        const double dt = tj - tj0;
-        if (dtm < dt) break;  // the minimiser lies in this segment
-        tsum += dt;
-        --nleft;
-        ++iter;
-        const double dibp = d_[ibp - 1];
-        d_[ibp - 1] = 0.0;
-        double zibp;
-        if (dibp > 0.0) {
-          zibp = u_[ibp - 1] - x_[ibp - 1];
-          z_[ibp - 1] = u_[ibp - 1];
-          iwhere_[ibp - 1] = 2;
-        } else {
-          zibp = l_[ibp - 1] - x_[ibp - 1];
-          z_[ibp - 1] = l_[ibp - 1];
-          iwhere_[ibp - 1] = 1;
-        }
-        if (nleft == 0 && nbreak == n) {  // every variable is at a bound
-          dtm = dt;
-          if (col > 0)
-            for (int64_t j = 0; j < col2; ++j) c[j] += dtm * p[j];
-          return 0;
-        }
-        const double dibp2 = dibp * dibp;
-        f1 = f1 + dt * f2 + dibp2 - theta * dibp * zibp;
-        f2 -= theta * dibp2;
-        if (col > 0) {
-          for (int64_t j = 0; j < col2; ++j) c[j] += dt * p[j];
-          int64_t pointr = i_[kHead];
-          for (int64_t j = 1; j <= col; ++j) {
-            wbp[j - 1] = at(wy_, n, ibp, pointr);
-            wbp[col + j - 1] = theta * at(ws_, n, ibp, pointr);
-            pointr = pointr % m + 1;
-          }
-          if (bmv(wbp, v) != 0) return -1;
-          const double wmc = dot(col2, c, v), wmp = dot(col2, p, v), wmw = dot(col2, wbp, v);
-          for (int64_t j = 0; j < col2; ++j) p[j] -= dibp * wbp[j];
-          f1 += dibp * wmc;
-          f2 += 2.0 * dibp * wmp - dibp2 * wmw;
-        }
-        f2 = std::max(kEps * f2_org, f2);
-        if (nleft > 0) {
-          dtm = -f1 / f2;
-          continue;
-        }
-        dtm = bnded ? 0.0 : -f1 / f2;
-        break;
+        heap_pop(nleft, iter == 2);
+        tj = brk_[nleft - 1];
+        ibp = indx2_[nleft - 1];
       }
+      const double dt = tj - tj0;
+      if (dtm < dt) break;  // the minimiser lies in this segment
+      tsum += dt;
+      --nleft;
+      ++iter;
+      const double dibp = d_[ibp - 1];
+      d_[ibp - 1] = 0.0;
+      double zibp;
+      if (dibp > 0.0) {
+        zibp = u_[ibp - 1] - x_[ibp - 1];
+        z_[ibp - 1] = u_[ibp - 1];
+        iwhere_[ibp - 1] = 2;
+      } else {
+        zibp = l_[ibp - 1] - x_[ibp - 1];
+        z_[ibp - 1] = l_[ibp - 1];
+        iwhere_[ibp - 1] = 1;
+      }
+      if (nleft == 0 && nbreak == n) {  // every variable is at a bound
+        dtm = dt;
+        if (col > 0)
+          for (int64_t j = 0; j < col2; ++j) c[j] += dtm * p[j];
+        return 0;
+      }
+      const double dibp2 = dibp * dibp;
+      f1 = f1 + dt * f2 + dibp2 - theta * dibp * zibp;
+      f2 -= theta * dibp2;
+      if (col > 0) {
+        for (int64_t j = 0; j < col2; ++j) c[j] += dt * p[j];
+        int64_t pointr = i_[kHead];
+        for (int64_t j = 1; j <= col; ++j) {
+          wbp[j - 1] = at(wy_, n, ibp, pointr);
+          wbp[col + j - 1] = theta * at(ws_, n, ibp, pointr);
+          pointr = pointr % m + 1;
+        }
+        if (bmv(wbp, v) != 0) return -1;
+        const double wmc = dot(col2, c, v), wmp = dot(col2, p, v), wmw = dot(col2, wbp, v);
+        for (int64_t j = 0; j < col2; ++j) p[j] -= dibp * wbp[j];
+        f1 += dibp * wmc;
+        f2 += 2.0 * dibp * wmp - dibp2 * wmw;
+      }
+      f2 = std::max(kEps * f2_org, f2);
+      if (nleft > 0) {
+        dtm = -f1 / f2;
+        continue;
+      }
+      dtm = 0.0;  // past the last breakpoint: every moving variable is at a bound
+      break;
     }
     if (dtm <= 0.0) dtm = 0.0;
     tsum += dtm;
@@ -868,8 +856,7 @@ class Problem {
       if (gd >= 0.0) return -4;  // an ascent direction: no line search possible
     }
     const int task = dcsrch(s_[kF], gd, first);
-    if (task < 0) return -5;
-    if (task == kStepDone) return kAccepted;
+    if (task != kTrial) return task < 0 ? -5 : kAccepted;
     ++i_[kIfun];
     i_[kIback] = i_[kIfun] - 1;
     const double stp = s_[kStp];
@@ -882,11 +869,9 @@ class Problem {
     return kTrial;
   }
 
-  enum { kNeedEval = 0, kStepDone = 1 };
-
   // Moré and Thuente's line search (MINPACK-2 dcsrch) for phi(stp) = f(t + stp d) with
-  // ftol 1e-3, gtol 0.9, xtol 0.1 on [0, stpmx]. Returns kNeedEval (stp is the next trial),
-  // kStepDone (converged or warned: accept stp), or -1 for an input error.
+  // ftol 1e-3, gtol 0.9, xtol 0.1 on [0, stpmx]. Returns kTrial (stp is the next trial),
+  // kAccepted (converged or warned: accept stp), or -1 for an input error.
   int dcsrch(double f, double g, bool start) {
     constexpr double ftol = 1e-3, gtol = 0.9, xtol = 0.1, xtrapl = 1.1, xtrapu = 4.0;
     double& stp = s_[kStp];
@@ -908,7 +893,7 @@ class Problem {
       s_[kGy] = g;
       s_[kStmin] = 0.0;
       s_[kStmax] = stp + xtrapu * stp;
-      return kNeedEval;
+      return kTrial;
     }
     bool brackt = i_[kBrackt];
     const double finit = s_[kFinit], ginit = s_[kGinit], gtest = s_[kGtest];
@@ -922,7 +907,7 @@ class Problem {
     if (stp == stpmax && f <= ftest && g <= gtest) done = true;
     if (stp == stpmin && (f > ftest || g >= gtest)) done = true;
     if (f <= ftest && std::abs(g) <= gtol * (-ginit)) done = true;  // converged
-    if (done) return kStepDone;
+    if (done) return kAccepted;
     if (i_[kStage] == 1 && f <= fx && f > ftest) {  // the modified function while the decrease is not sufficient
       const double fm = f - stp * gtest;
       double fxm = fx - stx * gtest, fym = fy - sty * gtest;
@@ -955,7 +940,7 @@ class Problem {
     s_[kStx] = stx; s_[kFx] = fx; s_[kGx] = gx;
     s_[kSty] = sty; s_[kFy] = fy; s_[kGy] = gy;
     s_[kStmin] = stmin; s_[kStmax] = stmax;
-    return kNeedEval;
+    return kTrial;
   }
 
   // MINPACK-2 dcstep: a safeguarded step (cubic, quadratic or secant) for the interval
