@@ -167,6 +167,39 @@ def test_restart_rows_independently_and_threads_do_not_change_results():
     assert torch.equal(one.x[1::2], before[1::2]) and (one.x[::2] == 0).all()
 
 
+def test_every_cpu_variant_computes_the_same_bits(isa):
+    """The kernel is compiled per instruction set without FMA contraction: the same iterates."""
+    from pyadv import _C
+
+    fn = robust_regressions(6, 45, 11)
+    x0 = np.random.default_rng(12).uniform(0.0, 1.0, (6, 45))
+    mine, _ = run_compiled(fn, x0, 0.0, 1.0, m=5)
+    _C.set_cpu_isa("baseline")
+    try:
+        ref, _ = run_compiled(fn, x0, 0.0, 1.0, m=5)
+    finally:
+        _C.set_cpu_isa(isa)
+    assert torch.equal(mine.x, ref.x) and torch.equal(mine.iterations, ref.iterations)
+    assert torch.equal(mine.evaluations, ref.evaluations)
+
+
+def test_a_cauchy_search_past_many_tied_breakpoints_equals_scipy():
+    """Steep objectives from the centre of the box: the first Cauchy search passes every
+    breakpoint, more than the few its scan keeps in order (the heap takes over), most of them
+    tied (four gradient sizes from the same start)."""
+    B, n = 4, 60
+    rng = np.random.default_rng(3)
+    c = rng.choice([-200.0, -50.0, 50.0, 200.0], size=(B, n))
+    a = rng.uniform(0.1, 1.0, (B, n))
+    fn = lambda b, x: (0.5 * a[b] @ x ** 2 + c[b] @ x + np.log1p(x @ x), a[b] * x + c[b] + 2 * x / (1 + x @ x))
+    x0 = np.full((B, n), 0.5)
+    opt, _ = run_compiled(fn, x0, 0.0, 1.0)
+    for b in range(B):
+        ref = run_scipy(fn, b, x0[b], 0.0, 1.0)
+        assert int(opt.iterations[b]) == ref.nit and int(opt.evaluations[b]) == ref.nfev
+        np.testing.assert_allclose(opt.x[b].numpy(), ref.x, rtol=0, atol=1e-10)
+
+
 def test_minimize_function_and_an_empty_batch():
     """minimize() on one objective of whole batches (the same quadratic, four starts)."""
     fn = quadratics(1, 25, 9)

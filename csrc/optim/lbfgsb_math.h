@@ -27,60 +27,17 @@
 #include <cstring>
 #include <limits>
 
+#include "../common/macros.h"
+#include "lbfgsb_layout.h"
+
 namespace pyadv {
-namespace lbfgsb {
+inline namespace PYADV_ISA_TAG {
+namespace lbfgsb_math {
 
-// The public part of a problem's integer row (read by Python; see pyadv/optim/lbfgsb.py).
-enum Status : int32_t {
-  kIdle = -1,            // never started
-  kEvaluate = 0,         // x awaits f(x) and g(x)
-  kConvergedPgtol = 1,   // the projected gradient's largest entry <= pgtol
-  kConvergedFtol = 2,    // (f_old - f) / max(|f_old|, |f|, 1) <= factr * eps
-  kMaxIter = 3,          // the iteration limit
-  kMaxEval = 4,          // the evaluation limit
-  kAbnormal = 5,         // the line search failed with no memory to refresh: x is the last iterate
-};
+using namespace ::pyadv::lbfgsb;
 
-enum IntSlot : int {
-  kStatus = 0, kIterations, kEvaluations, kAtEvaluated,  // public
-  kPhase, kCol, kHead, kItail, kIupdat, kUpdatd, kNfree, kNenter, kIleave, kIfun, kIback, kWrk, kBrackt, kStage,
-  kNumIntSlots
-};
-
-enum DoubleSlot : int {
-  kF = 0, kFold, kTheta, kStp, kGd, kGdold, kDnorm, kDtd, kStpmx, kSbgnrm,
-  kStx, kFx, kGx, kSty, kFy, kGy, kStmin, kStmax, kWidth, kWidth1, kFinit, kGinit, kGtest,
-  kNumDoubleSlots
-};
-
-enum Phase : int32_t { kPhaseStart = 0, kPhaseLineSearch = 1 };
-
-// The memory's largest size (scipy's default is 10; beyond a few dozen corrections L-BFGS-B
-// stops paying for its O(m^2 n) work).
-constexpr int64_t kMaxCorrections = 64;
-
-struct Settings {
-  int64_t m, max_iter, max_eval, max_ls;
-  double factr, pgtol;
-};
-
-// Where each array of a problem lies in its rows of the workspaces.
-struct Layout {
-  int64_t n, m;
-  int64_t ws, wy, sy, ss, wt, wn, snd, g, z, r, d, t, xp, brk, wa, doubles;  // offsets in the double row
-  int64_t index, indx2, iwhere, ints;                                         // offsets in the int row
-  Layout(int64_t n_, int64_t m_) : n(n_), m(m_) {
-    int64_t o = kNumDoubleSlots;
-    auto take = [&](int64_t len) { const int64_t at = o; o += len; return at; };
-    ws = take(n * m); wy = take(n * m);
-    sy = take(m * m); ss = take(m * m); wt = take(m * m);
-    wn = take(4 * m * m); snd = take(4 * m * m);
-    g = take(n); z = take(n); r = take(n); d = take(n); t = take(n); xp = take(n); brk = take(n);
-    wa = take(8 * m);
-    doubles = o;
-    index = kNumIntSlots; indx2 = index + n; iwhere = indx2 + n; ints = iwhere + n;
-  }
-};
+// Breakpoints of the Cauchy search kept in order by its first scan (see cauchy()).
+constexpr int64_t kFewBreakpoints = 16;
 
 inline double& at(double* a, int64_t ld, int64_t i, int64_t j) { return a[(i - 1) + (j - 1) * ld]; }
 
@@ -111,18 +68,17 @@ inline double dot_at(int64_t cnt, const int32_t* idx, const double* a, const dou
   return (s0 + s1) + (s2 + s3);
 }
 
-// sum over k < cnt of a[idx[k] - 1] * v[k]: a gathered, v compact.
-inline double dot_gathered(int64_t cnt, const int32_t* idx, const double* a, const double* v) {
-  double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
-  int64_t k = 0;
-  for (; k + 4 <= cnt; k += 4) {
-    s0 += a[idx[k] - 1] * v[k];
-    s1 += a[idx[k + 1] - 1] * v[k + 1];
-    s2 += a[idx[k + 2] - 1] * v[k + 2];
-    s3 += a[idx[k + 3] - 1] * v[k + 3];
-  }
-  for (; k < cnt; ++k) s0 += a[idx[k] - 1] * v[k];
-  return (s0 + s1) + (s2 + s3);
+// sum over i < n of mask[i] * a[i] * b[i], mask 1 on a set of variables and 0 elsewhere: a sum
+// over the free set in the dense form the compiler vectorises (the free set is most of the
+// variables in the attacks' problems, and the gathered form runs one scalar load at a time).
+inline double dot_masked(int64_t n, const double* mask, const double* a, const double* b) {
+  double s[8] = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int k = 0; k < 8; ++k) s[k] += mask[i + k] * a[i + k] * b[i + k];
+  double t = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+  for (; i < n; ++i) t += mask[i] * a[i] * b[i];
+  return t;
 }
 
 // LINPACK dpofa: Cholesky factor R (upper, A = R'R) of the leading n x n block, in place.
@@ -173,7 +129,7 @@ class Problem {
         ws_(dbl + L.ws), wy_(dbl + L.wy), sy_(dbl + L.sy), ss_(dbl + L.ss), wt_(dbl + L.wt), wn_(dbl + L.wn),
         snd_(dbl + L.snd), g_(dbl + L.g), z_(dbl + L.z), r_(dbl + L.r), d_(dbl + L.d), t_(dbl + L.t),
         xp_(dbl + L.xp), brk_(dbl + L.brk), wa_(dbl + L.wa), index_(in + L.index), indx2_(in + L.indx2),
-        iwhere_(in + L.iwhere) {}
+        iwhere_(in + L.iwhere), free_(t_), dense_(brk_) {}
 
   // A new solve from x0: x0 projected onto the box, the memory empty; then x awaits evaluation.
   void start(const double* x0) {
@@ -323,8 +279,13 @@ class Problem {
       std::memcpy(z_, x_, sizeof(double) * n);
       return 0;
     }
-    int64_t nbreak = 0, ibkmin = 0;
-    double bkmin = 0.0, f1 = 0.0;
+    // The search usually stops within its first dozen breakpoints of the ~n: the smallest few
+    // are kept in order during the scan (ties in the order of the variables), and a heap is
+    // built over the rest only when the search runs past them.
+    double few_t[kFewBreakpoints];
+    int32_t few_i[kFewBreakpoints];
+    int64_t nbreak = 0, nfew = 0;
+    double f1 = 0.0;
     for (int64_t i = 1; i <= n; ++i) {
       const double neggi = -g_[i - 1];
       int32_t& where = iwhere_[i - 1];
@@ -351,8 +312,17 @@ class Problem {
       f1 -= neggi * neggi;
       ++nbreak;
       indx2_[nbreak - 1] = static_cast<int32_t>(i);
-      brk_[nbreak - 1] = neggi < 0.0 ? tl / (-neggi) : tu / neggi;
-      if (nbreak == 1 || brk_[nbreak - 1] < bkmin) bkmin = brk_[nbreak - 1], ibkmin = nbreak;
+      const double tb = neggi < 0.0 ? tl / (-neggi) : tu / neggi;
+      brk_[nbreak - 1] = tb;
+      if (nfew < kFewBreakpoints || tb < few_t[kFewBreakpoints - 1]) {
+        int64_t k = nfew < kFewBreakpoints ? nfew++ : kFewBreakpoints - 1;
+        for (; k > 0 && few_t[k - 1] > tb; --k) {
+          few_t[k] = few_t[k - 1];
+          few_i[k] = few_i[k - 1];
+        }
+        few_t[k] = tb;
+        few_i[k] = static_cast<int32_t>(i);
+      }
     }
     // p = W'd (d is 0 where a variable does not move)
     for (int64_t j = 1, pointr = i_[kHead]; j <= col; ++j, pointr = pointr % m + 1) {
@@ -371,20 +341,29 @@ class Problem {
       f2 -= dot(col2, v, p);
     }
     double dtm = -f1 / f2, tsum = 0.0;
-    int64_t nleft = nbreak, iter = 1;
+    int64_t nleft = nbreak, used = 0;
+    bool heap = false;
     double tj = 0.0;
     for (;;) {
       const double tj0 = tj;
       int64_t ibp;
-      if (iter == 1) {  // the smallest breakpoint is known: no heap yet (often the only one used)
-        tj = bkmin;
-        ibp = indx2_[ibkmin - 1];
+      if (!heap && used < nfew) {
+        tj = few_t[used];
+        ibp = few_i[used++];
       } else {
-        if (iter == 2 && ibkmin != nbreak) {  // the used smallest replaced by the last, then the heap built
-          brk_[ibkmin - 1] = brk_[nbreak - 1];
-          indx2_[ibkmin - 1] = indx2_[nbreak - 1];
+        const bool build = !heap;
+        if (build) {  // past the few: the breakpoints after them (in the same order) into a heap
+          const double t_last = few_t[used - 1];
+          const int32_t i_last = few_i[used - 1];
+          int64_t kept = 0;
+          for (int64_t k = 0; k < nbreak; ++k) {
+            if (brk_[k] < t_last || (brk_[k] == t_last && indx2_[k] <= i_last)) continue;
+            brk_[kept] = brk_[k];
+            indx2_[kept++] = indx2_[k];
+          }
+          heap = true;
         }
-        heap_pop(nleft, iter == 2);
+        heap_pop(nleft, build);
         tj = brk_[nleft - 1];
         ibp = indx2_[nleft - 1];
       }
@@ -392,7 +371,6 @@ class Problem {
       if (dtm < dt) break;  // the minimiser lies in this segment
       tsum += dt;
       --nleft;
-      ++iter;
       const double dibp = d_[ibp - 1];
       d_[ibp - 1] = 0.0;
       double zibp;
@@ -534,6 +512,7 @@ class Problem {
       else
         index_[--iact - 1] = static_cast<int32_t>(i);
     }
+    for (int64_t i = 0; i < n; ++i) free_[i] = iwhere_[i] <= 0 ? 1.0 : 0.0;
     i_[kNfree] = static_cast<int32_t>(nfree);
     i_[kNenter] = static_cast<int32_t>(nenter);
     i_[kIleave] = static_cast<int32_t>(ileave);
@@ -570,7 +549,7 @@ class Problem {
         const double* wyj = &at(wy_, n, 1, jpntr);
         const double* wsi = &at(ws_, n, 1, ipntr);
         const double* wsj = &at(ws_, n, 1, jpntr);
-        at(wn1, m2, iy, jy) = dot_at(nsub, ind, wyi, wyj);              // over the free variables
+        at(wn1, m2, iy, jy) = dot_masked(n, free_, wyi, wyj);           // over the free variables
         at(wn1, m2, is, js) = dot_at(n - nsub, ind + nsub, wsi, wsj);  // over the active ones
         at(wn1, m2, is, jy) = dot_at(n - nsub, ind + nsub, wsi, wyj);
         jpntr = jpntr % m + 1;
@@ -581,7 +560,7 @@ class Problem {
       if (jpntr > m) jpntr -= m;
       ipntr = head;
       for (int64_t i = 1; i <= col; ++i) {
-        at(wn1, m2, m + i, jy) = dot_at(nsub, ind, &at(ws_, n, 1, ipntr), &at(wy_, n, 1, jpntr));
+        at(wn1, m2, m + i, jy) = dot_masked(n, free_, &at(ws_, n, 1, ipntr), &at(wy_, n, 1, jpntr));
         ipntr = ipntr % m + 1;
       }
       upcl = col - 1;
@@ -676,12 +655,18 @@ class Problem {
       wyc[j] = &at(wy_, n, 1, pointr);
       wsc[j] = &at(ws_, n, 1, pointr);
     }
-    for (int64_t i = 0; i < cnt; ++i) {
-      const int64_t k = index_[i] - 1;
-      double acc = out[i];
-      for (int64_t j = 0; j < col; ++j) acc += wyc[j][k] * a[j] + wsc[j][k] * b[j];
-      out[i] = acc;
+    // over every variable, a correction at a time (vector operations; the free set is most of
+    // them), each free entry summed in the same order as one entry at a time would be
+    double* dense = dense_;
+    std::memset(dense, 0, sizeof(double) * n);
+    for (int64_t i = 0; i < cnt; ++i) dense[index_[i] - 1] = out[i];
+    for (int64_t j = 0; j < col; ++j) {
+      const double aj = a[j], bj = b[j];
+      const double* y = wyc[j];
+      const double* s = wsc[j];
+      for (int64_t k = 0; k < n; ++k) dense[k] += y[k] * aj + s[k] * bj;
     }
+    for (int64_t i = 0; i < cnt; ++i) out[i] = dense[index_[i] - 1];
   }
 
   // The Newton step of the quadratic model on the free variables from the Cauchy point z,
@@ -693,12 +678,14 @@ class Problem {
     if (nsub <= 0) return 0;
     double* wv = wa_;
     double* dd = r_;  // the reduced gradient, then the step
+    // W'Z dd as dense sums: dd spread over the variables, 0 on the active ones
+    double* dense = dense_;
+    std::memset(dense, 0, sizeof(double) * n);
+    for (int64_t i = 0; i < nsub; ++i) dense[index_[i] - 1] = dd[i];
     int64_t pointr = i_[kHead];
     for (int64_t i = 1; i <= col; ++i) {
-      const double* wyp = &at(wy_, n, 1, pointr);
-      const double* wsp = &at(ws_, n, 1, pointr);
-      wv[i - 1] = dot_gathered(nsub, index_, wyp, dd);
-      wv[col + i - 1] = theta * dot_gathered(nsub, index_, wsp, dd);
+      wv[i - 1] = dot(n, &at(wy_, n, 1, pointr), dense);
+      wv[col + i - 1] = theta * dot(n, &at(ws_, n, 1, pointr), dense);
       pointr = pointr % m + 1;
     }
     if (dtrsl_upper(wn_, m2, col2, wv, 11) != 0) return -1;
@@ -1028,7 +1015,12 @@ class Problem {
   int32_t* i_;
   double *ws_, *wy_, *sy_, *ss_, *wt_, *wn_, *snd_, *g_, *z_, *r_, *d_, *t_, *xp_, *brk_, *wa_;
   int32_t *index_, *indx2_, *iwhere_;
+  // Scratch of the search direction, in arrays it leaves unused: the free set as 1.0 / 0.0 per
+  // variable (t holds the last iterate only during the line search), and n dense values (the
+  // breakpoints are spent once the Cauchy point is found).
+  double *free_, *dense_;
 };
 
-}  // namespace lbfgsb
+}  // namespace lbfgsb_math
+}  // namespace PYADV_ISA_TAG
 }  // namespace pyadv

@@ -1,7 +1,9 @@
 // The CPU ops of the batched L-BFGS-B (lbfgsb_math.h): lbfgsb_start restarts some problems from
 // given points, lbfgsb_step hands some problems f and g at the points they asked for and runs
 // each on to its next point or its end. Problems are independent: one at::parallel_for over the
-// rows given. All state is in the caller's tensors (x, ws, iws), so a step never allocates.
+// rows given, each range run by the CPU kernel of the active instruction set
+// (lbfgsb_cpu_kernel.cpp). All state is in the caller's tensors (x, ws, iws), so a step never
+// allocates.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
@@ -9,8 +11,18 @@
 #include <cmath>
 #include <vector>
 
-#include "lbfgsb_math.h"
+#include "../common/cpu_isa.h"
+#include "lbfgsb_cpu_kernel.h"
+#include "lbfgsb_layout.h"
 #include "lbfgsb_op.h"
+
+PYADV_DECLARE_LBFGSB_CPU_KERNELS(isa_baseline)
+#if defined(PYADV_HAVE_AVX2)
+PYADV_DECLARE_LBFGSB_CPU_KERNELS(isa_avx2)
+#endif
+#if defined(PYADV_HAVE_AVX512)
+PYADV_DECLARE_LBFGSB_CPU_KERNELS(isa_avx512)
+#endif
 
 namespace pyadv {
 
@@ -85,11 +97,7 @@ void lbfgsb_start_cpu(at::Tensor x, at::Tensor ws, at::Tensor iws, const at::Ten
   double* wp = ws.mutable_data_ptr<double>();
   int32_t* ip = iws.mutable_data_ptr<int32_t>();
   at::parallel_for(0, R, 1, [&](int64_t k0, int64_t k1) {
-    for (int64_t k = k0; k < k1; ++k) {
-      const int64_t b = rp[k];
-      lbfgsb::Problem p(s.L, xp + b * s.n, lp + b * s.n, up + b * s.n, wp + b * s.L.doubles, ip + b * s.L.ints);
-      p.start(xsp + k * s.n);
-    }
+    PYADV_ISA_DISPATCH(isa_ns::lbfgsb_kernel::start_rows(s.L, rp, k0, k1, xp, lp, up, wp, ip, xsp));
   });
 }
 
@@ -123,11 +131,7 @@ void lbfgsb_step_cpu(at::Tensor x, at::Tensor ws, at::Tensor iws, const at::Tens
   const double* lp = lower.const_data_ptr<double>();
   const double* up = upper.const_data_ptr<double>();
   at::parallel_for(0, R, 1, [&](int64_t k0, int64_t k1) {
-    for (int64_t k = k0; k < k1; ++k) {
-      const int64_t b = rp[k];
-      lbfgsb::Problem p(s.L, xp + b * s.n, lp + b * s.n, up + b * s.n, wp + b * s.L.doubles, ip + b * s.L.ints);
-      p.answer(fp[k], gp + k * s.n, st);
-    }
+    PYADV_ISA_DISPATCH(isa_ns::lbfgsb_kernel::step_rows(s.L, st, rp, k0, k1, xp, lp, up, wp, ip, fp, gp));
   });
 }
 

@@ -97,12 +97,13 @@ class LBFGS(Attack):
 
         def evaluate(rows: torch.Tensor, points: torch.Tensor):
             """The model at points [R, n] (float64, CPU) for images rows: cross-entropy of the aim
-            [R], its gradient [R, n] (float64, CPU) and whether each point hits [R] (bool, CPU)."""
+            [R] (float64), its gradient [R, n] (the model's dtype: the objective's float64 sum
+            widens it) and whether each point hits [R] (bool), all on the CPU."""
             r = rows.to(x.device)
             imgs = points.to(device=x.device, dtype=x.dtype).view(len(rows), *x.shape[1:])
             g, z = runner.loss_grad(imgs, r, cross_entropy, aim[r], return_logits=True)
             ok = runner.hit(z, y[r], aim[r] if target is not None else None)
-            return cross_entropy(z, aim[r]).double().cpu(), g.double().flatten(1).cpu(), ok.cpu()
+            return cross_entropy(z, aim[r]).double().cpu(), g.flatten(1).cpu(), ok.cpu()
 
         run = self._searches_compiled if self._solver == "compiled" else self._searches_scipy
         x0 = x.detach().double().flatten(1).cpu()
@@ -142,13 +143,16 @@ class LBFGS(Attack):
         verify = torch.zeros(B, dtype=torch.bool)  # ended away from its last evaluated point
         clean = None  # (cross-entropy, gradient, hit) at x0
 
+        work = torch.empty(B, n, **f64)  # r, then the objective's gradient: one buffer for every round
+
         def answer(rows, ce, g):
             every = len(rows) == B  # rows are sorted and distinct: then all of them, in order
-            r = (opt.x if every else opt.x[rows]) - (x0 if every else x0[rows])
+            r = work[:len(rows)]
+            torch.sub(opt.x if every else opt.x[rows], x0 if every else x0[rows], out=r)
             cr = c if every else c[rows]
             norm = (torch.linalg.vecdot(r, r) + 1e-12).sqrt_()
-            f, gg = cr * norm + ce, r.mul_((cr / norm)[:, None]).add_(g)
-            opt.step(rows, f, gg)
+            f = cr * norm + ce
+            opt.step(rows, f, r.mul_((cr / norm)[:, None]).add_(g))
 
         opt.start(torch.arange(B), x0)
         while True:
