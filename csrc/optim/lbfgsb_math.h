@@ -81,6 +81,73 @@ inline double dot_masked(int64_t n, const double* mask, const double* a, const d
   return t;
 }
 
+// The largest entry of the projected gradient, |P(x - g) - x|, over independent lane maxima
+// (vector operations; the maximum does not depend on the order).
+inline double projected_gradient_max(int64_t n, const double* PYADV_RESTRICT g, const double* PYADV_RESTRICT x,
+                                     const double* PYADV_RESTRICT l, const double* PYADV_RESTRICT u) {
+  auto entry = [&](int64_t i) {
+    const double gi = g[i];
+    const double up = std::max(x[i] - u[i], gi), down = std::min(x[i] - l[i], gi);
+    return std::fabs(gi < 0.0 ? up : down);
+  };
+  double lane[8] = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0};
+  const int64_t n8 = n - n % 8;
+  for (int64_t i = 0; i < n8; i += 8)
+    for (int k = 0; k < 8; ++k) lane[k] = std::max(lane[k], entry(i + k));
+  double norm = std::max({lane[0], lane[1], lane[2], lane[3], lane[4], lane[5], lane[6], lane[7]});
+  for (int64_t i = n8; i < n; ++i) norm = std::max(norm, entry(i));
+  return norm;
+}
+
+// min(s0, v[0], ..., v[n - 1]) over independent lane minima (vector operations).
+inline double min_of(int64_t n, const double* v, double s0) {
+  double lane[8] = {s0, s0, s0, s0, s0, s0, s0, s0};
+  const int64_t n8 = n - n % 8;
+  for (int64_t i = 0; i < n8; i += 8)
+    for (int k = 0; k < 8; ++k) lane[k] = std::min(lane[k], v[i + k]);
+  double s = std::min({lane[0], lane[1], lane[2], lane[3], lane[4], lane[5], lane[6], lane[7]});
+  for (int64_t i = n8; i < n; ++i) s = std::min(s, v[i]);
+  return s;
+}
+
+// The largest step s <= s0 along d from x that keeps every variable in [l, u] (0 when one at
+// its bound would leave it): the least of the ratios, each written to `ratio` first (so that
+// both loops are vector operations). The published code tests each bound as a product with the
+// step so far before it divides; the two can differ in the last bit of the line search's upper
+// limit, nowhere else.
+inline double step_to_box(int64_t n, const double* PYADV_RESTRICT d, const double* PYADV_RESTRICT x,
+                          const double* PYADV_RESTRICT l, const double* PYADV_RESTRICT u, double s0,
+                          double* PYADV_RESTRICT ratio) {
+  constexpr double kInf = std::numeric_limits<double>::infinity();
+  for (int64_t i = 0; i < n; ++i) {
+    const double a1 = d[i], r = (a1 < 0.0 ? l[i] - x[i] : u[i] - x[i]) / a1;
+    ratio[i] = a1 == 0.0 ? kInf : r > 0.0 ? r : 0.0;
+  }
+  return min_of(n, ratio, s0);
+}
+
+// The Cauchy search's first pass: each variable's state at x along -g (iwhere: 0 moving, 1 / 2
+// at its lower / upper bound and pushed out of the box, -3 inside with a zero gradient, 3 fixed
+// by its bounds, which stays), d = -g on the moving ones (0 elsewhere) and every variable's
+// breakpoint, the step at which it meets its bound (inf for one that does not move). Without
+// branches (& not &&), so the compiler vectorises it. A moving variable has g != 0, and every
+// variable is boxed, so the published code's unbounded branch has no case here.
+inline void cauchy_scan(int64_t n, const double* PYADV_RESTRICT g, const double* PYADV_RESTRICT x,
+                        const double* PYADV_RESTRICT l, const double* PYADV_RESTRICT u, int32_t* PYADV_RESTRICT iwhere,
+                        double* PYADV_RESTRICT d, double* PYADV_RESTRICT brk) {
+  constexpr double kInf = std::numeric_limits<double>::infinity();
+  for (int64_t i = 0; i < n; ++i) {
+    const double neggi = -g[i];
+    const double tl = x[i] - l[i], tu = u[i] - x[i];
+    const bool at_l = tl <= 0.0, at_u = !at_l & (tu <= 0.0), inside = !at_l & !at_u;
+    const int32_t w = (at_l & (neggi <= 0.0)) + 2 * (at_u & (neggi >= 0.0)) - 3 * (inside & (neggi == 0.0));
+    const int32_t where = iwhere[i] == 3 ? 3 : w;
+    iwhere[i] = where;
+    d[i] = where == 0 ? neggi : 0.0;
+    brk[i] = where == 0 ? (neggi < 0.0 ? tl : tu) / std::fabs(neggi) : kInf;
+  }
+}
+
 // LINPACK dpofa: Cholesky factor R (upper, A = R'R) of the leading n x n block, in place.
 // Returns 0, or the order of the first non-positive leading minor.
 inline int dpofa(double* a, int64_t lda, int64_t n) {
@@ -210,15 +277,8 @@ class Problem {
     i_[kUpdatd] = 0;
   }
 
-  double projected_gradient_norm() const {
-    double norm = 0.0;
-    for (int64_t i = 0; i < n_; ++i) {
-      const double gi = g_[i];
-      const double up = std::max(x_[i] - u_[i], gi), down = std::min(x_[i] - l_[i], gi);
-      norm = std::max(norm, std::abs(gi < 0.0 ? up : down));
-    }
-    return norm;
-  }
+  double projected_gradient_norm() const { return projected_gradient_max(n_, g_, x_, l_, u_); }
+
 
   // z: the generalized Cauchy point, then the subspace minimiser from it; d = z - x. A singular
   // system on the way forgets the memory and starts again (with B = I it cannot fail).
@@ -286,34 +346,15 @@ class Problem {
     int32_t few_i[kFewBreakpoints];
     int64_t nbreak = 0, nfew = 0;
     double f1 = 0.0;
+    // each variable's state and breakpoint (cauchy_scan),
+    cauchy_scan(n, g_, x_, l_, u_, iwhere_, d_, brk_);
+    // then the moving ones in order: f1, the compact breakpoint list, the smallest few
     for (int64_t i = 1; i <= n; ++i) {
-      const double neggi = -g_[i - 1];
-      int32_t& where = iwhere_[i - 1];
-      double tl = 0.0, tu = 0.0;
-      if (where != 3) {
-        tl = x_[i - 1] - l_[i - 1];
-        tu = u_[i - 1] - x_[i - 1];
-        where = 0;
-        if (tl <= 0.0) {
-          if (neggi <= 0.0) where = 1;
-        } else if (tu <= 0.0) {
-          if (neggi >= 0.0) where = 2;
-        } else if (std::abs(neggi) <= 0.0) {
-          where = -3;
-        }
-      }
-      if (where != 0) {
-        d_[i - 1] = 0.0;
-        continue;
-      }
-      // a moving variable (neggi != 0: a zero one is -3 above) meets one of its bounds: every
-      // variable is boxed, so the published code's unbounded branch has no case here
-      d_[i - 1] = neggi;
+      if (iwhere_[i - 1] != 0) continue;
+      const double neggi = d_[i - 1], tb = brk_[i - 1];
       f1 -= neggi * neggi;
-      ++nbreak;
-      indx2_[nbreak - 1] = static_cast<int32_t>(i);
-      const double tb = neggi < 0.0 ? tl / (-neggi) : tu / neggi;
-      brk_[nbreak - 1] = tb;
+      indx2_[nbreak] = static_cast<int32_t>(i);
+      brk_[nbreak++] = tb;
       if (nfew < kFewBreakpoints || tb < few_t[kFewBreakpoints - 1]) {
         int64_t k = nfew < kFewBreakpoints ? nfew++ : kFewBreakpoints - 1;
         for (; k > 0 && few_t[k - 1] > tb; --k) {
@@ -820,8 +861,7 @@ class Problem {
     const double dtd = dot(n, d_, d_);
     s_[kDtd] = dtd;
     s_[kDnorm] = std::sqrt(dtd);
-    int64_t limit;
-    s_[kStpmx] = i_[kIterations] == 0 ? 1.0 : largest_step(n, [](int64_t i) { return i; }, d_, x_, 1e10, &limit);
+    s_[kStpmx] = i_[kIterations] == 0 ? 1.0 : step_to_box(n, d_, x_, l_, u_, 1e10, dense_);
     s_[kStp] = 1.0;  // every variable is boxed: the unit step first, even on the first iteration
     std::memcpy(t_, x_, sizeof(double) * n);
     std::memcpy(r_, g_, sizeof(double) * n);
