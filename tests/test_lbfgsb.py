@@ -248,6 +248,14 @@ def test_bad_input_is_refused_with_the_argument_named():
         opt.step([0], torch.tensor([float("nan")]), torch.zeros(1, 3))
     with pytest.raises(ValueError, match="g has entries that are not finite"):
         opt.step([0], torch.zeros(1), torch.full((1, 3), float("inf")))
+    big = LBFGSB(64, 784)  # g over several of the check's parallel chunks: one bad value anywhere
+    big.start(torch.arange(64), torch.zeros(64, 784))
+    for where, bad in (((63, 783), float("nan")), ((40, 5), -float("inf")), ((0, 0), float("inf"))):
+        g = torch.zeros(64, 784, dtype=torch.float64)
+        g[where] = bad
+        with pytest.raises(ValueError, match="g has entries that are not finite"):
+            big.step(torch.arange(64), torch.zeros(64), g)
+    assert (big.status == EVALUATE).all() and (big.iterations == 0).all()  # refused before any step
     with pytest.raises(ValueError, match=r"g must be \[len\(rows\), n\]"):
         torch.ops.pyadv.lbfgsb_step(opt.x, opt._ws, opt._iws, opt.lower, opt.upper, torch.tensor([0]),
                                     torch.zeros(1, dtype=torch.float64), torch.zeros(1, 4, dtype=torch.float64),

@@ -8,7 +8,9 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <atomic>
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 #include "../common/cpu_isa.h"
@@ -36,6 +38,24 @@ std::pair<int64_t, int64_t> lbfgsb_workspace(int64_t n, int64_t m) {
 }
 
 namespace {
+
+// Whether every value is finite (its exponent bits not all set), over the CPU's threads: an OR
+// of integer tests the compiler vectorises, without the boolean tensor of at::isfinite (which
+// cost more than a tenth of a step's time on 256 problems of 784 variables).
+bool all_finite(const double* v, int64_t count) {
+  std::atomic<bool> ok{true};
+  at::parallel_for(0, count, 1 << 15, [&](int64_t a, int64_t b) {
+    constexpr uint64_t kExponent = 0x7ff0000000000000ULL;
+    uint64_t bad = 0;
+    for (int64_t i = a; i < b; ++i) {
+      uint64_t bits;
+      std::memcpy(&bits, v + i, sizeof(bits));
+      bad |= (bits & kExponent) == kExponent;
+    }
+    if (bad) ok = false;
+  });
+  return ok;
+}
 
 struct State {
   int64_t B, n;
@@ -124,7 +144,7 @@ void lbfgsb_step_cpu(at::Tensor x, at::Tensor ws, at::Tensor iws, const at::Tens
                       " is not waiting for an evaluation (status ", ip[b * s.L.ints + lbfgsb::kStatus], ")");
     TORCH_CHECK_VALUE(std::isfinite(fp[k]), "lbfgsb_step: f[", k, "] (row ", b, ") is not finite: ", fp[k]);
   }
-  TORCH_CHECK_VALUE(at::isfinite(gs).all().item<bool>(), "lbfgsb_step: g has entries that are not finite");
+  TORCH_CHECK_VALUE(all_finite(gs.const_data_ptr<double>(), gs.numel()), "lbfgsb_step: g has entries that are not finite");
   const lbfgsb::Settings st{m, max_iter, max_eval, max_ls, factr, pgtol};
   double* xp = x.mutable_data_ptr<double>();
   double* wp = ws.mutable_data_ptr<double>();
