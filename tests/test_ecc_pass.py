@@ -315,6 +315,9 @@ def test_bad_input():
         ecc_align(x, y)
     with pytest.raises(ValueError, match=r"template holds NaN or Inf \(pair 1\)"):
         pass_score(x, y)
+    y[1, 0, 3, 3] = -float("inf")
+    with pytest.raises(ValueError, match=r"image holds NaN or Inf \(pair 1\)"):
+        ecc_align(x, y)
     with pytest.raises(TypeError, match="floating-point"):
         ecc_align(torch.zeros(1, 1, 16, 16, dtype=torch.uint8), torch.zeros(1, 1, 16, 16, dtype=torch.uint8))
 

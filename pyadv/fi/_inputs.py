@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import torch
 
+from .._finite import finite_range
+
 #: How far outside [0, 1] an image may stray (rounding of a normalise/denormalise round trip).
 RANGE_TOL = 1e-4
 
@@ -14,9 +16,10 @@ def check_images(x: torch.Tensor, name: str = "x") -> None:
         raise TypeError(f"{name} must be floating point, got {x.dtype}")
     if x.numel() == 0:
         return
-    if not bool(torch.isfinite(x).all()):
+    span = finite_range(x)
+    if span is None:
         raise ValueError(f"{name} holds NaN or Inf")
-    lo, hi = float(x.min()), float(x.max())
+    lo, hi = span
     if lo < -RANGE_TOL or hi > 1 + RANGE_TOL:
         raise ValueError(f"{name} must hold images in [0, 1] (normalisation belongs inside the model, see "
                          f"pyadv.models.Normalize); got values in [{lo:.4g}, {hi:.4g}]")

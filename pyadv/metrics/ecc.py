@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import _C  # noqa: F401  (registers the ops)
+from .._finite import finite_range
 
 MOTIONS = {"translation": 2, "euclidean": 3, "affine": 6, "homography": 8}
 MOTION_CODES = {"translation": 0, "euclidean": 1, "affine": 2, "homography": 3}  # OpenCV's MOTION_*
@@ -191,8 +192,8 @@ def ecc_align(template: torch.Tensor, image: torch.Tensor, motion: str = "homogr
     for name, t in (("template", template), ("image", image)):
         if not t.dtype.is_floating_point:
             raise TypeError(f"{name} must be a floating-point image batch, got {t.dtype}")
-        bad = ~torch.isfinite(t).flatten(1).all(1)
-        if bool(bad.any()):
+        if t.numel() and finite_range(t) is None:  # then which pair, for the message
+            bad = ~torch.isfinite(t).flatten(1).all(1)
             raise ValueError(f"{name} holds NaN or Inf (pair {int(bad.nonzero()[0])})")
     small = min(template.shape[-2:]) < SMALL
     if margin is None:
