@@ -5,7 +5,7 @@
 // caller likes.
 //
 // The algorithm is the published one, step for step: the generalized Cauchy point along the
-// projected steepest descent path through a heap of breakpoints; the direct primal subspace
+// projected steepest descent path through its breakpoints in increasing order; the direct primal subspace
 // minimisation over the free variables with the 2m x 2m middle matrix factorised incrementally
 // (only the rows of variables that entered or left the free set are summed again), then the
 // projection of the subspace step and its backtracking when the projected step is not a
@@ -14,7 +14,10 @@
 // failed line search; the same stopping rules (projected gradient <= pgtol, relative reduction
 // of f <= factr * eps, the caller's iteration and evaluation limits checked at each new iterate
 // as scipy.optimize.minimize does). Every variable has finite bounds l <= u (the box the
-// attacks search), so the code keeps only the two-sided branch of each bound test.
+// attacks search), so the code keeps only the two-sided branch of each bound test. Its sums and
+// scans over the variables are written as branch-free dense loops that the compiler vectorises
+// (compiled once per instruction set, lbfgsb_cpu_kernel.cpp): sums over the free set through a
+// 0/1 mask, in an order that differs from the published code's at rounding level.
 //
 // Indices follow the paper's 1-based notation (at(a, ld, i, j) is a(i, j) of a column-major
 // array) so that each formula can be checked against its statement; matrices are column-major:
