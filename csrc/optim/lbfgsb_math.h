@@ -44,16 +44,27 @@ constexpr int64_t kFewBreakpoints = 16;
 
 inline double& at(double* a, int64_t ld, int64_t i, int64_t j) { return a[(i - 1) + (j - 1) * ld]; }
 
-// Dot products with independent partial sums: one running sum makes every addition wait for
-// the previous one (the sums over n variables are most of an iteration's arithmetic).
-inline double dot(int64_t n, const double* a, const double* b) {
-  double s[8] = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0};
+// op(init, entry(0), ..., entry(n - 1)) over eight independent lanes, combined pairwise, then the
+// last n % 8 entries in turn: the form the compiler vectorises (one running sum would make every
+// addition wait for the previous one), and the same order of operations on every ISA.
+template <typename Op, typename Entry>
+inline double over_lanes(int64_t n, double init, Op op, Entry entry) {
+  double s[8] = {init, init, init, init, init, init, init, init};
   int64_t i = 0;
   for (; i + 8 <= n; i += 8)
-    for (int k = 0; k < 8; ++k) s[k] += a[i + k] * b[i + k];
-  double t = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
-  for (; i < n; ++i) t += a[i] * b[i];
+    for (int k = 0; k < 8; ++k) s[k] = op(s[k], entry(i + k));
+  double t = op(op(op(s[0], s[1]), op(s[2], s[3])), op(op(s[4], s[5]), op(s[6], s[7])));
+  for (; i < n; ++i) t = op(t, entry(i));
   return t;
+}
+
+constexpr auto kPlus = [](double a, double b) { return a + b; };
+constexpr auto kMin = [](double a, double b) { return std::min(a, b); };
+constexpr auto kMax = [](double a, double b) { return std::max(a, b); };
+
+// The sums over n variables are most of an iteration's arithmetic.
+inline double dot(int64_t n, const double* a, const double* b) {
+  return over_lanes(n, 0.0, kPlus, [&](int64_t i) { return a[i] * b[i]; });
 }
 
 // sum over k < cnt of a[idx[k] - 1] * b[idx[k] - 1] (idx 1-based, as the index sets are kept).
@@ -75,47 +86,23 @@ inline double dot_at(int64_t cnt, const int32_t* idx, const double* a, const dou
 // over the free set in the dense form the compiler vectorises (the free set is most of the
 // variables in the attacks' problems, and the gathered form runs one scalar load at a time).
 inline double dot_masked(int64_t n, const double* mask, const double* a, const double* b) {
-  double s[8] = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0};
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8)
-    for (int k = 0; k < 8; ++k) s[k] += mask[i + k] * a[i + k] * b[i + k];
-  double t = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
-  for (; i < n; ++i) t += mask[i] * a[i] * b[i];
-  return t;
+  return over_lanes(n, 0.0, kPlus, [&](int64_t i) { return mask[i] * a[i] * b[i]; });
 }
 
-// The largest entry of the projected gradient, |P(x - g) - x|, over independent lane maxima
-// (vector operations; the maximum does not depend on the order).
+// The largest entry of the projected gradient, |P(x - g) - x| (the maximum does not depend on the
+// order of the lanes).
 inline double projected_gradient_max(int64_t n, const double* PYADV_RESTRICT g, const double* PYADV_RESTRICT x,
                                      const double* PYADV_RESTRICT l, const double* PYADV_RESTRICT u) {
-  auto entry = [&](int64_t i) {
+  return over_lanes(n, 0.0, kMax, [&](int64_t i) {
     const double gi = g[i];
     const double up = std::max(x[i] - u[i], gi), down = std::min(x[i] - l[i], gi);
     return std::fabs(gi < 0.0 ? up : down);
-  };
-  double lane[8] = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0};
-  const int64_t n8 = n - n % 8;
-  for (int64_t i = 0; i < n8; i += 8)
-    for (int k = 0; k < 8; ++k) lane[k] = std::max(lane[k], entry(i + k));
-  double norm = std::max({lane[0], lane[1], lane[2], lane[3], lane[4], lane[5], lane[6], lane[7]});
-  for (int64_t i = n8; i < n; ++i) norm = std::max(norm, entry(i));
-  return norm;
-}
-
-// min(s0, v[0], ..., v[n - 1]) over independent lane minima (vector operations).
-inline double min_of(int64_t n, const double* v, double s0) {
-  double lane[8] = {s0, s0, s0, s0, s0, s0, s0, s0};
-  const int64_t n8 = n - n % 8;
-  for (int64_t i = 0; i < n8; i += 8)
-    for (int k = 0; k < 8; ++k) lane[k] = std::min(lane[k], v[i + k]);
-  double s = std::min({lane[0], lane[1], lane[2], lane[3], lane[4], lane[5], lane[6], lane[7]});
-  for (int64_t i = n8; i < n; ++i) s = std::min(s, v[i]);
-  return s;
+  });
 }
 
 // The largest step s <= s0 along d from x that keeps every variable in [l, u] (0 when one at
 // its bound would leave it): the least of the ratios, each written to `ratio` first (so that
-// both loops are vector operations). The published code tests each bound as a product with the
+// both loops vectorise). The published code tests each bound as a product with the
 // step so far before it divides; the two can differ in the last bit of the line search's upper
 // limit, nowhere else.
 inline double step_to_box(int64_t n, const double* PYADV_RESTRICT d, const double* PYADV_RESTRICT x,
@@ -126,7 +113,7 @@ inline double step_to_box(int64_t n, const double* PYADV_RESTRICT d, const doubl
     const double a1 = d[i], r = (a1 < 0.0 ? l[i] - x[i] : u[i] - x[i]) / a1;
     ratio[i] = a1 == 0.0 ? kInf : r > 0.0 ? r : 0.0;
   }
-  return min_of(n, ratio, s0);
+  return over_lanes(n, s0, kMin, [&](int64_t i) { return ratio[i]; });
 }
 
 // The Cauchy search's first pass: each variable's state at x along -g (iwhere: 0 moving, 1 / 2

@@ -5,7 +5,7 @@ up to 50 iterations.
   The problems: f_b(x) = 1/2 sum_i d_bi (x_i - c_bi)^2 + 1/2 |U_b'(x - c_b)|^2 + sum_i log(1 +
   (x_i - e_bi)^2), d_bi log-uniform on [1e-4, 1], U_b [n, 8]: ill-conditioned, non-convex, their minimisers partly outside the
   box (so the Cauchy point meets breakpoints and the subspace step meets bounds); factr 10 and
-  pgtol 1e-10 for both, so that most solves use their 50 iterations; f and g of all
+  pgtol 1e-10 for both, so that solves run long (24 iterations on average); f and g of all
   waiting problems are one batched evaluation in float64 torch (a few percent of pyadv's time).
 
   pyadv:  LBFGSB.step for every waiting problem, one batched objective per round
@@ -32,8 +32,8 @@ from pyadv.bench.peers import installed
 from pyadv.optim import LBFGSB
 
 FAMILY, SUITE, PEERS = "lbfgsb", "kernels", ("scipy",)
-# scipy's "extremely high accuracy" setting, so that most solves run their 50 iterations with a
-# full memory, as the attack's do
+# scipy's "extremely high accuracy" setting, so that solves run long enough to fill their memory
+# (24 iterations on average), as the attack's do
 FACTR, PGTOL = 10.0, 1e-10
 
 

@@ -4,8 +4,9 @@
 Each problem asks for f and its gradient at one point at a time; the caller answers every
 waiting problem with one batched evaluation (one forward and backward pass of a model, say)
 and :meth:`LBFGSB.step` advances them all, in parallel over the CPU's threads. The iterates are
-those of ``scipy.optimize.minimize(method="L-BFGS-B")`` with the same options (the same
-algorithm, step for step; tests compare them), without scipy's per-problem Python loop.
+those of ``scipy.optimize.minimize(method="L-BFGS-B")`` with the same options, to rounding (the
+same algorithm, step for step, its sums in another order; tests compare them), without scipy's
+per-problem Python loop.
 
     opt = LBFGSB(batch=B, n=n, lower=0.0, upper=1.0)
     opt.start(torch.arange(B), x0)
