@@ -1,5 +1,7 @@
 """ECC alignment and PASS against OpenCV and scikit-image, and against the true homography, on
 real photos warped by known small homographies plus +-8/255 sign noise."""
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -120,6 +122,25 @@ def test_ecc_moments_op_matches_reference_and_emulator(motion, dtype, shape, mar
         torch.testing.assert_close(sub, cpu[ids], rtol=0, atol=0)
         torch.testing.assert_close(_C.emulated.ecc_moments(img, tmpl, M[ids], motion, margin, ids), sub, **tol)
         torch.testing.assert_close(ecc_moments_reference(img, tmpl, M[ids], motion, margin, ids), sub, **tol)
+
+
+@pytest.mark.parametrize("motion", [0, 3])
+def test_ecc_moments_samples_are_the_references_bit_for_bit(motion):
+    """With a one-hot template per pair, sum t v and sum J t are one pixel's sample and Jacobian:
+    float32 samples rounded exactly as the reference rounds them, in the blocks whose corners are
+    loaded as row runs (a translation) and in the gathered ones (a rotation), border pixels too."""
+    H = W = 12
+    g = torch.Generator().manual_seed(7)
+    img = torch.rand(1, 3, H, W, generator=g).expand(H * W, 3, H, W).contiguous()
+    tmpl = torch.eye(H * W).view(H * W, H, W)
+    c, s = math.cos(0.2), math.sin(0.2)
+    warp = [[1, 0, 0.3], [0, 1, 0.45], [0, 0, 1]] if motion == 0 else [[c, -s, 1.2], [s, c, -0.7], [1e-3, 0, 1]]
+    M = torch.tensor(warp, dtype=torch.float64).expand(H * W, 3, 3).contiguous()
+    n = 2 if motion == 0 else 8
+    cpu = torch.ops.pyadv.ecc_moments(img, tmpl, M, motion, 0)
+    ref = ecc_moments_reference(img, tmpl, M, motion, 0)
+    for cols in ([0, 5], list(range(6 + n, 6 + 2 * n))):  # count, the sample v; the Jacobian J
+        assert torch.equal(cpu[:, cols], ref[:, cols])
 
 
 def test_ecc_moments_edge_cases():

@@ -1,10 +1,11 @@
 // CPU kernel of the ECC inner step, over blocks of kLanes pixels of a row: everything but the
-// corner gathers vectorises, and the 6 + 3n + n(n+1)/2 sums run on independent lanes that stay
+// corner gathers (row loads where the block's corners are neighbours) vectorises, and the 6 + 3n + n(n+1)/2 sums run on independent lanes that stay
 // in L1 (one accumulator per sum and lane), added in a fixed order at the end.
 #include "ecc_cpu_kernel.h"
 
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 #include <utility>
 
 #include "ecc_math.h"
@@ -40,6 +41,33 @@ struct Chunk {
 PYADV_FORCEINLINE void add_to(double* acc_row, V8 x) {
   const V8 r = load8(acc_row) + x;
   std::memcpy(acc_row, &r, sizeof r);
+}
+
+// kLanes values of a row from p as doubles, of which the first `count` are read (the rest 0):
+// a partial block must not read past the pixels it owns.
+template <typename T>
+PYADV_FORCEINLINE V8 load_run(const T* p, int count) {
+  alignas(64) T tmp[kLanes];
+  if (count == kLanes) {
+    std::memcpy(tmp, p, sizeof tmp);
+  } else {
+    for (int l = 0; l < kLanes; ++l) tmp[l] = l < count ? p[l] : T(0);
+  }
+  V8 v;
+  for (int l = 0; l < kLanes; ++l) v[l] = double(tmp[l]);
+  return v;
+}
+
+// warp_math::blend on every lane, rounded to T as it rounds.
+template <typename T>
+PYADV_FORCEINLINE V8 blend_lanes(V8 ax, V8 ay, V8 a00, V8 a01, V8 a10, V8 a11) {
+  const V8 r = (1 - ay) * ((1 - ax) * a00 + ax * a01) + ay * ((1 - ax) * a10 + ax * a11);
+  if constexpr (std::is_same<T, float>::value) {
+    typedef float F8 __attribute__((vector_size(kLanes * sizeof(float))));
+    return __builtin_convertvector(__builtin_convertvector(r, F8), V8);
+  } else {
+    return r;
+  }
 }
 
 // Row i of the sums that involve J_i: sum J_i, sum J_i t, sum J_i v and sum J_i J_j for j >= i.
@@ -96,11 +124,13 @@ __attribute__((noinline, optimize("fp-contract=fast"))) void accumulate(double (
 }
 
 // Sums of rows [r0, r1) of one pair, for one motion model. Each block of kLanes pixels of a row
-// goes through: the warp and the corner offsets (vectorised, divisions included), the corner
-// gathers, the bilinear blends and the Jacobian (vectorised) into a chunk of terms; chunks are
-// summed by accumulate(). Pixels whose four neighbours are not all inside take warp_math's
-// general path, one by one. The warp, blends and Jacobian use the same operations, in the same
-// order, as ecc_math's pixel_terms (FMA contraction is off for this file).
+// goes through: the warp and the corner offsets (vectorised, divisions included), the corners
+// (row loads or gathers), the bilinear blends and the Jacobian (vectorised) into a chunk of
+// terms; chunks are summed by accumulate(). Pixels whose four neighbours are not all inside take
+// warp_math's general path, one by one. The warp, blends and Jacobian use the same operations, in
+// the same order, as ecc_math's pixel_terms (FMA contraction is off for this file), and the
+// blends round to T as whole vectors: per-lane scalar code let GCC 12 keep some float32 samples
+// in double (tests/test_ecc_pass.py checks the samples against the reference bit for bit).
 template <typename T, int kMotion, bool kInterleaved>
 void moments_rows_motion(const T* img, const T* tmpl, int64_t H, int64_t W, int64_t r0, int64_t r1, const double* M,
                          int64_t margin, double* out) {
@@ -111,11 +141,10 @@ void moments_rows_motion(const T* img, const T* tmpl, int64_t H, int64_t W, int6
   constexpr int K = 6 + 3 * n + n * (n + 1) / 2;
   alignas(64) double acc[K][kLanes] = {};
   Chunk<n> chunk;
-  alignas(64) double ax[kLanes], ay[kLanes], ins[kLanes], a[3][4][kLanes], val[3][kLanes];
+  alignas(64) double ax[kLanes], ay[kLanes], ins[kLanes];
   alignas(64) int64_t off[kLanes];
   const int64_t x_end = W - margin;
   const bool big = H >= 2 && W >= 2;
-  if (!big) std::memset(static_cast<void*>(a), 0, sizeof a);
   for (int64_t y = r0; y < r1; ++y) {
     const double yd = double(y);
     int blocks = 0;
@@ -123,49 +152,58 @@ void moments_rows_motion(const T* img, const T* tmpl, int64_t H, int64_t W, int6
       const int m = x_end - x0 < kLanes ? int(x_end - x0) : kLanes;
       const double x0d = double(x0);
       warp_math::source_block<kLanes>(M, x0, y, m, H, W, ax, ay, ins, off);
-      for (int c = 0; c < 3 && big; ++c) {  // out-lanes read offset 0: needs 2 x 2 (else no lane is in)
-        const T* p = img + c * PS;
-        for (int l = 0; l < kLanes; ++l) {
-          const int64_t o = off[l] * S;
-          a[c][0][l] = double(p[o]);
-          a[c][1][l] = double(p[o + S]);
-          a[c][2][l] = double(p[o + W * S]);
-          a[c][3][l] = double(p[o + W * S + S]);
-        }
-      }
-      for (int c = 0; c < 3; ++c)
-        for (int l = 0; l < kLanes; ++l)
-          val[c][l] = double(warp_math::blend<T>(ax[l], ay[l], a[c][0][l], a[c][1][l], a[c][2][l], a[c][3][l]));
       const int base = blocks * kLanes;
-      {
-        V8 X, Y, gx, gy, in;
-        for (int l = 0; l < kLanes; ++l) X[l] = x0d + double(l);
-        Y = V8{} + yd;
-        std::memcpy(&gx, val[1], sizeof gx);
-        std::memcpy(&gy, val[2], sizeof gy);
-        std::memcpy(&in, ins, sizeof in);
-        V8 J[n];
-        em::jacobian_of<kMotion, V8>(X, Y, gx, gy, M, J);
-        for (int i = 0; i < n; ++i) {
-          const V8 Ji = in != 0.0 ? J[i] : V8{};
-          std::memcpy(chunk.J[i] + base, &Ji, sizeof Ji);
+      // Near the identity (the usual case) the block's pixels all sample inside the image from
+      // top-left corners that are neighbours in one row: then the four corners are plain row
+      // loads instead of gathers.
+      bool row_run = !kInterleaved && big;
+      for (int l = 0; l < kLanes; ++l) row_run = row_run & ((l >= m) | ((ins[l] != 0.0) & (off[l] == off[0] + l)));
+      V8 ax_v, ay_v, in, v[3];
+      std::memcpy(&ax_v, ax, sizeof ax_v);
+      std::memcpy(&ay_v, ay, sizeof ay_v);
+      std::memcpy(&in, ins, sizeof in);
+      for (int c = 0; c < 3; ++c) {
+        V8 a00 = {}, a01 = {}, a10 = {}, a11 = {};
+        if (row_run) {
+          const T* p0 = img + c * PS + off[0];
+          a00 = load_run(p0, m), a01 = load_run(p0 + 1, m), a10 = load_run(p0 + W, m), a11 = load_run(p0 + W + 1, m);
+        } else if (big) {  // out-lanes read offset 0: needs 2 x 2 (else no lane is in)
+          const T* p = img + c * PS;
+          alignas(64) double g[4][kLanes];
+          for (int l = 0; l < kLanes; ++l) {
+            const int64_t o = off[l] * S;
+            g[0][l] = double(p[o]);
+            g[1][l] = double(p[o + S]);
+            g[2][l] = double(p[o + W * S]);
+            g[3][l] = double(p[o + W * S + S]);
+          }
+          std::memcpy(&a00, g[0], sizeof a00);
+          std::memcpy(&a01, g[1], sizeof a01);
+          std::memcpy(&a10, g[2], sizeof a10);
+          std::memcpy(&a11, g[3], sizeof a11);
         }
+        v[c] = blend_lanes<T>(ax_v, ay_v, a00, a01, a10, a11);
       }
-      const T* trow = tmpl + y * W + x0;
-      for (int l = 0; l < kLanes; ++l) {
-        const bool in = ins[l] != 0.0;
-        chunk.c[base + l] = ins[l];
-        chunk.v[base + l] = in ? val[0][l] : 0.0;
-        chunk.t[base + l] = in ? double(trow[l < m ? l : 0]) : 0.0;
+      V8 X, J[n];
+      for (int l = 0; l < kLanes; ++l) X[l] = x0d + double(l);
+      em::jacobian_of<kMotion, V8>(X, V8{} + yd, v[1], v[2], M, J);
+      const V8 zero = {};
+      for (int i = 0; i < n; ++i) {
+        const V8 Ji = in != 0.0 ? J[i] : zero;
+        std::memcpy(chunk.J[i] + base, &Ji, sizeof Ji);
       }
-      for (int l = 0; l < m; ++l) {  // the border cases, through the general path
+      const V8 val = in != 0.0 ? v[0] : zero, t = in != 0.0 ? load_run(tmpl + y * W + x0, m) : zero;
+      std::memcpy(chunk.c + base, &in, sizeof in);
+      std::memcpy(chunk.v + base, &val, sizeof val);
+      std::memcpy(chunk.t + base, &t, sizeof t);
+      for (int l = 0; l < m && !row_run; ++l) {  // the border cases, through the general path
         if (ins[l] != 0.0) continue;
-        double v, J[em::kMaxParams];
-        if (!em::pixel_terms(img, img + PS, img + 2 * PS, H, W, x0 + l, y, M, kMotion, &v, J, S)) continue;
+        double pv, pJ[em::kMaxParams];
+        if (!em::pixel_terms(img, img + PS, img + 2 * PS, H, W, x0 + l, y, M, kMotion, &pv, pJ, S)) continue;
         chunk.c[base + l] = 1.0;
-        chunk.v[base + l] = v;
+        chunk.v[base + l] = pv;
         chunk.t[base + l] = double(tmpl[y * W + x0 + l]);
-        for (int i = 0; i < n; ++i) chunk.J[i][base + l] = J[i];
+        for (int i = 0; i < n; ++i) chunk.J[i][base + l] = pJ[i];
       }
       if (++blocks == kBlocks) {
         accumulate<n>(acc, chunk, blocks);
