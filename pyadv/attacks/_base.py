@@ -237,13 +237,14 @@ class Attack:
         if index.shape != (B,):
             raise ValueError(f"index must hold one global index per image, shape [{B}], got {tuple(index.shape)}")
         with frozen_eval(self.model):
-            K = self._num_classes(x)
+            probe = self._probe_logits(x)  # K, and the model's logits the runner's copy check compares with
+            K = probe.shape[1]
             y = as_labels(y, B, K, "y", device)
             if target is not None:
                 target = as_labels(target, B, K, "target", device)
                 check_target(target, y)
             self._check_call(x, y, target)
-            runner = self._runner(x, B, K)
+            runner = self._runner(x, B, K, sample_logits=probe if B else None)
             raw = self._run(x.detach(), y, target, runner, index) if B else \
                 RawResult(x.clone(), torch.zeros(0, dtype=torch.long, device=device))
             adv, probs, success = self._checked(raw.adv, x, y, target, runner)
@@ -271,14 +272,16 @@ class Attack:
             out["found_by_check"] = int((~search & success).sum())
         return out
 
-    def _runner(self, x: torch.Tensor, B: int, K: int, precision: Optional[str] = None) -> ModelRunner:
+    def _runner(self, x: torch.Tensor, B: int, K: int, precision: Optional[str] = None,
+                sample_logits: Optional[torch.Tensor] = None) -> ModelRunner:
         o = self.options
         if precision is None:
             precision = "fp32" if o.precision == "auto" and not self.auto_reduced else o.precision
         return ModelRunner(self.model, x if B else x.new_zeros(1, *x.shape[1:]), B, num_classes=K,
                            memory_budget=o.memory_budget, chunk_size=o.chunk_size,
                            precision=precision, search_copy=o.search_copy, compile=o.compile,
-                           compile_backend=o.compile_backend, incremental=o.incremental)
+                           compile_backend=o.compile_backend, incremental=o.incremental,
+                           sample_logits=sample_logits)
 
     def _checked(self, raw_adv, x, y, target, runner: ModelRunner):
         """(adv, probs, success) of the images an attack settled on: clamped, rounded to k/255
@@ -316,12 +319,14 @@ class Attack:
                 mine[rows] = v.to(mine)
         return {"fallback": len(rows), "fallback_success": int(ok.sum())}
 
-    def _num_classes(self, x: torch.Tensor) -> int:
+    def _probe_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """The model's logits [1, K] of the batch's first image (of a blank one for an empty batch),
+        checked: they give K."""
         probe = x[:1] if len(x) else x.new_zeros(1, *x.shape[1:])
         with torch.inference_mode():
             logits = self.model(probe)
         check_logits(logits, 1)
-        return logits.shape[1]
+        return logits
 
     def _check_call(self, x: torch.Tensor, y: torch.Tensor, target: Optional[torch.Tensor]) -> None:
         """Per-call checks an attack adds (say, explicit pixel indices against the image size)."""

@@ -127,6 +127,8 @@ class ModelRunner:
             reduced precision's band).
         batch: the number of source images; ``queries`` and ``gradients`` are [batch].
         num_classes: K, the width of the model's logits (the attack base probes it once).
+        sample_logits: the model's logits [1, K] of ``sample[:1]`` if the caller has them (the
+            attack base's probe): the search copy's check compares with them.
         memory_budget: bytes one forward chunk may use for activations (default 2 GiB).
         chunk_size: images per forward; None measures the fastest (cached per process).
         precision: "fp32", "bf16", "fp16" (autocast for the search) or "auto" (measured).
@@ -138,10 +140,14 @@ class ModelRunner:
     def __init__(self, model: nn.Module, sample: torch.Tensor, batch: int, *, num_classes: int = 0,
                  memory_budget: Optional[int] = None, chunk_size: Optional[int] = None,
                  precision="fp32", search_copy: Optional[bool] = None, compile=False,
-                 compile_backend: str = "inductor", incremental: Optional[bool] = None):
+                 compile_backend: str = "inductor", incremental: Optional[bool] = None,
+                 sample_logits: Optional[torch.Tensor] = None):
         self.model = model
         self.num_classes = num_classes
         self.sample = sample[:1].detach()
+        # the model's logits of sample[:1] where the caller has them (the attack's probe for K):
+        # the search copy's check compares with them instead of running the model again
+        self._sample_logits = sample_logits
         self.probe = sample[:_BAND_PROBE].detach()
         self.device = sample.device
         self.dtype = sample.dtype
@@ -412,7 +418,7 @@ class ModelRunner:
         """Whether the copy's logits match the model's on two images."""
         try:
             with torch.inference_mode():
-                a = self.model(two)
+                a = self.model(two) if self._sample_logits is None else self._sample_logits.expand(2, -1)
                 b = search(two.contiguous(memory_format=torch.channels_last))
         except Exception:
             return False
