@@ -237,7 +237,9 @@ class Attack:
         if index.shape != (B,):
             raise ValueError(f"index must hold one global index per image, shape [{B}], got {tuple(index.shape)}")
         with frozen_eval(self.model):
+            t_probe = time.perf_counter()
             probe = self._probe_logits(x)  # K, and the model's logits the runner's copy check compares with
+            t_probe = time.perf_counter() - t_probe
             K = probe.shape[1]
             y = as_labels(y, B, K, "y", device)
             if target is not None:
@@ -245,6 +247,7 @@ class Attack:
                 check_target(target, y)
             self._check_call(x, y, target)
             runner = self._runner(x, B, K, sample_logits=probe if B else None)
+            runner.forward_s += t_probe  # a forward pass of the model, for this call
             raw = self._run(x.detach(), y, target, runner, index) if B else \
                 RawResult(x.clone(), torch.zeros(0, dtype=torch.long, device=device))
             adv, probs, success = self._checked(raw.adv, x, y, target, runner)

@@ -416,12 +416,15 @@ class ModelRunner:
 
     def _agrees(self, search: nn.Module, two: torch.Tensor) -> bool:
         """Whether the copy's logits match the model's on two images."""
+        t0 = time.perf_counter()
         try:
             with torch.inference_mode():
                 a = self.model(two) if self._sample_logits is None else self._sample_logits.expand(2, -1)
                 b = search(two.contiguous(memory_format=torch.channels_last))
         except Exception:
             return False
+        finally:
+            self.forward_s += time.perf_counter() - t0  # forward passes of this call
         return a.shape == b.shape and bool(torch.allclose(a.float(), b.float(), rtol=1e-3, atol=1e-4))
 
     # --- forward passes --------------------------------------------------------------------
