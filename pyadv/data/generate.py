@@ -25,6 +25,7 @@ import math
 import os
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -296,17 +297,28 @@ def manifest_lines(columns: dict[str, list], constant: dict) -> list[str]:
     return ["{" + ", ".join(row) + "}" for row in zip(*fields)]
 
 
-def _write_shard(out: Path, part: Part, k: int, rows: dict, metrics: dict, quantized: bool, seed: int,
-                 options: dict, versions: dict) -> int:
-    from safetensors.torch import save_file
+def _shard_path(out: Path, part: Part, k: int) -> Path:
+    return out / part.name / f"shard-{k:05d}.safetensors"
 
-    shard = out / part.name / f"shard-{k:05d}.safetensors"
+
+def _shard_tensors(rows: dict, quantized: bool) -> dict:
     imgs = rows["images"].detach().cpu()
     imgs = (imgs * 255).round().clamp(0, 255).to(torch.uint8) if quantized else imgs.float()
-    tensors = {"images": imgs.contiguous(), "labels": rows["label"].cpu().long().contiguous(),
-               "index": rows["index"].cpu().long().contiguous()}
+    return {"images": imgs.contiguous(), "labels": rows["label"].cpu().long().contiguous(),
+            "index": rows["index"].cpu().long().contiguous()}
+
+
+def _write_tensors(shard: Path, tensors: dict) -> None:
+    from safetensors.torch import save_file
+
     atomic_write(shard, lambda tmp: save_file(tensors, tmp, metadata={"format": FORMAT}))
-    n = len(imgs)
+
+
+def _write_lines(shard: Path, part: Part, rows: dict, metrics: dict, seed: int, options: dict,
+                 versions: dict) -> int:
+    """The shard's manifest lines (its .jsonl, written atomically: once it exists, the shard is
+    done). Call it once the shard's tensors are on disk."""
+    n = len(rows["label"])
     as_list = lambda v: v.detach().cpu().tolist() if isinstance(v, torch.Tensor) else list(v)
     rounded = lambda v: [None] * n if v is None else rounded_json(as_list(v))
     columns = {"row": list(range(n)), "source_index": as_list(rows["index"]), "label": as_list(rows["label"]),
@@ -398,6 +410,10 @@ def generate(out: str | os.PathLike, parts: list[Part], model: nn.Module, source
     n_img = n_ok = 0
     attacks = {}
     spent = {"model_s": 0.0, "attack_s": 0.0, "metrics_s": 0.0, "write_s": 0.0}  # where the time went
+    # The shard's tensors go to disk on a worker thread while the metrics are computed (the
+    # file's fsync and rename wait on the disk, and torch's ops release the GIL); its manifest
+    # lines follow once both are done, so a shard is still complete before its .jsonl exists.
+    writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pyadv-shard-writer")
     try:
         for g, part, k in todo:
             idx = selection[k * batch_size:(k + 1) * batch_size]
@@ -410,10 +426,17 @@ def generate(out: str | os.PathLike, parts: list[Part], model: nn.Module, source
             r = atk(x, y, index=idx.to(device))
             t2 = time.perf_counter()
             rows = _samples(r, part, idx)
+            shard = _shard_path(out, part, k)
+            tensors_written = writer.submit(_write_tensors, shard, _shard_tensors(rows, atk.options.quantize))
             clean = r.x[rows["source"]]
-            metrics = _metrics(rows["images"], clean, rows.get("pass"), rows.get("norms"))
+            try:
+                metrics = _metrics(rows["images"], clean, rows.get("pass"), rows.get("norms"))
+            except BaseException:
+                wait([tensors_written])  # no write outlives the job; the metrics' error is the one raised
+                raise
             t3 = time.perf_counter()
-            _write_shard(out, part, k, rows, metrics, atk.options.quantize, seed, r.options, versions)
+            tensors_written.result()  # its error (a full disk) is the job's
+            _write_lines(shard, part, rows, metrics, seed, r.options, versions)
             spent["write_s"] += time.perf_counter() - t3
             spent["metrics_s"] += t3 - t2
             spent["attack_s"] += t2 - t1
@@ -424,6 +447,7 @@ def generate(out: str | os.PathLike, parts: list[Part], model: nn.Module, source
                 bar.update(len(idx))
                 bar.set_postfix(success=f"{n_ok / max(n_img, 1):.0%}", img_s=f"{n_img / (time.perf_counter() - t0):.1f}")
     finally:
+        writer.shutdown(wait=True)
         if bar is not None:
             bar.close()
     if barrier:
