@@ -220,41 +220,58 @@ inline int64_t reflect101(int64_t i, int64_t n) {
 
 }  // namespace
 
+// The pre-filter of one plane, each pass as long runs over the whole plane (on small images a
+// row is too short for the vector loops): the taps of a pixel at least r columns (rows) from the
+// border never leave its row (column), so every such pixel is one element of a single run, and
+// the few border pixels are computed again with reflect-101. Each output adds the same terms in
+// the same order as a row-by-row filter.
 void prefilter_plane(const float* src, int64_t H, int64_t W, const float* k, int64_t r, float* out, float* gx,
                      float* gy, float* work) {
-  float* tmp = work;              // [H, W], horizontally filtered
-  float* pad = tmp + H * W;       // one padded row
-  for (int64_t y = 0; y < H; ++y) {
+  float* tmp = work;  // [H, W], horizontally filtered
+  const int64_t P = H * W;
+  const int64_t taps = 2 * r + 1;
+  for (int64_t i = 0; i < P; ++i) tmp[i] = 0.f;
+  for (int64_t q = 0; q < taps; ++q) {
+    const float w = k[q];
+    const float* p = src + (q - r);
+    for (int64_t i = r; i < P - r; ++i) tmp[i] += w * p[i];
+  }
+  auto row_border = [&](int64_t y, int64_t x) {  // tmp at (y, x) with the reflected columns
     const float* srow = src + y * W;
-    for (int64_t x = 0; x < r; ++x) {
-      pad[x] = srow[reflect101(x - r, W)];
-      pad[W + r + x] = srow[reflect101(W + x, W)];
-    }
-    std::memcpy(pad + r, srow, sizeof(float) * W);
-    float* o = tmp + y * W;
-    for (int64_t x = 0; x < W; ++x) o[x] = 0.f;
-    for (int64_t q = 0; q <= 2 * r; ++q) {
-      const float w = k[q];
-      const float* p = pad + q;
-      for (int64_t x = 0; x < W; ++x) o[x] += w * p[x];
-    }
+    float o = 0.f;
+    for (int64_t q = 0; q < taps; ++q) o += k[q] * srow[reflect101(x + q - r, W)];
+    tmp[y * W + x] = o;
+  };
+  for (int64_t y = 0; y < H; ++y) {
+    for (int64_t x = 0; x < r && x < W; ++x) row_border(y, x);
+    for (int64_t x = W - r > r ? W - r : r; x < W; ++x) row_border(y, x);
+  }
+  const int64_t i0 = r * W, i1 = (H - r) * W;  // the rows whose taps stay inside
+  for (int64_t i = 0; i < P; ++i) out[i] = 0.f;
+  for (int64_t q = 0; q < taps; ++q) {
+    const float w = k[q];
+    const float* p = tmp + (q - r) * W;
+    for (int64_t i = i0; i < i1; ++i) out[i] += w * p[i];
   }
   for (int64_t y = 0; y < H; ++y) {
+    if (y >= r && y < H - r) continue;
     float* o = out + y * W;
-    for (int64_t x = 0; x < W; ++x) o[x] = 0.f;
-    for (int64_t q = 0; q <= 2 * r; ++q) {
+    for (int64_t q = 0; q < taps; ++q) {
       const float w = k[q];
       const float* row = tmp + reflect101(y + q - r, H) * W;
       for (int64_t x = 0; x < W; ++x) o[x] += w * row[x];
     }
   }
   if (!gx) return;
-  for (int64_t y = 0; y < H; ++y) {
+  for (int64_t i = 1; i + 1 < P; ++i) gx[i] = 0.5f * (out[i + 1] - out[i - 1]);
+  for (int64_t y = 0; y < H; ++y) {  // first and last columns (0 from reflect-101), after the run
     const float* row = out + y * W;
-    float* ox = gx + y * W;
-    for (int64_t x = 1; x + 1 < W; ++x) ox[x] = 0.5f * (row[x + 1] - row[x - 1]);
-    ox[0] = 0.5f * (row[reflect101(1, W)] - row[reflect101(-1, W)]);
-    ox[W - 1] = 0.5f * (row[reflect101(W, W)] - row[reflect101(W - 2, W)]);
+    gx[y * W] = 0.5f * (row[reflect101(1, W)] - row[reflect101(-1, W)]);
+    gx[y * W + W - 1] = 0.5f * (row[reflect101(W, W)] - row[reflect101(W - 2, W)]);
+  }
+  for (int64_t i = W; i < P - W; ++i) gy[i] = 0.5f * (out[i + W] - out[i - W]);
+  for (int64_t y = 0; y < H; ++y) {
+    if (y >= 1 && y < H - 1) continue;
     const float* up = out + reflect101(y - 1, H) * W;
     const float* down = out + reflect101(y + 1, H) * W;
     float* oy = gy + y * W;
