@@ -207,7 +207,9 @@ def _metrics(adv: torch.Tensor, x: torch.Tensor, known_pass: Optional[torch.Tens
         ps = torch.full((len(x),), float("nan"), dtype=torch.float64) if known_pass is None \
             else known_pass.double().cpu().clone()
         todo = ps.isnan().nonzero().flatten()
-        if len(todo):
+        if len(todo) == len(x):  # every sample (no copies of the images)
+            ps = pass_score(adv, x).double().cpu()
+        elif len(todo):
             ps[todo] = pass_score(adv[todo.to(adv.device)], x[todo.to(x.device)]).double().cpu()
         out["pass"] = ps
     return out
