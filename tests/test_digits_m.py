@@ -20,12 +20,23 @@ def test_shape_range_split_and_seed():
         digits_m("val")
 
 
-@pytest.mark.slow
-def test_pretrained_resnet32(cache_dir):
-    from pyadv.models import pretrained
-    from pyadv.models.pretrained import accuracy
+def test_resnet32_recipe_trains_caches_and_reloads(tmp_path, monkeypatch):
+    """The zoo's digits-m ResNet-32 recipe with three epochs instead of its twelve (72 % here; the
+    full recipe, 97.7 % in about a minute, is trained on first use by the benchmarks that use it,
+    and pretrained() refuses to cache it below its 90 %): it learns, is cached, and reloads with
+    the accuracy it recorded."""
+    import dataclasses
 
-    model = pretrained("digits-m-resnet32", progress=False)
+    from pyadv.models import pretrained as pretrained_fn
+    from pyadv.models.pretrained import PRETRAINED, accuracy
+
+    entry = PRETRAINED["digits-m-resnet32"]
+    short = dataclasses.replace(entry, recipe=dataclasses.replace(entry.recipe, epochs=3), min_test_accuracy=0.5)
+    monkeypatch.setitem(PRETRAINED, "digits-m-resnet32", short)
+    trained = pretrained_fn("digits-m-resnet32", progress=False, cache=tmp_path)
+    assert (tmp_path / "digits-m-resnet32.safetensors").exists()
+    model = pretrained_fn("digits-m-resnet32", progress=False, cache=tmp_path)  # from the cache
+    assert model.pretrained_meta == trained.pretrained_meta
     xt, yt = digits_m("test")
     acc = accuracy(model, xt, yt)
-    assert acc >= 0.90 and abs(acc - model.pretrained_meta["test_accuracy"]) < 1e-9
+    assert acc >= 0.5 and abs(acc - model.pretrained_meta["test_accuracy"]) < 1e-9
