@@ -10,6 +10,10 @@
 #include <cstring>
 #include <type_traits>
 
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
 #include "../common/macros.h"
 
 namespace pyadv {
@@ -23,24 +27,39 @@ typedef double V8 __attribute__((vector_size(kLanes * sizeof(double))));
 // Whether lanes [0, m) all have their four neighbours inside (in, from source_block) at
 // consecutive offsets: then lane l's top-left corner is off[0] + l.
 PYADV_FORCEINLINE bool is_row_run(const double* in, const int64_t* off, int m) {
+#if defined(__AVX512F__)
+  const __m512i want = _mm512_add_epi64(_mm512_set1_epi64(off[0]), _mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7));
+  const __mmask8 ok = _mm512_cmpeq_epi64_mask(_mm512_loadu_si512(off), want) &
+                      _mm512_cmpneq_pd_mask(_mm512_loadu_pd(in), _mm512_setzero_pd());
+  const unsigned live = m >= kLanes ? 0xFFu : (1u << m) - 1u;
+  return (unsigned(ok) & live) == live;
+#else
   bool run = true;
   for (int l = 0; l < kLanes; ++l) run = run & ((l >= m) | ((in[l] != 0.0) & (off[l] == off[0] + l)));
   return run;
+#endif
 }
 
 // kLanes values from p as doubles, of which the first `count` are read (the rest 0): a partial
 // block must not read past the pixels it owns.
 template <typename T>
 PYADV_FORCEINLINE V8 load(const T* p, int count) {
-  alignas(64) T tmp[kLanes];
-  if (count == kLanes) {
-    std::memcpy(tmp, p, sizeof tmp);
-  } else {
-    for (int l = 0; l < kLanes; ++l) tmp[l] = l < count ? p[l] : T(0);
-  }
+#if defined(__AVX512F__) && defined(__AVX512VL__)
+  // A masked load reads only the lanes asked for (no fault past them).
+  const __mmask8 k = count >= kLanes ? __mmask8(0xFF) : __mmask8((1u << count) - 1);
+  if constexpr (std::is_same<T, float>::value) return V8(_mm512_cvtps_pd(_mm256_maskz_loadu_ps(k, p)));
+  else return V8(_mm512_maskz_loadu_pd(k, p));
+#else
   V8 v;
-  for (int l = 0; l < kLanes; ++l) v[l] = double(tmp[l]);
+  if (count == kLanes) {
+    alignas(64) T tmp[kLanes];
+    std::memcpy(tmp, p, sizeof tmp);
+    for (int l = 0; l < kLanes; ++l) v[l] = double(tmp[l]);
+  } else {  // lane by lane: a vector load of lanes stored one by one would stall on the stores
+    for (int l = 0; l < kLanes; ++l) v[l] = l < count ? double(p[l]) : 0.0;
+  }
   return v;
+#endif
 }
 
 // warp_math::blend on every lane, rounded to T as it rounds (returned as doubles).
@@ -48,8 +67,12 @@ template <typename T>
 PYADV_FORCEINLINE V8 blend(V8 ax, V8 ay, V8 a00, V8 a01, V8 a10, V8 a11) {
   const V8 r = (1 - ay) * ((1 - ax) * a00 + ax * a01) + ay * ((1 - ax) * a10 + ax * a11);
   if constexpr (std::is_same<T, float>::value) {
+#if defined(__AVX512F__)
+    return V8(_mm512_cvtps_pd(_mm512_cvtpd_ps(__m512d(r))));
+#else
     typedef float F8 __attribute__((vector_size(kLanes * sizeof(float))));
     return __builtin_convertvector(__builtin_convertvector(r, F8), V8);
+#endif
   } else {
     return r;
   }
