@@ -95,11 +95,12 @@ def train_substitute(oracle: Callable, initial: torch.Tensor, num_classes: int, 
         model.train()
         for _ in range(epochs):
             perm = torch.randperm(len(S), generator=g).to(S.device)
+            # the epoch's order gathered once: each batch is then a view, not a gather per step
+            S_epoch, labels_epoch = S[perm], labels[perm]
             for i in range(0, len(S), batch_size):
-                b = perm[i:i + batch_size]
                 opt.zero_grad()
                 t0 = time.perf_counter()
-                F.cross_entropy(model(S[b]), labels[b]).backward()
+                F.cross_entropy(model(S_epoch[i:i + batch_size]), labels_epoch[i:i + batch_size]).backward()
                 pass_s += time.perf_counter() - t0
                 opt.step()
         model.eval()
