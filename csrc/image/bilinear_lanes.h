@@ -79,7 +79,8 @@ PYADV_FORCEINLINE V8 blend(V8 ax, V8 ay, V8 a00, V8 a01, V8 a10, V8 a11) {
 }
 
 // The bilinear samples of lanes [0, m) of plane p at fractions (ax, ay), rounded to T: the
-// corners by row loads for a row run, else gathered at off (in units of `stride` elements between
+// corners by row loads for a row run (which needs stride 1), else gathered at off (in units of
+// `stride` elements between
 // neighbouring pixels; out-lanes read offset 0, whose neighbours exist from 2 x 2 images on, so
 // `big` says whether the image has them). Lanes from m on are 0 in a row run.
 template <typename T>

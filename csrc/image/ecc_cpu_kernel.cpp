@@ -132,28 +132,7 @@ void moments_rows_motion(const T* img, const T* tmpl, int64_t H, int64_t W, int6
       std::memcpy(&ax_v, ax, sizeof ax_v);
       std::memcpy(&ay_v, ay, sizeof ay_v);
       std::memcpy(&in, ins, sizeof in);
-      for (int c = 0; c < 3; ++c) {  // bl::sample's steps, written out: measured ~4 % faster here
-        V8 a00 = {}, a01 = {}, a10 = {}, a11 = {};
-        if (row_run) {
-          const T* p0 = img + c * PS + off[0];
-          a00 = bl::load(p0, m), a01 = bl::load(p0 + 1, m), a10 = bl::load(p0 + W, m), a11 = bl::load(p0 + W + 1, m);
-        } else if (big) {  // out-lanes read offset 0: needs 2 x 2 (else no lane is in)
-          const T* p = img + c * PS;
-          alignas(64) double g[4][kLanes];
-          for (int l = 0; l < kLanes; ++l) {
-            const int64_t o = off[l] * S;
-            g[0][l] = double(p[o]);
-            g[1][l] = double(p[o + S]);
-            g[2][l] = double(p[o + W * S]);
-            g[3][l] = double(p[o + W * S + S]);
-          }
-          std::memcpy(&a00, g[0], sizeof a00);
-          std::memcpy(&a01, g[1], sizeof a01);
-          std::memcpy(&a10, g[2], sizeof a10);
-          std::memcpy(&a11, g[3], sizeof a11);
-        }
-        v[c] = bl::blend<T>(ax_v, ay_v, a00, a01, a10, a11);
-      }
+      for (int c = 0; c < 3; ++c) v[c] = bl::sample(img + c * PS, W, S, off, m, row_run, big, ax_v, ay_v);
       V8 X, J[n];
       for (int l = 0; l < kLanes; ++l) X[l] = x0d + double(l);
       em::jacobian_of<kMotion, V8>(X, V8{} + yd, v[1], v[2], M, J);
