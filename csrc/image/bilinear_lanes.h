@@ -80,9 +80,9 @@ PYADV_FORCEINLINE V8 blend(V8 ax, V8 ay, V8 a00, V8 a01, V8 a10, V8 a11) {
 
 // The bilinear samples of lanes [0, m) of plane p at fractions (ax, ay), rounded to T: the
 // corners by row loads for a row run (which needs stride 1), else gathered at off (in units of
-// `stride` elements between
-// neighbouring pixels; out-lanes read offset 0, whose neighbours exist from 2 x 2 images on, so
-// `big` says whether the image has them). Lanes from m on are 0 in a row run.
+// `stride` elements between neighbouring pixels; out-lanes read offset 0, whose neighbours exist
+// from 2 x 2 images on, so `big` says whether the image has them). Lanes from m on are 0 in a
+// row run.
 template <typename T>
 PYADV_FORCEINLINE V8 sample(const T* p, int64_t W, int64_t stride, const int64_t* off, int m, bool row_run, bool big,
                             V8 ax, V8 ay) {
