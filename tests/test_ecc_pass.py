@@ -104,7 +104,7 @@ def random_moment_inputs(B, H, W, dtype, seed):
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("shape,margin", [((3, 20, 23), 0), ((2, 17, 16), 3), ((1, 1, 1), 0), ((2, 1, 9), 0),
                                           ((2, 9, 1), 0), ((0, 8, 8), 0)])
-def test_ecc_moments_op_matches_reference_and_emulator(motion, dtype, shape, margin):
+def test_ecc_moments_op_matches_reference_and_emulator(motion, dtype, shape, margin, isa):
     img, tmpl, M = random_moment_inputs(*shape, dtype, seed=motion)
     cpu = torch.ops.pyadv.ecc_moments(img, tmpl, M, motion, margin)
     ref = ecc_moments_reference(img, tmpl, M, motion, margin)
@@ -125,10 +125,11 @@ def test_ecc_moments_op_matches_reference_and_emulator(motion, dtype, shape, mar
 
 
 @pytest.mark.parametrize("motion", [0, 3])
-def test_ecc_moments_samples_are_the_references_bit_for_bit(motion):
+def test_ecc_moments_samples_are_the_references_bit_for_bit(motion, isa):
     """With a one-hot template per pair, sum t v and sum J t are one pixel's sample and Jacobian:
     float32 samples rounded exactly as the reference rounds them, in the blocks whose corners are
-    loaded as row runs (a translation) and in the gathered ones (a rotation), border pixels too."""
+    loaded as row runs (a translation) and in the gathered ones (a rotation), border pixels too,
+    on every CPU kernel variant."""
     H = W = 12
     g = torch.Generator().manual_seed(7)
     img = torch.rand(1, 3, H, W, generator=g).expand(H * W, 3, H, W).contiguous()
@@ -196,7 +197,7 @@ def test_ecc_moments_bad_input(call, match):
 
 @pytest.mark.parametrize("shape", [(2, 5, 7), (3, 12, 9), (2, 28, 28), (1, 3, 40)])
 @pytest.mark.parametrize("gauss", [0, 3, 5, 7])
-def test_ecc_prefilter_op_matches_torch_composition(shape, gauss):
+def test_ecc_prefilter_op_matches_torch_composition(shape, gauss, isa):
     from pyadv.metrics.ecc import _gauss_kernel, _prefilter_torch
     g = torch.Generator().manual_seed(3)
     t, i = torch.rand(shape, generator=g), torch.rand(shape, generator=g)

@@ -57,7 +57,7 @@ def test_matches_opencv(size):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_exact_mode_matches_reference_and_emulator(dtype):
+def test_exact_mode_matches_reference_and_emulator(dtype, isa):
     g = torch.Generator().manual_seed(0)
     img = torch.rand(3, 2, 20, 24, generator=g).to(dtype)
     M = torch.from_numpy(homographies(3, (20, 24), seed=2))
@@ -68,7 +68,7 @@ def test_exact_mode_matches_reference_and_emulator(dtype):
 
 
 @pytest.mark.parametrize("hw", [(1, 9), (7, 1), (2, 2), (3, 17), (9, 30)])
-def test_thin_and_tiny_images_match_the_emulated_kernel(hw):
+def test_thin_and_tiny_images_match_the_emulated_kernel(hw, isa):
     # The CPU kernel blends 8 pixels at a time and reads neighbours without bounds checks only
     # where all four lie inside; thin images have none, every pixel takes the general path.
     g = torch.Generator().manual_seed(4)
