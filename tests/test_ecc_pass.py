@@ -110,9 +110,10 @@ def test_ecc_moments_op_matches_reference_and_emulator(motion, dtype, shape, mar
     ref = ecc_moments_reference(img, tmpl, M, motion, margin)
     emu = _C.emulated.ecc_moments(img, tmpl, M, motion, margin)
     assert cpu.dtype == torch.float64 and cpu.shape == ref.shape
-    # float32: a sample of a float32 plane is blended in double and rounded to float32, but GCC 12
-    # sometimes keeps the double (seen in the AVX-512 variant and in the emulator): one float32
-    # ulp on that sample. float64 agrees to summation order.
+    # float32: a sample of a float32 plane is blended in double and rounded to float32; the CPU
+    # op's samples are the reference's exactly (the test below), but the emulator's scalar code
+    # may keep the double (GCC 12): one float32 ulp on that sample. float64 agrees to summation
+    # order; the sums themselves run in another order than the reference's.
     tol = dict(rtol=1e-11, atol=1e-9) if dtype == torch.float64 else dict(rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(cpu, ref, **tol)
     torch.testing.assert_close(emu, cpu, **tol)
