@@ -37,7 +37,6 @@ enum Phase : int32_t { kPhaseStart = 0, kPhaseLineSearch = 1 };
 // stops paying for its O(m^2 n) work).
 constexpr int64_t kMaxCorrections = 64;
 
-
 struct Settings {
   int64_t m, max_iter, max_eval, max_ls;
   double factr, pgtol;

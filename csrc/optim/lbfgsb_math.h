@@ -269,7 +269,6 @@ class Problem {
 
   double projected_gradient_norm() const { return projected_gradient_max(n_, g_, x_, l_, u_); }
 
-
   // z: the generalized Cauchy point, then the subspace minimiser from it; d = z - x. A singular
   // system on the way forgets the memory and starts again (with B = I it cannot fail).
   void search_direction() {

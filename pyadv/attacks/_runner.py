@@ -415,7 +415,8 @@ class ModelRunner:
         return search
 
     def _agrees(self, search: nn.Module, two: torch.Tensor) -> bool:
-        """Whether the copy's logits match the model's on two images."""
+        """Whether the copy's logits match the model's on two images (the model's from the
+        caller's probe of the sample, where it gave them)."""
         t0 = time.perf_counter()
         try:
             with torch.inference_mode():

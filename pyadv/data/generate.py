@@ -300,6 +300,7 @@ def manifest_lines(columns: dict[str, list], constant: dict) -> list[str]:
 
 
 def _shard_path(out: Path, part: Part, k: int) -> Path:
+    """Shard k's tensor file; its manifest lines are the same name with .jsonl."""
     return out / part.name / f"shard-{k:05d}.safetensors"
 
 
@@ -400,7 +401,7 @@ def generate(out: str | os.PathLike, parts: list[Part], model: nn.Module, source
     model = model.to(device).eval()
     shards = [(p, k) for p in parts for k in range((len(selection) + batch_size - 1) // batch_size)]
     mine = [(g, p, k) for g, (p, k) in enumerate(shards) if g % world == rank]
-    todo = [(g, p, k) for g, p, k in mine if not (out / p.name / f"shard-{k:05d}.jsonl").exists()]
+    todo = [(g, p, k) for g, p, k in mine if not _shard_path(out, p, k).with_suffix(".jsonl").exists()]
     done_before = len(mine) - len(todo)
     bar = None
     if progress and rank == 0:
@@ -470,7 +471,7 @@ def finish(out: Path, parts: list[Part], n: int, batch_size: int, source: Source
     texts: list[str] = []
     for p in parts:
         for k in range((n + batch_size - 1) // batch_size):
-            jl = out / p.name / f"shard-{k:05d}.jsonl"
+            jl = _shard_path(out, p, k).with_suffix(".jsonl")
             if not jl.exists():
                 raise ValueError(f"{jl} is missing: a rank did not finish its shards; rerun the command to resume")
             text = jl.read_text()
