@@ -230,24 +230,21 @@ def test_every_registered_attack_generates(name, tmp_path, digits_cnn, cache_dir
 def test_interrupted_write_leaves_no_partial_shard(tmp_path, digits_cnn, cache_dir, monkeypatch):
     import errno
 
-    import safetensors.torch as st
+    import pyadv._io as io
 
-    real = st.save_file
-    calls = {"n": 0}
+    real = io._fsync
 
-    def full_disk(tensors, path, metadata=None):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            Path(path).write_bytes(b"partial")
+    def full_disk(path, directory=False):  # the second shard's data does not fit: its flush fails
+        if ".shard-00001.safetensors." in str(path):
             raise OSError(errno.ENOSPC, "No space left on device")
-        return real(tensors, path, metadata=metadata)
+        return real(path, directory)
 
-    monkeypatch.setattr(st, "save_file", full_disk)
+    monkeypatch.setattr(io, "_fsync", full_disk)
     out = tmp_path / "d"
     assert main(gen(out)) == 1
     files = sorted(p.name for p in (out / "fgs").iterdir())
     assert files == ["shard-00000.jsonl", "shard-00000.safetensors"]  # no temporary file, no partial shard
-    monkeypatch.setattr(st, "save_file", real)
+    monkeypatch.setattr(io, "_fsync", real)
     assert main(gen(out)) == 0 and len(AdversarialDataset(out)) == 24
 
 

@@ -13,6 +13,7 @@
 #include "../common/value_checks.h"
 #include "../common/cpu_isa.h"
 #include "../common/huge_pages.h"
+#include "../common/parallel_dynamic.h"
 #include "ecc_cpu_kernel.h"
 #include "ecc_math.h"
 #include "ecc_op.h"
@@ -152,7 +153,8 @@ SolveOutputs ecc_solve_cpu(
     bool* co = converged.mutable_data_ptr<bool>();
     bool* fo = failed.mutable_data_ptr<bool>();
     bool* jo = rejected.mutable_data_ptr<bool>();
-    at::parallel_for(0, a.N, 1, [&](int64_t b0, int64_t b1) {
+    // pairs take 2 to 50 steps: blocks of a few pairs go to whichever thread is free
+    parallel_for_dynamic(0, a.N, 4, [&](int64_t b0, int64_t b1) {
       for (int64_t b = b0; b < b1; ++b) {
         auto sums_at = [&](const double* Wp, int mot, double* S) {
           const int K = ecc_math::n_stats(mot);

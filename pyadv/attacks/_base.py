@@ -227,7 +227,7 @@ class Attack:
         if self.options.quantize:
             # The attack works on 8-bit images: the clean ones too (a no-op for 8-bit data such as
             # MNIST or CIFAR-10), else every pixel the rounding moves would count as perturbed.
-            x = quantize(x.detach().clone())
+            x = quantize(x.detach())  # a new tensor: the caller's is left as it is
         B = len(x)
         device = x.device
         params = list(self.model.parameters())
@@ -292,7 +292,7 @@ class Attack:
         B = len(x)
         adv = raw_adv.detach().clamp(0, 1).to(x.dtype)
         if self.options.quantize:
-            adv = quantize(adv)
+            adv = _quantize_(adv)  # adv is the clamp's new tensor
         if not B:
             return adv, x.new_zeros(0, runner.num_classes, dtype=torch.float32), \
                 torch.zeros(0, dtype=torch.bool, device=x.device)
@@ -370,6 +370,11 @@ class Attack:
 def quantize(x: torch.Tensor) -> torch.Tensor:
     """Rounds images in [0, 1] to the nearest k/255 (what an 8-bit PNG stores)."""
     return (x * 255).round_().div_(255).clamp_(0, 1)
+
+
+def _quantize_(x: torch.Tensor) -> torch.Tensor:
+    """quantize in place: for a tensor the caller has just made (one fresh buffer less)."""
+    return x.mul_(255).round_().div_(255).clamp_(0, 1)
 
 
 __all__ = ["Attack", "CommonOptions", "RawResult", "register", "available", "create", "attack_class", "quantize",
