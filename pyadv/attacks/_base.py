@@ -369,12 +369,17 @@ class Attack:
 
 def quantize(x: torch.Tensor) -> torch.Tensor:
     """Rounds images in [0, 1] to the nearest k/255 (what an 8-bit PNG stores)."""
-    return (x * 255).round_().div_(255).clamp_(0, 1)
+    return _to_levels_(x * 255)
 
 
 def _quantize_(x: torch.Tensor) -> torch.Tensor:
     """quantize in place: for a tensor the caller has just made (one fresh buffer less)."""
-    return x.mul_(255).round_().div_(255).clamp_(0, 1)
+    return _to_levels_(x.mul_(255))
+
+
+def _to_levels_(scaled: torch.Tensor) -> torch.Tensor:
+    """Images times 255, rounded to whole grey levels and back to [0, 1], in place."""
+    return scaled.round_().div_(255).clamp_(0, 1)
 
 
 __all__ = ["Attack", "CommonOptions", "RawResult", "register", "available", "create", "attack_class", "quantize",

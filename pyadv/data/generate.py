@@ -318,7 +318,7 @@ def _shard_bytes(rows: dict, quantized: bool) -> bytes:
 
 
 def _write_lines(shard: Path, part: Part, rows: dict, metrics: dict, seed: int, options: dict,
-                 versions: dict) -> int:
+                 versions: dict) -> None:
     """The shard's manifest lines (its .jsonl, written atomically: once it exists, the shard is
     done). Call it once the shard's tensors are on disk."""
     n = len(rows["label"])
@@ -332,7 +332,6 @@ def _write_lines(shard: Path, part: Part, rows: dict, metrics: dict, seed: int, 
     constant = {"part": part.name, "attack": part.attack, "file": f"{part.name}/{shard.name}", "seed": seed,
                 "options": options, "versions": versions}
     write_text_atomic(shard.with_suffix(".jsonl"), "".join(line + "\n" for line in manifest_lines(columns, constant)))
-    return n
 
 
 def read_lines(path: Path, text: Optional[str] = None) -> list[dict]:
