@@ -28,8 +28,10 @@ def run(*args, **kw):
 
 # --- input formats ---------------------------------------------------------------------------
 
-def test_image_folder(tmp_path):
+def test_image_folder(tmp_path, monkeypatch):
     from PIL import Image
+
+    from pyadv.data.image_folder import ImageFolderSource
 
     rng = np.random.default_rng(0)
     want = {}
@@ -39,12 +41,50 @@ def test_image_folder(tmp_path):
             a = rng.integers(0, 256, (5, 6, 3), dtype=np.uint8)
             Image.fromarray(a).save(tmp_path / c / f"{i}.png")
             want[(c, i)] = a
+    grey = rng.integers(0, 256, (5, 6), dtype=np.uint8)
+    Image.fromarray(grey).save(tmp_path / "dog" / "2.png")  # a grey image in a colour folder: RGB
+    # opening reads headers only: nothing is decoded until a batch asks for it
+    monkeypatch.setattr(ImageFolderSource, "_decode", lambda self, i: pytest.fail("decoded at open"))
     s = open_source(str(tmp_path))
-    assert s.classes == ["cat", "dog"] and s.labels.tolist() == [0, 0, 1, 1]
-    assert s.pixels.shape == (4, 3, 5, 6) and s.pixels.dtype == torch.uint8
-    assert np.array_equal(s.pixels[2].permute(1, 2, 0).numpy(), want[("dog", 0)])
+    monkeypatch.undo()
+    assert s.classes == ["cat", "dog"] and s.labels.tolist() == [0, 0, 1, 1, 1] and len(s) == 5
+    assert s.is_8bit and s.channels == 3 and s.size == (5, 6)
+    px = s.pixels_of(torch.tensor([2, 4, 0]))
+    assert px.shape == (3, 3, 5, 6) and px.dtype == torch.uint8
+    assert np.array_equal(px[0].permute(1, 2, 0).numpy(), want[("dog", 0)])
+    assert np.array_equal(px[2].permute(1, 2, 0).numpy(), want[("cat", 0)])
+    assert all(np.array_equal(px[1, ch].numpy(), grey) for ch in range(3))
+    x = s.images(torch.arange(5))
+    assert x.dtype == torch.float32 and torch.equal(x, s.pixels_of(torch.arange(5)).float() / 255)
+    assert s.images(torch.arange(0)).shape == (0, 3, 5, 6)
+    import pyadv.data.image_folder as image_folder
+
+    monkeypatch.setattr(image_folder, "THREADED_PIXELS", 1)  # large images' path: decoded on threads
+    assert torch.equal(s.pixels_of(torch.tensor([2, 4, 0])), px)
+    monkeypatch.undo()
+
+    # a grey folder stays one channel
+    (tmp_path / "g" / "a").mkdir(parents=True)
+    Image.fromarray(grey).save(tmp_path / "g" / "a" / "0.png")
+    g = open_source(str(tmp_path / "g"))
+    assert g.channels == 1 and torch.equal(g.pixels_of(torch.tensor([0]))[0, 0], torch.from_numpy(grey))
+    Image.fromarray(rng.integers(0, 256, (5, 6, 3), dtype=np.uint8)).save(tmp_path / "g" / "a" / "0.png")
+    with pytest.raises(ValueError, match=r"0\.png: a colour image.*grey when it was opened"):
+        g.images(torch.tensor([0]))
+
+    # damage found after opening is named with its file
+    data = (tmp_path / "cat" / "1.png").read_bytes()
+    (tmp_path / "cat" / "1.png").write_bytes(data[:len(data) // 2])
+    s = open_source(str(tmp_path))  # its header is intact
+    with pytest.raises(ValueError, match=r"cat/1\.png: cannot decode"):
+        s.images(torch.tensor([1]))
+    (tmp_path / "cat" / "1.png").write_bytes(data)
+
     Image.fromarray(rng.integers(0, 256, (7, 6, 3), dtype=np.uint8)).save(tmp_path / "dog" / "odd.png")
-    with pytest.raises(ValueError, match="same size"):
+    with pytest.raises(ValueError, match=r"odd\.png: image of 7x6 pixels.*same size"):
+        open_source(str(tmp_path))
+    (tmp_path / "dog" / "odd.png").write_bytes(b"not an image")
+    with pytest.raises(ValueError, match=r"odd\.png: not an image"):
         open_source(str(tmp_path))
 
 
@@ -147,6 +187,30 @@ def test_generate_reads_back_with_its_provenance(tmp_path, digits_cnn, cache_dir
     # rerun of the same command: nothing to do, same bytes
     before = payload(out)
     assert main(gen(out)) == 0 and payload(out) == before
+
+
+def test_image_folder_job_matches_the_same_pixels_in_memory(tmp_path, digits_cnn, cache_dir):
+    """A folder decoded shard by shard makes the same dataset as its pixels held in memory."""
+    from PIL import Image
+
+    from pyadv.data import Part, Source, generate
+
+    digits_test = open_source("digits:test")
+    x, y = (digits_test.images(torch.arange(10)) * 255).round().to(torch.uint8), digits_test.labels[:10]
+    for i in range(10):
+        (tmp_path / "f" / str(int(y[i]))).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(x[i, 0].numpy()).save(tmp_path / "f" / str(int(y[i])) / f"{i:02d}.png")
+    folder = open_source(str(tmp_path / "f"))
+    every = torch.arange(len(folder))
+    held = Source("held", folder.pixels_of(every), folder.labels, folder.classes)
+    parts = [Part("fgs", {"eps": 0.1, "quantize": True})]
+    kw = dict(model_spec="digits-cnn", batch_size=3, limit=8, classes=[int(c) for c in folder.classes[1:]],
+              progress=False)
+    a = generate(tmp_path / "a", parts, digits_cnn, folder, **kw)
+    b = generate(tmp_path / "b", parts, digits_cnn, held, **kw)
+    assert a["shards"] == b["shards"] >= 2 and a["samples"] == b["samples"] > 0
+    shards = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("shard-*"))
+    assert shards and all((tmp_path / "a" / p).read_bytes() == (tmp_path / "b" / p).read_bytes() for p in shards)
 
 
 def test_changed_command_refused_and_damage_detected(tmp_path, digits_cnn, cache_dir):

@@ -2,14 +2,15 @@
 
 - ``digits`` / ``digits:train`` / ``digits:test`` / ``digits:all`` (28x28) or ``digits8:...`` (8x8):
   scikit-learn's digits, shipped with the package;
-- a folder in the ImageFolder layout (``root/<class>/<image>``, classes sorted by name);
+- a folder in the ImageFolder layout (``root/<class>/<image>``, classes sorted by name),
+  decoded batch by batch (image_folder.py);
 - MNIST's IDX files (``*-images-idx3-ubyte`` with its ``*-labels-idx1-ubyte`` beside it,
   gzipped or not);
 - CIFAR-10's binary version (``data_batch_N.bin`` / ``test_batch.bin``, or the folder holding
   them). Its Python version is a pickle and is refused: unpickling a file can run any code.
 
-A source keeps the images as they are stored (uint8 where the format is 8-bit) and hands out
-float32 batches in [0, 1].
+A source keeps the images as they are stored (uint8 where the format is 8-bit; an ImageFolder
+keeps only its file list) and hands out float32 batches in [0, 1].
 """
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+from .image_folder import ImageFolderSource
+
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 
@@ -66,7 +68,7 @@ def refuse_pickle(path: Path, what: str) -> None:
                              "unpickles files: save the state dict with safetensors instead")
 
 
-def open_source(spec: str) -> Source:
+def open_source(spec: str) -> Source | ImageFolderSource:
     """The source a ``--data`` value names (see the module doc)."""
     head, _, split = spec.partition(":")
     if head == "digits-m":
@@ -90,7 +92,7 @@ def open_source(spec: str) -> Source:
         if (path / "data_batch_1").exists() or (path / "test_batch").exists():
             raise ValueError(f"data {spec!r} is CIFAR-10's Python version (pickled batches); pyadv never unpickles "
                              "files: use the binary version (cifar-10-binary.tar.gz, data_batch_N.bin)")
-        return _image_folder(path)
+        return ImageFolderSource(path)
     if path.suffix == ".bin":
         return _cifar10(path, split)
     name = path.name[:-3] if path.name.endswith(".gz") else path.name
@@ -164,39 +166,6 @@ def _cifar10(path: Path, split: str) -> Source:
         xs.append(rec[:, 1:].reshape(-1, 3, 32, 32))
     x = torch.from_numpy(np.concatenate(xs).copy())
     return Source(f"cifar10-bin:{path}", x, torch.from_numpy(np.concatenate(ys)), list(CIFAR10_CLASSES))
-
-
-def _image_folder(root: Path) -> Source:
-    from PIL import Image
-
-    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
-    if not classes:
-        raise ValueError(f"{root}: an ImageFolder needs one sub-folder per class, found none")
-    files: list[tuple[Path, int]] = []
-    for c, name in enumerate(classes):
-        for f in sorted((root / name).rglob("*")):
-            if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file():
-                files.append((f, c))
-    if not files:
-        raise ValueError(f"{root}: no images ({', '.join(IMAGE_SUFFIXES)}) in its class folders")
-    out = []
-    size = None
-    for f, _ in files:
-        with Image.open(f) as im:  # grey stays one channel; a folder with any colour image is RGB
-            grey = im.mode in ("L", "1", "I;16", "I", "F")
-            a = np.asarray(im.convert("L" if grey else "RGB"), dtype=np.uint8)
-        a = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
-        if size is None:
-            size = a.shape[1:]
-        elif a.shape[1:] != size:
-            raise ValueError(f"{f}: image of {a.shape[1]}x{a.shape[2]} pixels, but the first image has "
-                             f"{size[0]}x{size[1]}; every image of a data set must have the same size")
-        out.append(a)
-    if any(len(a) == 3 for a in out):
-        out = [np.repeat(a, 3, 0) if len(a) == 1 else a for a in out]
-    x = torch.from_numpy(np.stack(out))
-    y = torch.tensor([c for _, c in files], dtype=torch.long)
-    return Source(f"imagefolder:{root}", x, y, classes)
 
 
 def file_digest(path: str | os.PathLike) -> str:
