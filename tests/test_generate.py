@@ -211,6 +211,16 @@ def test_image_folder_job_matches_the_same_pixels_in_memory(tmp_path, digits_cnn
     assert a["shards"] == b["shards"] >= 2 and a["samples"] == b["samples"] > 0
     shards = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("shard-*"))
     assert shards and all((tmp_path / "a" / p).read_bytes() == (tmp_path / "b" / p).read_bytes() for p in shards)
+    # the next shard's images are read while a shard runs: a damaged file is still the error of
+    # the shard that holds it, raised when that shard starts, with the shards before it complete
+    from pyadv.data.generate import select_images
+
+    fifth = folder.files[int(select_images(folder, kw["classes"], kw["limit"])[4])]
+    fifth.write_bytes(fifth.read_bytes()[:40])
+    with pytest.raises(ValueError, match=rf"{fifth.name}: cannot decode"):
+        generate(tmp_path / "c", parts, digits_cnn, folder, **kw)
+    assert (tmp_path / "c" / "fgs" / "shard-00000.jsonl").exists()
+    assert not list((tmp_path / "c" / "fgs").glob("shard-00001*"))
 
 
 def test_changed_command_refused_and_damage_detected(tmp_path, digits_cnn, cache_dir):

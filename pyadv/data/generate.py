@@ -416,13 +416,25 @@ def generate(out: str | os.PathLike, parts: list[Part], model: nn.Module, source
     # file's fsync and rename wait on the disk, and torch's ops release the GIL); its manifest
     # lines follow once both are done, so a shard is still complete before its .jsonl exists.
     writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pyadv-shard-writer")
+    # The next shard's images are read on a thread while this shard's attack runs: an ImageFolder
+    # decodes them there (Pillow's decoders release the GIL), which a GPU's passes would
+    # otherwise wait for. Its errors (a damaged file) are raised when that shard starts.
+    loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pyadv-image-loader")
+    rows_of = lambda k: selection[k * batch_size:(k + 1) * batch_size]
+    loading: dict = {}  # shard number k -> its images, being read
     try:
-        for g, part, k in todo:
-            idx = selection[k * batch_size:(k + 1) * batch_size]
+        for j, (g, part, k) in enumerate(todo):
+            idx = rows_of(k)
+            nxt = todo[j + 1][2] if j + 1 < len(todo) else None
+            for kk in (k, nxt):
+                if kk is not None and kk not in loading:
+                    loading[kk] = loader.submit(source.images, rows_of(kk))
             if part.name not in attacks:
                 attacks[part.name] = create(part.attack, model, seed=seed, **_pinned(part, batch_size, device))
             atk = attacks[part.name]
-            x = source.images(idx).to(device)
+            x = loading[k].result().to(device)
+            for kk in [kk for kk in loading if kk not in (k, nxt)]:
+                del loading[kk]
             y = source.labels[idx].to(device)
             t1 = time.perf_counter()
             r = atk(x, y, index=idx.to(device))
@@ -449,6 +461,7 @@ def generate(out: str | os.PathLike, parts: list[Part], model: nn.Module, source
                 bar.update(len(idx))
                 bar.set_postfix(success=f"{n_ok / max(n_img, 1):.0%}", img_s=f"{n_img / (time.perf_counter() - t0):.1f}")
     finally:
+        loader.shutdown(wait=True, cancel_futures=True)
         writer.shutdown(wait=True)
         if bar is not None:
             bar.close()
