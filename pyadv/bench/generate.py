@@ -112,7 +112,12 @@ def run(args) -> dict:
                  "images_per_s": args.images / s["seconds"],
                  "share": {k[:-2]: s[k] / s["seconds"] for k in ("model_s", "metrics_s", "write_s", "finish_s")},
                  "outside_model_share": 1 - s["model_s"] / s["seconds"],
-                 "outside_model_share_per_shard": 1 - s["model_s"] / shards_s}
+                 "outside_model_share_per_shard": 1 - s["model_s"] / shards_s,
+                 # every round's, beside the least disturbed one's: how far the machine moved them
+                 "rounds": [{"images_per_s": args.images / v["seconds"],
+                             "outside_model_share": 1 - v["model_s"] / v["seconds"],
+                             "outside_model_share_per_shard": 1 - v["model_s"] / (v["seconds"] - v["finish_s"])}
+                            for v in runs]}
             if make is not None:
                 e["torchattacks"] = {"images_per_s": args.images / min(times["torchattacks"]),
                                      "seconds": min(times["torchattacks"]),
@@ -124,13 +129,19 @@ def run(args) -> dict:
             print(f"{name:8s} {e['images_per_s']:8.1f} img/s  {s['samples']:5d} samples  outside the model "
                   f"{e['outside_model_share']:.1%} (metrics {e['share']['metrics']:.1%}, writes "
                   f"{e['share']['write']:.1%}, manifest and card {e['share']['finish']:.1%}; per shard "
-                  f"{e['outside_model_share_per_shard']:.1%})" + (f"  torchattacks+save {ta['images_per_s']:.1f} img/s "
+                  f"{e['outside_model_share_per_shard']:.1%}, rounds {_spread(e['rounds'])})"
+                  + (f"  torchattacks+save {ta['images_per_s']:.1f} img/s "
                                                    f"(x{ta['time_ratio_to_pyadv']:.2f} pyadv's time)"
                                                    if isinstance(ta, dict) else ""), flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return {"machine": machine(args.threads, dev), "batch_size": args.batch_size,
             "attacks": _in_registry_order({**_kept(args), **results})}
+
+
+def _spread(rounds: list[dict]) -> str:
+    v = [r["outside_model_share_per_shard"] for r in rounds]
+    return f"{min(v):.1%}-{max(v):.1%}"
 
 
 def _in_registry_order(entries: dict) -> dict:
