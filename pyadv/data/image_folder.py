@@ -25,12 +25,19 @@ GREY_MODES = ("L", "1", "I;16", "I", "F")
 THREADED_PIXELS = 128 * 128
 
 
+def as_unit_float(pixels: torch.Tensor) -> torch.Tensor:
+    """Stored pixels (uint8 in 0..255 or float in [0, 1]) as float32 in [0, 1]."""
+    return pixels.float().div_(255) if pixels.dtype == torch.uint8 else pixels.float()
+
+
 class ImageFolderSource:
-    """The same interface as ``Source``: ``name``, ``labels``, ``classes``, ``images(index)``
-    (float32 in [0, 1]), ``is_8bit``. Every image must have the first one's size; the folder is
+    """The same interface as ``Source``: ``name``, ``labels``, ``classes``, ``pixels_of(index)``,
+    ``images(index)`` (float32 in [0, 1]), ``is_8bit``, ``decodes``. Every image must have the first one's size; the folder is
     grey (one channel) when every image is, else RGB (grey images repeated to three channels)."""
 
     is_8bit = True
+    #: its images are read from files (generate reads the next shard's on a thread)
+    decodes = True
 
     def __init__(self, root: str | Path):
         from PIL import Image, UnidentifiedImageError
@@ -106,4 +113,4 @@ class ImageFolderSource:
 
     def images(self, index: torch.Tensor) -> torch.Tensor:
         """float32 images in [0, 1] of the given rows."""
-        return self.pixels_of(index).float().div_(255)
+        return as_unit_float(self.pixels_of(index))

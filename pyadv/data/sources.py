@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .image_folder import ImageFolderSource
+from .image_folder import ImageFolderSource, as_unit_float
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
@@ -39,10 +39,16 @@ class Source:
     def __len__(self) -> int:
         return len(self.labels)
 
+    #: its images are in memory, not read from files
+    decodes = False
+
+    def pixels_of(self, index: torch.Tensor) -> torch.Tensor:
+        """The given rows' images as stored."""
+        return self.pixels[index]
+
     def images(self, index: torch.Tensor) -> torch.Tensor:
         """float32 images in [0, 1] of the given rows."""
-        x = self.pixels[index]
-        return x.float().div_(255) if x.dtype == torch.uint8 else x.float()
+        return as_unit_float(self.pixels_of(index))
 
     @property
     def is_8bit(self) -> bool:
