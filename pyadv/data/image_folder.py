@@ -32,8 +32,9 @@ def as_unit_float(pixels: torch.Tensor) -> torch.Tensor:
 
 class ImageFolderSource:
     """The same interface as ``Source``: ``name``, ``labels``, ``classes``, ``pixels_of(index)``,
-    ``images(index)`` (float32 in [0, 1]), ``is_8bit``, ``decodes``. Every image must have the first one's size; the folder is
-    grey (one channel) when every image is, else RGB (grey images repeated to three channels)."""
+    ``images(index)`` (float32 in [0, 1]), ``is_8bit``, ``decodes``. Every image must have the
+    first one's size; the folder is grey (one channel) when every image is, else RGB (grey
+    images repeated to three channels)."""
 
     is_8bit = True
     #: its images are read from files (generate reads the next shard's on a thread)
@@ -100,7 +101,7 @@ class ImageFolderSource:
 
     def pixels_of(self, index: torch.Tensor) -> torch.Tensor:
         """uint8 images [len(index), C, H, W] of the given rows, as stored."""
-        rows = [int(i) for i in torch.as_tensor(index).reshape(-1)]
+        rows = torch.as_tensor(index).reshape(-1).tolist()
         if not rows:
             return torch.empty((0, self.channels, *self.size), dtype=torch.uint8)
         workers = min(4, os.cpu_count() or 1, len(rows))
