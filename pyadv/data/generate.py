@@ -435,8 +435,7 @@ def generate(out: str | os.PathLike, parts: list[Part], model: nn.Module, source
                     if kk is not None and kk not in loading:
                         loading[kk] = loader.submit(source.pixels_of, rows_of(kk))
                 pixels = loading[k].result()
-                for kk in [kk for kk in loading if kk not in (k, nxt)]:
-                    del loading[kk]
+                loading = {kk: f for kk, f in loading.items() if kk == nxt}  # only the next shard's is kept
             else:
                 pixels = source.pixels_of(idx)
             if part.name not in attacks:
