@@ -254,6 +254,66 @@ def test_changed_command_refused_and_damage_detected(tmp_path, digits_cnn, cache
     assert json.loads((out / "job.json").read_text())["seed"] == 3
 
 
+def test_resume_refuses_an_input_that_changed(tmp_path, digits_cnn, cache_dir):
+    """The same command on an output whose input changed since the job started (another image
+    at the same path, a file added or touched in a folder, other pixels in memory) is refused:
+    resuming would make one dataset of two inputs."""
+    from PIL import Image
+
+    from pyadv.data import Part, Source, generate
+
+    digits_test = open_source("digits:test")
+    x, y = (digits_test.images(torch.arange(6)) * 255).round().to(torch.uint8), digits_test.labels[:6]
+    root = tmp_path / "f"
+    for i in range(6):
+        (root / str(int(y[i]))).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(x[i, 0].numpy()).save(root / str(int(y[i])) / f"{i}.png")
+    parts = [Part("fgs", {"eps": 0.1, "quantize": True})]
+    kw = dict(model_spec="digits-cnn", batch_size=3, limit=6, progress=False)
+    out = tmp_path / "out"
+    first = generate(out, parts, digits_cnn, open_source(str(root)), **kw)
+    assert first["shards"] == 2
+    job = json.loads((out / "job.json").read_text())
+    assert job["data_sha256"] == open_source(str(root)).digest()
+
+    def interrupted_then_resumed(out, source, **more):
+        (out / "fgs" / "shard-00001.jsonl").unlink(missing_ok=True)  # as if stopped before its last shard
+        return generate(out, parts, digits_cnn, source, **kw, **more)
+
+    assert interrupted_then_resumed(out, open_source(str(root)))["resumed_shards"] == 1  # unchanged: resumed
+    image = sorted(root.rglob("*.png"))[0]
+    changes = [
+        lambda: Image.fromarray(255 - x[0, 0].numpy()).save(image),  # other pixels, same name
+        lambda: os.utime(image, ns=(image.stat().st_atime_ns, image.stat().st_mtime_ns + 10**9)),  # touched
+        lambda: Image.fromarray(x[0, 0].numpy()).save(root / str(int(y[5])) / "9.png"),  # a file added
+    ]
+    for change in changes:
+        change()
+        before = (out / "job.json").read_bytes()
+        with pytest.raises(ValueError, match=r"input imagefolder:.* has changed since that job started"):
+            interrupted_then_resumed(out, open_source(str(root)))
+        assert (out / "job.json").read_bytes() == before  # refused before anything was written
+        assert interrupted_then_resumed(out, open_source(str(root)), overwrite=True)["resumed_shards"] == 0
+    # in memory: one pixel, one label or a class name
+    held = Source("held", x.clone(), y.clone(), [str(c) for c in range(10)])
+    out = tmp_path / "held"
+    generate(out, parts, digits_cnn, held, **kw)
+    pixel, label = x.clone(), y.clone()
+    pixel[3, 0, 10, 10] ^= 1
+    label[2] = (label[2] + 1) % 10
+    for other in (Source("held", pixel, y, held.classes), Source("held", x, label, held.classes),
+                  Source("held", x, y, [*held.classes[:9], "nine"])):
+        assert other.digest() != held.digest()
+        with pytest.raises(ValueError, match="differs in: data_sha256"):
+            interrupted_then_resumed(out, other)
+    # a job started before the digest was recorded resumes, and records it from then on
+    job = json.loads((out / "job.json").read_text())
+    del job["data_sha256"]
+    (out / "job.json").write_text(json.dumps(job))
+    assert interrupted_then_resumed(out, held)["resumed_shards"] == 1
+    assert json.loads((out / "job.json").read_text())["data_sha256"] == held.digest()
+
+
 @pytest.mark.slow
 def test_resume_after_sigkill_is_byte_identical(tmp_path, digits_cnn, cache_dir):
     args = ["generate", "--attack", "pgd", "-o", "steps=30", "-o", "quantize=true", "--limit", "48",

@@ -131,6 +131,9 @@ def _job(parts, model_spec, weights_digest, source, selection, seed, batch_size,
         "format": FORMAT,
         "parts": [{"name": p.name, "attack": p.attack, "options": _pinned(p, batch_size, device)} for p in parts],
         "model": model_spec, "weights_sha256": weights_digest, "data": source.name,
+        # the content (a folder: its listing with sizes and times): the same path holding other
+        # images would make a resumed dataset of two inputs
+        "data_sha256": source.digest() if hasattr(source, "digest") else None,
         "selection_sha256": hashlib.sha256(selection.numpy().tobytes()).hexdigest(), "images": len(selection),
         "seed": seed, "batch_size": batch_size, "device": str(device),
     }
@@ -148,10 +151,17 @@ def _check_job(out: Path, job: dict, overwrite: bool) -> bool:
                              "--overwrite")
         return out.exists() and any(out.iterdir())
     old = json.loads(path.read_text())
+    if "data_sha256" not in old:  # a job started before pyadv recorded it: nothing to compare
+        old["data_sha256"] = job["data_sha256"]
     if old == job:
         return False
     differ = sorted(k for k in set(old) | set(job) if old.get(k) != job.get(k))
     if not overwrite:
+        if differ == ["data_sha256"]:
+            raise ValueError(f"output folder {out} holds a job of this command, but its input {job['data']} has "
+                             "changed since that job started (differs in: data_sha256: another content, or for a "
+                             "folder, files added, removed or modified); resuming would mix two inputs: restore the "
+                             "input, or pass --overwrite to start again")
         raise ValueError(f"output folder {out} holds a different job (differs in: {', '.join(differ)}); rerun the "
                          "same command to resume it, or pass --overwrite to replace it")
     log.info("replacing the job in %s (differs in %s)", out, ", ".join(differ))

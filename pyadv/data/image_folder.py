@@ -8,7 +8,9 @@ shard's images at a time instead of the whole folder's.
 """
 from __future__ import annotations
 
+import hashlib
 import os
+import stat
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -32,7 +34,7 @@ def as_unit_float(pixels: torch.Tensor) -> torch.Tensor:
 
 class ImageFolderSource:
     """The same interface as ``Source``: ``name``, ``labels``, ``classes``, ``pixels_of(index)``,
-    ``images(index)`` (float32 in [0, 1]), ``is_8bit``, ``decodes``. Every image must have the
+    ``images(index)`` (float32 in [0, 1]), ``is_8bit``, ``decodes``, ``digest()``. Every image must have the
     first one's size; the folder is grey (one channel) when every image is, else RGB (grey
     images repeated to three channels)."""
 
@@ -51,11 +53,21 @@ class ImageFolderSource:
             raise ValueError(f"{root}: an ImageFolder needs one sub-folder per class, found none")
         files: list[Path] = []
         labels: list[int] = []
+        # the listing's digest: each file's path, size, modification time and class
+        listing = hashlib.sha256()
         for c, name in enumerate(self.classes):
             for f in sorted((root / name).rglob("*")):
-                if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file():
+                if f.suffix.lower() not in IMAGE_SUFFIXES:
+                    continue
+                try:
+                    st = f.stat()
+                except OSError:  # a broken link: not an image file, as is_file() would say
+                    continue
+                if stat.S_ISREG(st.st_mode):
                     files.append(f)
                     labels.append(c)
+                    listing.update(f"{f.relative_to(root).as_posix()}\0{st.st_size}\0{st.st_mtime_ns}\0{c}\n"
+                                   .encode())
         if not files:
             raise ValueError(f"{root}: no images ({', '.join(IMAGE_SUFFIXES)}) in its class folders")
         size = None
@@ -76,6 +88,14 @@ class ImageFolderSource:
         self.labels = torch.tensor(labels, dtype=torch.long)
         self.size = size
         self.channels = 1 if grey else 3
+        listing.update(f"{size} {self.channels}".encode())
+        self._digest = listing.hexdigest()
+
+    def digest(self) -> str:
+        """sha256 of the folder's listing when it was opened (each file's path, size and
+        modification time, and its class): a resumed job checks that its input is still what
+        the job started on, without reading every image."""
+        return self._digest
 
     def __len__(self) -> int:
         return len(self.files)

@@ -54,6 +54,16 @@ class Source:
     def is_8bit(self) -> bool:
         return self.pixels.dtype == torch.uint8
 
+    def digest(self) -> str:
+        """sha256 of the content (pixels, labels, class names): a resumed job checks that its
+        input is still what the job started on."""
+        import hashlib
+
+        h = hashlib.sha256(f"{self.pixels.dtype} {tuple(self.pixels.shape)} {list(map(str, self.classes))}".encode())
+        for t in (self.pixels, self.labels.long()):
+            h.update(t.detach().cpu().contiguous().flatten().view(torch.uint8).numpy().data)  # its bytes, not a copy
+        return h.hexdigest()
+
 
 def refuse_pickle(path: Path, what: str) -> None:
     """Raises if ``path`` is a pickle (or a torch zip archive holding one)."""
