@@ -50,8 +50,8 @@ def run_generate(args, argv) -> int:
     from .attacks import available
     from .data import generate, load_config, open_source, parse_parts
     from .models.loading import load_model
-    from .data.generate import select_images
-    from .data.sources import file_digest
+    from .data.generate import JobRefused, select_images
+    from ._digest import file_sha256
 
     if args.list_attacks:
         print("\n".join(available()))
@@ -114,13 +114,11 @@ def run_generate(args, argv) -> int:
     command = "pyadv " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     try:
         s = generate(args.out, parts, model, source, model_spec=model_spec,
-                     weights_digest=file_digest(weights) if weights else None, batch_size=batch, seed=seed,
+                     weights_digest=file_sha256(weights) if weights else None, batch_size=batch, seed=seed,
                      limit=limit, classes=classes, device=args.device, overwrite=args.overwrite,
                      progress=not args.quiet and rank == 0, command=command, rank=rank, world=world, barrier=barrier)
-    except ValueError as e:
-        if "holds a different job" in str(e) or "is a file" in str(e) or "not empty" in str(e):
-            raise UsageError(str(e)) from None
-        raise
+    except JobRefused as e:
+        raise UsageError(str(e)) from None
     finally:
         if world > 1:
             import torch.distributed as dist

@@ -255,9 +255,9 @@ def test_changed_command_refused_and_damage_detected(tmp_path, digits_cnn, cache
 
 
 def test_resume_refuses_an_input_that_changed(tmp_path, digits_cnn, cache_dir):
-    """The same command on an output whose input changed since the job started (another image
-    at the same path, a file added or touched in a folder, other pixels in memory) is refused:
-    resuming would make one dataset of two inputs."""
+    """The same command on an output whose input or model changed since the job started (another
+    image at the same path, a file added or touched in a folder, other pixels in memory, other
+    weights under the model's name) is refused: resuming would make one dataset of two jobs."""
     from PIL import Image
 
     from pyadv.data import Part, Source, generate
@@ -290,7 +290,7 @@ def test_resume_refuses_an_input_that_changed(tmp_path, digits_cnn, cache_dir):
     for change in changes:
         change()
         before = (out / "job.json").read_bytes()
-        with pytest.raises(ValueError, match=r"input imagefolder:.* has changed since that job started"):
+        with pytest.raises(ValueError, match=r"the input imagefolder:.* changed since that job started"):
             interrupted_then_resumed(out, open_source(str(root)))
         assert (out / "job.json").read_bytes() == before  # refused before anything was written
         assert interrupted_then_resumed(out, open_source(str(root)), overwrite=True)["resumed_shards"] == 0
@@ -306,12 +306,21 @@ def test_resume_refuses_an_input_that_changed(tmp_path, digits_cnn, cache_dir):
         assert other.digest() != held.digest()
         with pytest.raises(ValueError, match="differs in: data_sha256"):
             interrupted_then_resumed(out, other)
-    # a job started before the digest was recorded resumes, and records it from then on
+    # the model under the same name with one weight changed (a zoo model trained again, say)
+    import copy
+
+    other = copy.deepcopy(digits_cnn)
+    with torch.no_grad():
+        next(other.parameters()).view(-1)[0] += 1e-3
+    with pytest.raises(ValueError, match="the model digits-cnn's weights changed since that job started"):
+        generate(out, parts, other, held, **kw)
+    # a job started before the digests were recorded resumes, and records them from then on
     job = json.loads((out / "job.json").read_text())
-    del job["data_sha256"]
+    del job["data_sha256"], job["model_sha256"]
     (out / "job.json").write_text(json.dumps(job))
     assert interrupted_then_resumed(out, held)["resumed_shards"] == 1
-    assert json.loads((out / "job.json").read_text())["data_sha256"] == held.digest()
+    job = json.loads((out / "job.json").read_text())
+    assert job["data_sha256"] == held.digest() and len(job["model_sha256"]) == 64
 
 
 @pytest.mark.slow

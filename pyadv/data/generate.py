@@ -33,6 +33,7 @@ from typing import Optional
 import torch
 from torch import nn
 
+from .._digest import tensors_sha256
 from .._io import write_bytes_atomic, write_json_atomic, write_text_atomic
 from .sources import Source, as_unit_float
 
@@ -124,15 +125,26 @@ def select_images(source: Source, classes: Optional[list], limit: Optional[int])
     return idx
 
 
-def _job(parts, model_spec, weights_digest, source, selection, seed, batch_size, device) -> dict:
+class JobRefused(ValueError):
+    """The output folder cannot take this job (a file; another job; files of something else)."""
+
+
+#: job.json keys added after its format was first used: absent from an older job, they are not
+#: compared (and are recorded from then on)
+_RECORDED_SINCE = ("model_sha256", "data_sha256")
+
+
+def _job(parts, model, model_spec, weights_digest, source, selection, seed, batch_size, device) -> dict:
     import hashlib
 
     return {
         "format": FORMAT,
         "parts": [{"name": p.name, "attack": p.attack, "options": _pinned(p, batch_size, device)} for p in parts],
         "model": model_spec, "weights_sha256": weights_digest, "data": source.name,
-        # the content (a folder: its listing with sizes and times): the same path holding other
-        # images would make a resumed dataset of two inputs
+        # what the model and the input are, not only their names: the same name with other weights
+        # (a zoo model trained again) or the same path with other images would make a resumed
+        # dataset of two jobs. A folder's is its listing, with each file's size and time.
+        "model_sha256": tensors_sha256(model.state_dict().items()),
         "data_sha256": source.digest() if hasattr(source, "digest") else None,
         "selection_sha256": hashlib.sha256(selection.numpy().tobytes()).hexdigest(), "images": len(selection),
         "seed": seed, "batch_size": batch_size, "device": str(device),
@@ -144,25 +156,26 @@ def _check_job(out: Path, job: dict, overwrite: bool) -> bool:
     (another job, or other files, and ``overwrite``)."""
     path = out / "job.json"
     if out.exists() and not out.is_dir():
-        raise ValueError(f"output {out} is a file, not a folder")
+        raise JobRefused(f"output {out} is a file, not a folder")
     if not path.exists():
         if out.exists() and any(out.iterdir()) and not overwrite:
-            raise ValueError(f"output folder {out} is not empty and holds no pyadv job; choose another or pass "
+            raise JobRefused(f"output folder {out} is not empty and holds no pyadv job; choose another or pass "
                              "--overwrite")
         return out.exists() and any(out.iterdir())
     old = json.loads(path.read_text())
-    if "data_sha256" not in old:  # a job started before pyadv recorded it: nothing to compare
-        old["data_sha256"] = job["data_sha256"]
+    for key in _RECORDED_SINCE:  # a job started before pyadv recorded it: nothing to compare
+        old.setdefault(key, job[key])
     if old == job:
         return False
     differ = sorted(k for k in set(old) | set(job) if old.get(k) != job.get(k))
     if not overwrite:
-        if differ == ["data_sha256"]:
-            raise ValueError(f"output folder {out} holds a job of this command, but its input {job['data']} has "
-                             "changed since that job started (differs in: data_sha256: another content, or for a "
-                             "folder, files added, removed or modified); resuming would mix two inputs: restore the "
-                             "input, or pass --overwrite to start again")
-        raise ValueError(f"output folder {out} holds a different job (differs in: {', '.join(differ)}); rerun the "
+        changed = {"model_sha256": f"the model {job['model']}'s weights", "data_sha256": f"the input {job['data']}"}
+        if set(differ) <= set(changed):
+            raise JobRefused(f"output folder {out} holds a job of this command, but {' and '.join(map(changed.get, differ))} "
+                             f"changed since that job started (differs in: {', '.join(differ)}; for a folder of "
+                             "images: files added, removed or modified); resuming would make one dataset of two: "
+                             "restore them, or pass --overwrite to start again")
+        raise JobRefused(f"output folder {out} holds a different job (differs in: {', '.join(differ)}); rerun the "
                          "same command to resume it, or pass --overwrite to replace it")
     log.info("replacing the job in %s (differs in %s)", out, ", ".join(differ))
     return True
@@ -399,7 +412,7 @@ def generate(out: str | os.PathLike, parts: list[Part], model: nn.Module, source
 
     out = Path(out)
     selection = select_images(source, classes, limit)
-    job = _job(parts, model_spec, weights_digest, source, selection, seed, batch_size, device)
+    job = _job(parts, model, model_spec, weights_digest, source, selection, seed, batch_size, device)
     if rank == 0:
         if _check_job(out, job, overwrite):
             _clear(out)
@@ -517,4 +530,4 @@ def finish(out: Path, parts: list[Part], n: int, batch_size: int, source: Source
     return {"samples": len(lines), "successes": sum(bool(line["success"]) for line in lines)}
 
 
-__all__ = ["select_images", "Part", "parse_parts", "load_config", "generate", "finish", "read_lines", "check_shard", "FORMAT"]
+__all__ = ["JobRefused", "select_images", "Part", "parse_parts", "load_config", "generate", "finish", "read_lines", "check_shard", "FORMAT"]

@@ -15,7 +15,6 @@ keeps only its file list) and hands out float32 batches in [0, 1].
 from __future__ import annotations
 
 import gzip
-import os
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .._digest import tensors_sha256
 from .image_folder import ImageFolderSource, as_unit_float
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
@@ -57,12 +57,8 @@ class Source:
     def digest(self) -> str:
         """sha256 of the content (pixels, labels, class names): a resumed job checks that its
         input is still what the job started on."""
-        import hashlib
-
-        h = hashlib.sha256(f"{self.pixels.dtype} {tuple(self.pixels.shape)} {list(map(str, self.classes))}".encode())
-        for t in (self.pixels, self.labels.long()):
-            h.update(t.detach().cpu().contiguous().flatten().view(torch.uint8).numpy().data)  # its bytes, not a copy
-        return h.hexdigest()
+        return tensors_sha256([("pixels", self.pixels), ("labels", self.labels.long())],
+                              header=f"classes {list(map(str, self.classes))}")
 
 
 def refuse_pickle(path: Path, what: str) -> None:
@@ -182,14 +178,3 @@ def _cifar10(path: Path, split: str) -> Source:
         xs.append(rec[:, 1:].reshape(-1, 3, 32, 32))
     x = torch.from_numpy(np.concatenate(xs).copy())
     return Source(f"cifar10-bin:{path}", x, torch.from_numpy(np.concatenate(ys)), list(CIFAR10_CLASSES))
-
-
-def file_digest(path: str | os.PathLike) -> str:
-    """sha256 of a file (provenance: which weights made a dataset)."""
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()

@@ -1,0 +1,27 @@
+"""sha256 digests of what a job depends on, for provenance and for refusing a resume whose input
+changed: files read in blocks, tensors hashed from their own bytes (no copy on the CPU)."""
+from __future__ import annotations
+
+import hashlib
+import os
+from typing import Iterable
+
+import torch
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def tensors_sha256(named: Iterable[tuple[str, torch.Tensor]], header: str = "") -> str:
+    """Of ``header`` and each tensor's name, dtype, shape and values, in the order given."""
+    h = hashlib.sha256(header.encode())
+    for name, t in named:
+        t = t.detach()
+        h.update(f"\n{name} {t.dtype} {tuple(t.shape)}\n".encode())
+        h.update(t.cpu().contiguous().flatten().view(torch.uint8).numpy().data)
+    return h.hexdigest()
