@@ -176,6 +176,9 @@ def test_generate_reads_back_with_its_provenance(tmp_path, digits_cnn, cache_dir
     assert len(mixed) == 29
     card = (out / "README.md").read_text()
     assert "pyadv generate" in card and (out / "l2.png").exists()
+    job = json.loads((out / "job.json").read_text())
+    assert ds.job == job and job["data_sha256"] == open_source("digits:test").digest()
+    assert f"Model `digits-cnn` (sha256 `{job['model_sha256'][:16]}`), input `digits:test`" in card
     # export: uint8 shards exactly
     assert main(["export", str(out), "--png", str(tmp_path / "png"), "--quiet"]) == 0
     from PIL import Image

@@ -15,7 +15,9 @@ from .generate import FORMAT, check_shard, read_lines
 
 class AdversarialDataset(Dataset):
     """``ds[i] -> (image float32 [C, H, W] in [0, 1], true label)`` for every sample of a
-    generated dataset; ``ds.records[i]`` is its manifest line (provenance, metrics).
+    generated dataset; ``ds.records[i]`` is its manifest line (provenance, metrics), ``ds.job``
+    the job that made it (job.json: attacks and options, model and input with their sha256,
+    selection, seed).
 
     Shards are opened with safetensors (memory-mapped) on first use. ``where(...)`` returns a
     filtered view; ``torch.utils.data.ConcatDataset([ds, clean])`` mixes it with a clean set of
@@ -25,7 +27,8 @@ class AdversarialDataset(Dataset):
     def __init__(self, path: str | os.PathLike, records: Optional[list] = None):
         self.root = Path(path)
         job = self.root / "job.json"
-        if not job.exists() or json.loads(job.read_text()).get("format") != FORMAT:
+        self.job = json.loads(job.read_text()) if job.exists() else {}
+        if self.job.get("format") != FORMAT:
             raise ValueError(f"{self.root} is not a pyadv adversarial dataset (no job.json of format {FORMAT})")
         if records is None:
             manifest = self.root / "manifest.jsonl"

@@ -31,7 +31,17 @@ def part_summary(lines: list[dict]) -> dict:
     return {k: {**v, "images": len(v["images"])} for k, v in out.items()}
 
 
-def write_card(out: Path, lines: list[dict], source, command: Optional[str]) -> None:
+def _provenance(job: dict) -> list[str]:
+    """The model and the input the dataset was made from, with the digests job.json holds."""
+    if not job:
+        return []
+    sha = lambda key: f" (sha256 `{job[key][:16]}`)" if job.get(key) else ""
+    return [f"Model `{job.get('model')}`{sha('model_sha256')}, input `{job.get('data')}`{sha('data_sha256')}, "
+            f"{job.get('images')} images selected, seed {job.get('seed')}, batch size {job.get('batch_size')}; "
+            "`job.json` holds the whole job.", ""]
+
+
+def write_card(out: Path, lines: list[dict], source, command: Optional[str], job: Optional[dict] = None) -> None:
     summary = part_summary(lines)
     parts = list(summary)
     by_part = defaultdict(list)
@@ -57,6 +67,7 @@ def write_card(out: Path, lines: list[dict], source, command: Optional[str]) -> 
         "# Adversarial dataset", "",
         f"Made by pyadv from `{source.name}` ({len(lines)} samples in `manifest.jsonl`, shards under one folder "
         "per attack).", "",
+        *_provenance(job or {}),
         "Command:", "", "```", command or "(generated from Python: pyadv.data.generate)", "```", "",
         "| part | attack | source images | samples | successes | success rate |", "|---|---|---|---|---|---|",
         *rows, "",

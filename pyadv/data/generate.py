@@ -526,7 +526,7 @@ def finish(out: Path, parts: list[Part], n: int, batch_size: int, source: Source
     write_text_atomic(out / "manifest.jsonl", "".join(texts))
     from .card import write_card
 
-    write_card(out, lines, source, command)
+    write_card(out, lines, source, command, json.loads((out / "job.json").read_text()))
     return {"samples": len(lines), "successes": sum(bool(line["success"]) for line in lines)}
 
 
