@@ -78,7 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--seed", type=int, default=None, help="seed of every attack (default: 0)")
     gen.add_argument("--limit", type=_positive_int, default=None, help="attack at most this many input images")
     gen.add_argument("--classes", default=None, help="only these true classes, comma separated (e.g. 3,5)")
-    gen.add_argument("--overwrite", action="store_true", help="replace a different job in --out (or this job, if its model or input changed)")
+    gen.add_argument("--overwrite", action="store_true",
+                     help="replace a different job in --out (or this job, if its model or input changed)")
     gen.add_argument("--quiet", action="store_true", help="no progress bar, warnings only")
     gen.add_argument("--list-attacks", action="store_true", help="print the registered attacks and exit")
 

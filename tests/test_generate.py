@@ -326,6 +326,21 @@ def test_resume_refuses_an_input_that_changed(tmp_path, digits_cnn, cache_dir):
     assert job["data_sha256"] == held.digest() and len(job["model_sha256"]) == 64
 
 
+def test_tensors_sha256_sees_values_names_dtypes_and_extra_state():
+    from pyadv._digest import tensors_sha256
+
+    a = torch.arange(6.0).view(2, 3)
+    base = tensors_sha256([("w", a), ("extra", {"k": 1})])
+    assert tensors_sha256([("w", a.t().contiguous().t())]) == tensors_sha256([("w", a)])  # layout is not content
+    b = a.clone()
+    b[1, 2] = torch.nextafter(b[1, 2], torch.tensor(10.0))  # one ulp
+    for other in ([("w", b), ("extra", {"k": 1})], [("v", a), ("extra", {"k": 1})],
+                  [("w", a.double()), ("extra", {"k": 1})], [("w", a.view(3, 2)), ("extra", {"k": 1})],
+                  [("w", a), ("extra", {"k": 2})]):
+        assert tensors_sha256(other) != base
+    assert tensors_sha256([("s", torch.eye(3).to_sparse())]) == tensors_sha256([("s", torch.eye(3))])
+
+
 @pytest.mark.slow
 def test_resume_after_sigkill_is_byte_identical(tmp_path, digits_cnn, cache_dir):
     args = ["generate", "--attack", "pgd", "-o", "steps=30", "-o", "quantize=true", "--limit", "48",

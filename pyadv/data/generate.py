@@ -171,10 +171,11 @@ def _check_job(out: Path, job: dict, overwrite: bool) -> bool:
     if not overwrite:
         changed = {"model_sha256": f"the model {job['model']}'s weights", "data_sha256": f"the input {job['data']}"}
         if set(differ) <= set(changed):
-            raise JobRefused(f"output folder {out} holds a job of this command, but {' and '.join(map(changed.get, differ))} "
-                             f"changed since that job started (differs in: {', '.join(differ)}; for a folder of "
-                             "images: files added, removed or modified); resuming would make one dataset of two: "
-                             "restore them, or pass --overwrite to start again")
+            what = " and ".join(map(changed.get, differ))
+            raise JobRefused(f"output folder {out} holds a job of this command, but {what} changed since that job "
+                             f"started (differs in: {', '.join(differ)}; for a folder of images: files added, "
+                             "removed or modified); resuming would make one dataset of two: restore them, or pass "
+                             "--overwrite to start again")
         raise JobRefused(f"output folder {out} holds a different job (differs in: {', '.join(differ)}); rerun the "
                          "same command to resume it, or pass --overwrite to replace it")
     log.info("replacing the job in %s (differs in %s)", out, ", ".join(differ))
@@ -530,4 +531,5 @@ def finish(out: Path, parts: list[Part], n: int, batch_size: int, source: Source
     return {"samples": len(lines), "successes": sum(bool(line["success"]) for line in lines)}
 
 
-__all__ = ["JobRefused", "select_images", "Part", "parse_parts", "load_config", "generate", "finish", "read_lines", "check_shard", "FORMAT"]
+__all__ = ["JobRefused", "select_images", "Part", "parse_parts", "load_config", "generate", "finish", "read_lines",
+           "check_shard", "FORMAT"]

@@ -34,9 +34,9 @@ def as_unit_float(pixels: torch.Tensor) -> torch.Tensor:
 
 class ImageFolderSource:
     """The same interface as ``Source``: ``name``, ``labels``, ``classes``, ``pixels_of(index)``,
-    ``images(index)`` (float32 in [0, 1]), ``is_8bit``, ``decodes``, ``digest()``. Every image must have the
-    first one's size; the folder is grey (one channel) when every image is, else RGB (grey
-    images repeated to three channels)."""
+    ``images(index)`` (float32 in [0, 1]), ``is_8bit``, ``decodes``, ``digest()``. Every image
+    must have the first one's size; the folder is grey (one channel) when every image is, else
+    RGB (grey images repeated to three channels)."""
 
     is_8bit = True
     #: its images are read from files (generate reads the next shard's on a thread)
