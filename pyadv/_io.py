@@ -8,6 +8,9 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
+#: the suffix of atomic_write's temporary files (".<name>.<random>.tmp", beside the target)
+TMP_SUFFIX = ".tmp"
+
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
     """Calls ``write(tmp_path)`` on a temporary file beside ``path``, flushes it to the disk
@@ -16,9 +19,12 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
     of the process) could leave the new name on a file whose data never reached the disk."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
     os.close(fd)
     try:
+        # mkstemp's file is the owner's alone (0600): given the mode a plain open() would give, so
+        # that a dataset is readable by whoever may read the folder it is in
+        os.chmod(tmp, 0o666 & ~_umask())
         write(tmp)
         _fsync(tmp)
         os.replace(tmp, path)
@@ -28,6 +34,28 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
         raise
     _fsync(path.parent, directory=True)
     return path
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it where Linux tells it (os.umask sets one to
+    read it, which a thread creating a file at that moment would see)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """The temporary files that writes interrupted by a kill left in ``folder`` (not its
+    sub-folders)."""
+    folder = Path(folder)
+    return sorted(folder.glob(f".*{TMP_SUFFIX}")) if folder.is_dir() else []
 
 
 def _fsync(path, directory: bool = False) -> None:

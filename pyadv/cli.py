@@ -139,6 +139,10 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as e:
         print(f"pyadv {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: a line, not a traceback, and the shell's 128 + SIGINT
+        resume = "; rerun the same command to resume (finished shards are kept)" if args.command == "generate" else ""
+        print(f"pyadv {args.command}: interrupted{resume}", file=sys.stderr)
+        return 130
     except (ValueError, TypeError, RuntimeError, OSError) as e:
         print(f"pyadv {args.command}: error: {e}", file=sys.stderr)
         return 1

@@ -67,3 +67,15 @@ def test_demo_writes_report_and_figures(tmp_path, digits_cnn, cache_dir):
 
 def test_demo_bad_images_count_fails_with_exit_1(tmp_path, cache_dir, digits_cnn):
     assert main(["demo", "--out", str(tmp_path), "--images", "100000", "--no-progress"]) == 1
+
+
+def test_ctrl_c_is_a_line_and_exit_130(monkeypatch, capsys, tmp_path):
+    import pyadv.generate_cli
+
+    def interrupted(args, argv):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pyadv.generate_cli, "run_generate", interrupted)
+    assert main(["generate", "--attack", "fgs", "--out", str(tmp_path / "d")]) == 130
+    err = capsys.readouterr().err
+    assert err == "pyadv generate: interrupted; rerun the same command to resume (finished shards are kept)\n"

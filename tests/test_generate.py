@@ -283,7 +283,12 @@ def test_resume_refuses_an_input_that_changed(tmp_path, digits_cnn, cache_dir):
         (out / "fgs" / "shard-00001.jsonl").unlink(missing_ok=True)  # as if stopped before its last shard
         return generate(out, parts, digits_cnn, source, **kw, **more)
 
-    assert interrupted_then_resumed(out, open_source(str(root)))["resumed_shards"] == 1  # unchanged: resumed
+    # what a kill left half-written is removed when the job resumes; unchanged input: resumed
+    stale = [out / "fgs" / ".shard-00001.safetensors.k1ll3d.tmp", out / ".manifest.jsonl.k1ll3d.tmp"]
+    for p in stale:
+        p.write_bytes(b"half")
+    assert interrupted_then_resumed(out, open_source(str(root)))["resumed_shards"] == 1
+    assert not any(p.exists() for p in stale)
     image = sorted(root.rglob("*.png"))[0]
     changes = [
         lambda: Image.fromarray(255 - x[0, 0].numpy()).save(image),  # other pixels, same name
@@ -483,8 +488,14 @@ def test_atomic_write_flushes_the_file_and_its_folder(tmp_path, monkeypatch):
         return real(fd)
 
     monkeypatch.setattr(_io.os, "fsync", spy)
-    _io.write_text_atomic(tmp_path / "a.txt", "hello")
+    old_mask = os.umask(0o027)
+    try:
+        _io.write_text_atomic(tmp_path / "a.txt", "hello")
+    finally:
+        os.umask(old_mask)
     assert (tmp_path / "a.txt").read_text() == "hello"
+    # the mode open() would have given (not mkstemp's owner-only 0600): a dataset others can read
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o640
     assert len(synced) == 2 and synced[0].startswith(str(tmp_path / ".a.txt.")) and synced[1] == str(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt"]
 

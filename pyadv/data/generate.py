@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from .._digest import tensors_sha256
-from .._io import write_bytes_atomic, write_json_atomic, write_text_atomic
+from .._io import stale_temporaries, write_bytes_atomic, write_json_atomic, write_text_atomic
 from .sources import Source, as_unit_float
 
 log = logging.getLogger(__name__)
@@ -417,6 +417,10 @@ def generate(out: str | os.PathLike, parts: list[Part], model: nn.Module, source
     if rank == 0:
         if _check_job(out, job, overwrite):
             _clear(out)
+        # what a kill left half-written (before any rank writes again: they wait at the barrier)
+        for folder in (out, *(out / p.name for p in parts)):
+            for tmp in stale_temporaries(folder):
+                tmp.unlink(missing_ok=True)
         write_json_atomic(out / "job.json", job)
     if barrier:
         barrier()
