@@ -174,6 +174,12 @@ def test_generate_reads_back_with_its_provenance(tmp_path, digits_cnn, cache_dir
     assert all(r["pass"] >= 0.9 and r["label"] in (3, 5) for r in hi.records)
     mixed = torch.utils.data.ConcatDataset([ds, torch.utils.data.TensorDataset(x[:5], y[:5])])
     assert len(mixed) == 29
+    # a DataLoader's workers started by spawn get the dataset pickled, shards already open in it
+    import pickle
+
+    assert torch.equal(pickle.loads(pickle.dumps(ds))[13][0], ds[13][0])
+    loader = torch.utils.data.DataLoader(ok, batch_size=8, num_workers=1, multiprocessing_context="spawn")
+    assert torch.equal(torch.cat([b[0] for b in loader]), torch.stack([ok[i][0] for i in range(len(ok))]))
     card = (out / "README.md").read_text()
     assert "pyadv generate" in card and (out / "l2.png").exists()
     job = json.loads((out / "job.json").read_text())

@@ -46,6 +46,12 @@ class AdversarialDataset(Dataset):
     def __len__(self) -> int:
         return len(self.records)
 
+    def __getstate__(self) -> dict:
+        # The open shards are not picklable, and a DataLoader's workers under spawn or forkserver
+        # (macOS's default; Linux's from Python 3.14) receive the dataset pickled: each worker
+        # opens the shards it reads itself.
+        return {**self.__dict__, "_open": {}}
+
     def _shard(self, name: str):
         if name not in self._open:
             from safetensors import safe_open
