@@ -337,6 +337,24 @@ def test_resume_refuses_an_input_that_changed(tmp_path, digits_cnn, cache_dir):
     assert job["data_sha256"] == held.digest() and len(job["model_sha256"]) == 64
 
 
+def test_a_running_job_locks_its_folder(tmp_path, digits_cnn, cache_dir, capsys):
+    """A second job on a folder that a job is writing (the same command started again, say) is
+    refused while the first holds the lock, and not after; the lock file is not content."""
+    from pyadv.data import Part, generate
+    from pyadv.data.generate import LOCK, JobRefused, _output_lock
+
+    out = tmp_path / "d"
+    kw = dict(model_spec="digits-cnn", batch_size=4, limit=4, progress=False)
+    parts = [Part("fgs", {"eps": 0.1})]
+    with _output_lock(out):  # as a job running in another process holds it
+        with pytest.raises(JobRefused, match=rf"being written by another pyadv generate \(process {os.getpid()}\)"):
+            generate(out, parts, digits_cnn, open_source("digits:test"), **kw)
+        assert main(gen(out)) == 2 and "being written by another" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == [LOCK]
+    assert generate(out, parts, digits_cnn, open_source("digits:test"), **kw)["samples"] == 4
+    assert (out / "job.json").exists() and (out / LOCK).exists()
+
+
 def test_tensors_sha256_sees_values_names_dtypes_and_extra_state():
     from pyadv._digest import tensors_sha256
 

@@ -19,6 +19,7 @@ the same files.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -158,10 +159,11 @@ def _check_job(out: Path, job: dict, overwrite: bool) -> bool:
     if out.exists() and not out.is_dir():
         raise JobRefused(f"output {out} is a file, not a folder")
     if not path.exists():
-        if out.exists() and any(out.iterdir()) and not overwrite:
+        content = out.exists() and any(p.name != LOCK for p in out.iterdir())
+        if content and not overwrite:
             raise JobRefused(f"output folder {out} is not empty and holds no pyadv job; choose another or pass "
                              "--overwrite")
-        return out.exists() and any(out.iterdir())
+        return content
     old = json.loads(path.read_text())
     for key in _RECORDED_SINCE:  # a job started before pyadv recorded it: nothing to compare
         old.setdefault(key, job[key])
@@ -186,8 +188,41 @@ def _clear(out: Path) -> None:
     for p in out.iterdir():
         if p.is_dir():
             shutil.rmtree(p)
-        else:
+        elif p.name != LOCK:  # held by this job
             p.unlink()
+
+
+#: the file a running job holds locked in its output folder
+LOCK = ".pyadv-generate.lock"
+
+
+@contextlib.contextmanager
+def _output_lock(out: Path):
+    """Holds ``out``'s lock for a job (rank 0's, under torchrun): a second job on the same folder,
+    say the same command started again while the first still runs, is refused instead of
+    writing beside it (and losing the files whose half-written temporaries a resume removes).
+    Where fcntl is missing (Windows) the folder is not locked."""
+    if out.exists() and not out.is_dir():
+        raise JobRefused(f"output {out} is a file, not a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    fd = os.open(out / LOCK, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            raise JobRefused(f"output folder {out} is being written by another pyadv generate (process {holder}); "
+                             "wait for it to finish, or choose another folder") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def _samples(result, part: Part, index: torch.Tensor) -> dict:
@@ -407,17 +442,26 @@ def generate(out: str | os.PathLike, parts: list[Part], model: nn.Module, source
     manifest lines) and ``finish_s`` (the merged manifest and the card, once per job).
 
     ``rank``/``world``/``barrier``: this process's share of a torchrun job (shard k goes to rank
-    k mod world); rank 0 writes the manifest and the card once every rank has finished."""
+    k mod world); rank 0 writes the manifest and the card once every rank has finished, and
+    holds the output folder's lock for the job."""
+    out = Path(out)
+    with _output_lock(out) if rank == 0 else contextlib.nullcontext():
+        return _generate(out, parts, model, source, model_spec, weights_digest, batch_size, seed, limit, classes,
+                         device, overwrite, progress, command, rank, world, barrier)
+
+
+def _generate(out, parts, model, source, model_spec, weights_digest, batch_size, seed, limit, classes, device,
+              overwrite, progress, command, rank, world, barrier) -> dict:
     import pyadv
     from ..attacks import create
 
-    out = Path(out)
     selection = select_images(source, classes, limit)
     job = _job(parts, model, model_spec, weights_digest, source, selection, seed, batch_size, device)
     if rank == 0:
         if _check_job(out, job, overwrite):
             _clear(out)
-        # what a kill left half-written (before any rank writes again: they wait at the barrier)
+        # what a kill left half-written: no other job writes here (the lock), and this job's other
+        # ranks wait at the barrier
         for folder in (out, *(out / p.name for p in parts)):
             for tmp in stale_temporaries(folder):
                 tmp.unlink(missing_ok=True)
