@@ -33,15 +33,13 @@ def part_summary(lines: list[dict]) -> dict:
 
 def _provenance(job: dict) -> list[str]:
     """The model and the input the dataset was made from, with the digests job.json holds."""
-    if not job:
-        return []
     sha = lambda key: f" (sha256 `{job[key][:16]}`)" if job.get(key) else ""
     return [f"Model `{job.get('model')}`{sha('model_sha256')}, input `{job.get('data')}`{sha('data_sha256')}, "
             f"{job.get('images')} images selected, seed {job.get('seed')}, batch size {job.get('batch_size')}; "
             "`job.json` holds the whole job.", ""]
 
 
-def write_card(out: Path, lines: list[dict], source, command: Optional[str], job: Optional[dict] = None) -> None:
+def write_card(out: Path, lines: list[dict], source, command: Optional[str], job: dict) -> None:
     summary = part_summary(lines)
     parts = list(summary)
     by_part = defaultdict(list)
@@ -67,7 +65,7 @@ def write_card(out: Path, lines: list[dict], source, command: Optional[str], job
         "# Adversarial dataset", "",
         f"Made by pyadv from `{source.name}` ({len(lines)} samples in `manifest.jsonl`, shards under one folder "
         "per attack).", "",
-        *_provenance(job or {}),
+        *_provenance(job),
         "Command:", "", "```", command or "(generated from Python: pyadv.data.generate)", "```", "",
         "| part | attack | source images | samples | successes | success rate |", "|---|---|---|---|---|---|",
         *rows, "",

@@ -153,11 +153,9 @@ def _job(parts, model, model_spec, weights_digest, source, selection, seed, batc
 
 
 def _check_job(out: Path, job: dict, overwrite: bool) -> bool:
-    """Raises if ``out`` cannot take this job; True when its content must be cleared first
-    (another job, or other files, and ``overwrite``)."""
+    """Raises if ``out`` (a folder: the lock has made sure) cannot take this job; True when its
+    content must be cleared first (another job, or other files, and ``overwrite``)."""
     path = out / "job.json"
-    if out.exists() and not out.is_dir():
-        raise JobRefused(f"output {out} is a file, not a folder")
     if not path.exists():
         content = out.exists() and any(p.name != LOCK for p in out.iterdir())
         if content and not overwrite:
@@ -456,8 +454,9 @@ def _generate(out, parts, model, source, model_spec, weights_digest, batch_size,
     from ..attacks import create
 
     selection = select_images(source, classes, limit)
-    job = _job(parts, model, model_spec, weights_digest, source, selection, seed, batch_size, device)
+    job = None  # rank 0's: the other ranks neither check nor write it
     if rank == 0:
+        job = _job(parts, model, model_spec, weights_digest, source, selection, seed, batch_size, device)
         if _check_job(out, job, overwrite):
             _clear(out)
         # what a kill left half-written: no other job writes here (the lock), and this job's other
@@ -551,14 +550,16 @@ def _generate(out, parts, model, source, model_spec, weights_digest, batch_size,
                "finish_s": 0.0}
     if rank == 0:
         t4 = time.perf_counter()
-        summary.update(finish(out, parts, len(selection), batch_size, source, command))
+        summary.update(finish(out, parts, len(selection), batch_size, source, command, job))
         summary["finish_s"] = time.perf_counter() - t4  # manifest and card, once per job
     summary["seconds"] = time.perf_counter() - t0
     return summary
 
 
-def finish(out: Path, parts: list[Part], n: int, batch_size: int, source: Source, command: Optional[str]) -> dict:
-    """Checks every shard, writes manifest.jsonl (the shards' lines in order) and the card."""
+def finish(out: Path, parts: list[Part], n: int, batch_size: int, source: Source, command: Optional[str],
+           job: dict) -> dict:
+    """Checks every shard, writes manifest.jsonl (the shards' lines in order) and the card
+    (``job``: what job.json holds, for the card's provenance)."""
     lines: list[dict] = []
     texts: list[str] = []
     for p in parts:
@@ -575,7 +576,7 @@ def finish(out: Path, parts: list[Part], n: int, batch_size: int, source: Source
     write_text_atomic(out / "manifest.jsonl", "".join(texts))
     from .card import write_card
 
-    write_card(out, lines, source, command, json.loads((out / "job.json").read_text()))
+    write_card(out, lines, source, command, job)
     return {"samples": len(lines), "successes": sum(bool(line["success"]) for line in lines)}
 
 
